@@ -1,0 +1,18 @@
+"""pexen: Python EXecution ENvironment, a scheduler grown into a resumable test harness.
+
+The error tree::
+
+    PexenError
+     +-- SchedulerError               (pexen.sched)
+          +-- DepcheckError           a `requires` no task `provides`
+          +-- MutexError              the same lock in `claims` and `uses`
+          +-- TaskKeyError            two tasks with one key
+          +-- PoolError               a worker pool used the wrong way
+"""
+
+from . import factory, sched, util
+from .util import PexenError, PexenWarning
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["PexenError", "PexenWarning", "factory", "sched", "util", "__version__"]

@@ -1,0 +1,56 @@
+"""FilesystemFactory: a task per executable file under a directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any, Callable, Iterator
+
+from .base import BaseFactory
+
+
+class FilesystemFactory(BaseFactory):
+    """Walks a directory (skipping hidden files and directories, in name
+    order) and yields, per executable file, a callable that runs it with its
+    directory as cwd, returns the `CompletedProcess`, and raises
+    `CalledProcessError` on a non-zero exit.
+
+    Extra keyword arguments go to `subprocess.run` (e.g. `stdout=PIPE` to
+    capture, `stdout=DEVNULL` to discard). `follow` follows symlinked
+    directories. Callpath: the directory path split on '/' plus the file name.
+    """
+
+    def __init__(self, follow: bool = False, **kwargs: Any) -> None:
+        super().__init__()
+        self.follow_symlinks = follow
+        self.extra_args = kwargs
+
+    def wrap_executable(self, dirpath: str, fname: str) -> Callable[[], Any]:
+        full = os.path.join(dirpath, fname)
+        extra = dict(self.extra_args)
+
+        def run_exec() -> subprocess.CompletedProcess:
+            return subprocess.run([fname], cwd=dirpath,
+                                  executable=os.path.abspath(full), check=True,
+                                  **extra)
+
+        run_exec.__name__ = fname
+        run_exec.__qualname__ = f"FilesystemFactory:{full}"
+        parts = [p for p in dirpath.strip("/").split("/") if p not in ("", ".")]
+        self.callpath_burn(run_exec, fname, path=parts)
+        return run_exec
+
+    def valid_executable(self, dirpath: str, fname: str) -> bool:
+        full = os.path.join(dirpath, fname)
+        return os.path.isfile(full) and os.access(full, os.X_OK)
+
+    def __call__(self, startpath: str) -> Iterator[Callable[[], Any]]:  # type: ignore[override]
+        if not os.path.isdir(startpath):
+            raise NotADirectoryError(f"not a directory: {startpath}")
+        for dirpath, dirs, files in os.walk(startpath, followlinks=self.follow_symlinks,
+                                            topdown=True):
+            # Pruning in place works because topdown=True.
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for fname in sorted(f for f in files if not f.startswith(".")):
+                if self.valid_executable(dirpath, fname):
+                    yield self.wrap_executable(dirpath, fname)

@@ -1,0 +1,39 @@
+"""The engine: metadata, the incremental planner, worker pools (no I/O)."""
+
+from . import meta, planner, pool
+from ._events import EventKind, Listener, TaskEvent, outcome_of
+from .common import (
+    ExceptionInfo,
+    SchedulerError,
+    TaskFailError,
+    TaskKilledError,
+    TaskRes,
+    WorkerDiedError,
+    task_fail_wrap,
+)
+from .planner import DepcheckError, MutexError, Sched, TaskKeyError
+from .pool import PoolError, ProcessWorkerPool, ThreadWorkerPool
+
+__all__ = [
+    "DepcheckError",
+    "EventKind",
+    "ExceptionInfo",
+    "Listener",
+    "MutexError",
+    "PoolError",
+    "ProcessWorkerPool",
+    "Sched",
+    "SchedulerError",
+    "TaskEvent",
+    "TaskFailError",
+    "TaskKeyError",
+    "TaskKilledError",
+    "TaskRes",
+    "ThreadWorkerPool",
+    "WorkerDiedError",
+    "meta",
+    "outcome_of",
+    "planner",
+    "pool",
+    "task_fail_wrap",
+]

@@ -1,0 +1,60 @@
+"""Calling one task: the calling convention and the one record of the call."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import traceback
+from typing import Any, Callable, Dict
+
+from .common import ExceptionInfo, TaskRes
+from .meta import SCHED_ATTR_NAME
+
+_CO_VARARGS = inspect.CO_VARARGS
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY,
+               inspect.Parameter.POSITIONAL_OR_KEYWORD,
+               inspect.Parameter.VAR_POSITIONAL)
+
+
+def takes_shared(task: Callable[..., Any]) -> bool:
+    """True if the task has a positional parameter (it gets the shared dict)."""
+    code = getattr(task, "__code__", None)
+    # Fast path for plain functions: looking at the code object costs well under
+    # a microsecond, inspect.signature() some tens (this runs once per call).
+    if code is not None and not hasattr(task, "__wrapped__"):
+        return code.co_argcount > 0 or bool(code.co_flags & _CO_VARARGS)
+    try:
+        sig = inspect.signature(task)
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind in _POSITIONAL for p in sig.parameters.values())
+
+
+def call_task(task: Callable[..., Any], shared: Dict[str, Any]) -> TaskRes:
+    """Run a task once and return its TaskRes (the exception, if any, inside)."""
+    meta = getattr(task, SCHED_ATTR_NAME, None)
+    kwargs = meta.data["kwargs"] if meta is not None else {}
+    try:
+        if takes_shared(task):
+            ret = task(shared, **kwargs)
+        else:
+            ret = task(**kwargs)
+    except BaseException as exc:
+        # sys.exit() in a task fails the task, it does not end the controller.
+        if isinstance(exc, KeyboardInterrupt) and not _worker_flag[0]:
+            raise
+        return TaskRes(task, shared, None, exc_info_of(exc))
+    return TaskRes(task, shared, ret, None)
+
+
+def exc_info_of(exc: BaseException) -> ExceptionInfo:
+    """An ExceptionInfo for an exception being handled, with its formatted text."""
+    etype, _, tb = sys.exc_info()
+    if etype is None:
+        etype, tb = type(exc), exc.__traceback__
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return ExceptionInfo(type(exc), exc, tb, text)
+
+
+# Set in a process-pool worker: there a KeyboardInterrupt is the task's failure.
+_worker_flag = [False]

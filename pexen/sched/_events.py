@@ -1,0 +1,57 @@
+"""Lifecycle events the engine sends to its listeners.
+
+A listener is any callable taking one `TaskEvent`. The journal, the watchdog
+and the progress display are listeners. `queued`, `finished` and `skipped` are
+sent from the thread iterating `Sched.run()`; `started` is sent by the pool as
+soon as a worker picks the task up, from a pool thread, so a listener must be
+quick and thread-safe (hand the event to a queue, say).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
+
+from .common import TaskRes, is_controlled_fail
+
+
+class EventKind(str, enum.Enum):
+    QUEUED = "queued"      # handed to the pool, waiting for a worker
+    STARTED = "started"    # a worker (pid) runs it
+    FINISHED = "finished"  # it ran; `result` and `outcome` say how
+    SKIPPED = "skipped"    # it will not run; `reason` says why
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One lifecycle event of one task."""
+
+    kind: EventKind
+    key: str
+    task: Callable[..., Any] = field(repr=False, compare=False)
+    at: float = field(default_factory=time.time)
+    pid: Optional[int] = None
+    result: Optional[TaskRes] = field(default=None, repr=False, compare=False)
+    outcome: Optional[str] = None
+    reason: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        """The event as plain JSON values (the task and its result objects left out)."""
+        out: Dict[str, Any] = {"kind": self.kind.value, "key": self.key, "at": self.at}
+        for name in ("pid", "outcome", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+Listener = Callable[[TaskEvent], None]
+
+
+def outcome_of(res: TaskRes) -> str:
+    """'pass', 'fail' (a controlled TaskFailError) or 'error' (anything else)."""
+    if res.excinfo is None:
+        return "pass"
+    return "fail" if is_controlled_fail(res.excinfo) else "error"

@@ -1,0 +1,213 @@
+"""Task metadata: what a task needs, gives, locks, and how it is called.
+
+Metadata lives on the callable itself (an attribute), so factories, decorators
+and plain code can all attach it, and it travels with the task into a forked
+worker. Every field is checked when it is set; `Sched.add_tasks` checks again,
+naming the task, because a set can still be mutated in place afterwards.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Dict, Optional, Set, TypeVar, overload
+
+SCHED_ATTR_NAME = "pexen_sched_meta_"
+
+_SET_FIELDS = ("requires", "provides", "uses", "claims")
+FIELDS = _SET_FIELDS + ("priority", "kwargs", "timeout")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class MetaTypeError(AttributeError, TypeError):
+    """A metadata field was given a value of the wrong type.
+
+    An `AttributeError` as in pexen 0.0.x, and a `TypeError` as one would expect.
+    """
+
+
+class MetaValueError(AttributeError, ValueError):
+    """A metadata field was given a value of the right type but out of range."""
+
+
+def _defaults() -> Dict[str, Any]:
+    return {
+        "requires": set(),
+        "provides": set(),
+        "uses": set(),
+        "claims": set(),
+        "priority": 0,
+        "kwargs": {},
+        "timeout": None,
+    }
+
+
+def _convert(field: str, value: Any) -> Any:
+    """Return `value` converted for `field`, or raise naming the field."""
+    if field in _SET_FIELDS:
+        if isinstance(value, set):
+            return value
+        if isinstance(value, (list, tuple, frozenset)):
+            try:
+                return set(value)
+            except TypeError as exc:
+                raise MetaTypeError(f"{field} holds an unhashable value: {exc}") from None
+        raise MetaTypeError(f"{type(value)} cannot be used for {field}")
+    if field == "priority":
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return value
+        raise MetaTypeError(f"{type(value)} cannot be used for priority")
+    if field == "kwargs":
+        if not isinstance(value, dict):
+            raise MetaTypeError(f"{type(value)} cannot be used for kwargs")
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise MetaTypeError(f"kwargs keys must be str, not {bad[0]!r}")
+        return value
+    if field == "timeout":
+        if value is None:
+            return None
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise MetaTypeError(f"{type(value)} cannot be used for timeout")
+        if not value > 0:
+            raise MetaValueError(f"timeout must be a positive number of seconds, not {value!r}")
+        return value
+    raise AttributeError(f"{field} is not a valid metadata field")
+
+
+class SchedMeta:
+    """The metadata of one task; fields are attributes, checked when set."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, **kwargs: Any) -> None:
+        object.__setattr__(self, "data", _defaults())
+        self.update(kwargs)
+
+    def update(self, keyvals: Dict[str, Any]) -> None:
+        """Set several fields from a dict."""
+        for key, val in keyvals.items():
+            setattr(self, key, val)
+
+    def __repr__(self) -> str:
+        return repr(self.data)
+
+    def __getattr__(self, name: str) -> Any:
+        data = object.__getattribute__(self, "data")
+        try:
+            return data[name]
+        except KeyError:
+            raise AttributeError(f"{name} is not a valid metadata field") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in FIELDS:
+            raise AttributeError(f"{name} is not a valid metadata field")
+        self.data[name] = _convert(name, value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SchedMeta) and self.data == other.data
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return self.data
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        object.__setattr__(self, "data", state)
+
+
+def assign_meta(callobj: Any, meta: Optional[SchedMeta] = None) -> SchedMeta:
+    """Attach `meta` to `callobj` and return it; without `meta`, return the
+    attached one, attaching an empty one first if there is none."""
+    if meta is not None:
+        setattr(callobj, SCHED_ATTR_NAME, meta)
+        return meta
+    try:
+        return getattr(callobj, SCHED_ATTR_NAME)
+    except AttributeError:
+        new = SchedMeta()
+        setattr(callobj, SCHED_ATTR_NAME, new)
+        return new
+
+
+def has_meta(callobj: Any) -> bool:
+    """Return True if the object has metadata attached."""
+    return hasattr(callobj, SCHED_ATTR_NAME)
+
+
+def retrieve_meta(callobj: Any) -> SchedMeta:
+    """Return the metadata attached to an object (AttributeError if none)."""
+    return getattr(callobj, SCHED_ATTR_NAME)
+
+
+def assign_val(callobj: Any, **kwargs: Any) -> None:
+    """Set metadata fields on an object, creating its metadata if needed."""
+    meta = getattr(callobj, SCHED_ATTR_NAME, None)
+    if meta is None:
+        setattr(callobj, SCHED_ATTR_NAME, SchedMeta(**kwargs))
+    else:
+        meta.update(kwargs)
+
+
+def _reader(name: str) -> Callable[[Any], Any]:
+    def get_field(callobj: Any) -> Any:
+        # An object without metadata reads as the defaults; it is not modified
+        # (the 0.0.x readers attached empty metadata as a side effect).
+        meta = getattr(callobj, SCHED_ATTR_NAME, None)
+        if meta is None:
+            return _defaults()[name]
+        return meta.data[name]
+
+    get_field.__name__ = f"get_{name}"
+    get_field.__doc__ = f"Return the `{name}` metadata field of a task."
+    return get_field
+
+
+get_requires: Callable[[Any], Set[Any]] = _reader("requires")
+get_provides: Callable[[Any], Set[Any]] = _reader("provides")
+get_uses: Callable[[Any], Set[Any]] = _reader("uses")
+get_claims: Callable[[Any], Set[Any]] = _reader("claims")
+get_priority: Callable[[Any], Any] = _reader("priority")
+get_kwargs: Callable[[Any], Dict[str, Any]] = _reader("kwargs")
+get_timeout: Callable[[Any], Optional[float]] = _reader("timeout")
+
+
+@overload
+def func_meta(func: F) -> F: ...
+@overload
+def func_meta(func: None = None, **kwargs: Any) -> Callable[[F], F]: ...
+
+
+def func_meta(func: Any = None, **kwargs: Any) -> Any:
+    """Decorator attaching metadata: bare (`@func_meta`) or with fields
+    (`@func_meta(priority=10, kwargs={'version': 'Last'})`)."""
+    if func is None:
+
+        def decorate_func_meta(func: F) -> F:
+            assign_val(func, **kwargs)
+            return func
+
+        return decorate_func_meta
+    assign_val(func)
+    return func
+
+
+__all__ = [
+    "FIELDS",
+    "MetaTypeError",
+    "MetaValueError",
+    "SCHED_ATTR_NAME",
+    "SchedMeta",
+    "assign_meta",
+    "assign_val",
+    "func_meta",
+    "get_claims",
+    "get_kwargs",
+    "get_priority",
+    "get_provides",
+    "get_requires",
+    "get_timeout",
+    "get_uses",
+    "has_meta",
+    "retrieve_meta",
+]

@@ -1,0 +1,369 @@
+"""The scheduler: runs callables in parallel as their metadata says.
+
+Usage::
+
+    s = Sched([callable1, callable2])
+    s.add_tasks([callable3])
+    for res in s.run():
+        print(res)
+
+`Sched` keeps the set of tasks and checks it as it grows (every `requires`
+provided by someone, no lock both claimed and used, no two tasks with one key).
+`run()` builds a fresh `Plan` (see `_plan.py`) and drives a worker pool with
+it, sending lifecycle events to listeners. Tasks may be added while a run is
+in progress: from the loop consuming `run()`, or from inside a task (under the
+process pool the task is sent back to the controller, so it must be picklable).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple
+
+from .. import util
+from . import pool as _pool
+from ._events import EventKind, Listener, TaskEvent, outcome_of
+from ._keys import auto_name, describe, explicit_key
+from ._plan import Node, Plan, Skips
+from .common import SchedulerError, TaskRes
+from .meta import FIELDS, SCHED_ATTR_NAME, _convert
+
+
+class DepcheckError(SchedulerError):
+    """A `requires` that no task `provides`; `.remain` maps each unmet
+    require to the keys of the tasks that need it."""
+
+    def __init__(self, msg: str, remain: Any) -> None:
+        self.remain = remain
+        super().__init__(msg)
+
+
+class MutexError(SchedulerError):
+    """A task has the same lock in both `claims` and `uses`; `.task` is it."""
+
+    def __init__(self, msg: str, task: Any) -> None:
+        self.task = task
+        super().__init__(msg)
+
+
+class TaskKeyError(SchedulerError, ValueError):
+    """Two different tasks have the same key in one Sched."""
+
+
+class Sched:
+    """A set of tasks, and the engine that runs them."""
+
+    def __init__(self, tasks: Iterable[Callable[..., Any]] = (), *,
+                 listeners: Iterable[Listener] = ()) -> None:
+        self._lock = threading.RLock()
+        self._tasks: Dict[Any, str] = {}        # task -> key, in insertion order
+        self._keys: Dict[str, Any] = {}         # key -> task
+        self._provided: Dict[Any, int] = {}     # provide -> number of providers
+        self._required: Dict[Any, int] = {}     # require -> number of requirers
+        self._warned: set = set()
+        self._listeners: List[Listener] = list(listeners)
+        self._run: Optional[Tuple[Plan, Any]] = None
+        self._owner_pid = os.getpid()
+        self.default_shared: Dict[str, Any] = {}
+        if tasks:
+            self.add_tasks(tasks)
+
+    # -- the set of tasks ----------------------------------------------------
+
+    @property
+    def tasks(self) -> List[Any]:
+        """The tasks, in the order they were added."""
+        return list(self._tasks)
+
+    def key_of(self, task: Any) -> str:
+        """The key of a task of this Sched (KeyError if it has none)."""
+        return self._tasks[task]
+
+    def add_listener(self, listener: Listener) -> None:
+        """Send lifecycle events (`TaskEvent`) to `listener` from now on."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def add_shared(self, **kwargs: Any) -> None:
+        """Preset keys of the shared state every task starts with."""
+        self.default_shared.update(kwargs)
+
+    def add_tasks(self, new: Iterable[Callable[..., Any]]) -> None:
+        """Add tasks; checked as a batch, and added only if the batch is valid.
+
+        Also callable from inside a running task: under the process pool the
+        tasks are sent to the controller (they must be picklable).
+        """
+        from . import _procpool
+
+        if os.getpid() != self._owner_pid and _procpool.worker_channel is not None:
+            _procpool.worker_channel.add_tasks(list(new))
+            return
+        with self._lock:
+            batch = self._check_batch(new)
+            if not batch:
+                return
+            run = self._run
+            if run is not None:
+                plan, pool = run
+                self._register_late(pool, batch)
+            self._commit(batch)
+            if run is not None:
+                self._emit_skips(plan.add(batch))
+
+    def _check_batch(self, new: Iterable[Any]) -> List[Tuple[Any, str]]:
+        batch: List[Tuple[Any, str]] = []
+        seen = set()
+        new_keys: Dict[str, Any] = {}
+        for task in new:
+            if task in self._tasks or id(task) in seen:
+                continue  # a set of tasks: adding one twice adds it once
+            seen.add(id(task))
+            if not callable(task):
+                raise TypeError(f"task {task!r} is not callable")
+            key = explicit_key(task)
+            self._check_meta(task, key or describe(task))
+            if key is not None:
+                other = new_keys.get(key, self._keys.get(key))
+                if other is not None:
+                    raise TaskKeyError(
+                        f"two tasks have the key {key!r}: {describe(other)} and "
+                        f"{describe(task)}")
+                new_keys[key] = task
+            batch.append((task, key))
+        if not batch:
+            return []
+        if __debug__:
+            self._depcheck(batch)
+        # Name the tasks no factory named: explicit keys win, the others get
+        # their __name__, with '#2', '#3', ... where that is taken.
+        taken = set(self._keys) | set(new_keys)
+        named: List[Tuple[Any, str]] = []
+        for task, key in batch:
+            if key is None:
+                base = auto_name(task)
+                key, n = base, 1
+                while key in taken:
+                    n += 1
+                    key = f"{base}#{n}"
+            taken.add(key)
+            named.append((task, key))
+        return named
+
+    @staticmethod
+    def _check_meta(task: Any, name: str) -> None:
+        meta = getattr(task, SCHED_ATTR_NAME, None)
+        if meta is None:
+            return
+        data = getattr(meta, "data", None)
+        if not isinstance(data, dict):
+            raise TypeError(f"task {name}: its metadata is a {type(meta).__name__}, "
+                            "not a SchedMeta")
+        for field in FIELDS:
+            try:
+                _convert(field, data[field])
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"task {name}: {exc}") from None
+            except KeyError:
+                raise TypeError(f"task {name}: metadata field {field} is missing") from None
+        for field in ("requires", "provides", "uses", "claims"):
+            if not isinstance(data[field], set):
+                data[field] = set(data[field])
+        both = data["uses"] & data["claims"]
+        if both:
+            raise MutexError(f"Task {name} has {both} in both claims and uses", task)
+
+    def _depcheck(self, batch: List[Tuple[Any, Optional[str]]]) -> None:
+        """Simulate the batch on top of the set (every task of which can run):
+        each require must be met by someone who can run himself."""
+        avail = self._provided
+        need: Dict[int, int] = {}
+        index: Dict[Any, List[Tuple[Any, Optional[str]]]] = {}
+        go: List[Tuple[Any, Optional[str]]] = []
+        for entry in batch:
+            reqs = [r for r in _field(entry[0], "requires") if r not in avail]
+            if reqs:
+                need[id(entry[0])] = len(reqs)
+                for r in reqs:
+                    index.setdefault(r, []).append(entry)
+            else:
+                go.append(entry)
+        newly: set = set()
+        while go:
+            task, _ = go.pop()
+            for p in _field(task, "provides"):
+                if p in avail or p in newly:
+                    continue
+                newly.add(p)
+                for entry in index.pop(p, ()):
+                    n = need[id(entry[0])] - 1
+                    need[id(entry[0])] = n
+                    if n == 0:
+                        go.append(entry)
+        if index:
+            remain = {r: [k or describe(t) for t, k in entries]
+                      for r, entries in index.items()}
+            who = "; ".join(f"{r!r} by {', '.join(keys)}" for r, keys in remain.items())
+            raise DepcheckError(f"Unsatisfied requires remain: {list(remain)} "
+                                f"(required {who})", remain)
+
+    def _commit(self, batch: List[Tuple[Any, str]]) -> None:
+        for task, key in batch:
+            self._tasks[task] = key
+            self._keys[key] = task
+            for p in _field(task, "provides"):
+                self._provided[p] = self._provided.get(p, 0) + 1
+            for r in _field(task, "requires"):
+                self._required[r] = self._required.get(r, 0) + 1
+        for task, _ in batch:
+            for p in _field(task, "provides"):
+                if p not in self._required and p not in self._warned:
+                    self._warned.add(p)
+                    warnings.warn(f"Dep '{p}' provided by {task}, but not required "
+                                  "by any task", category=util.PexenWarning,
+                                  stacklevel=4)
+
+    @staticmethod
+    def _register_late(pool: Any, batch: List[Tuple[Any, str]]) -> None:
+        register_late = getattr(pool, "register_late", None)
+        if register_late is None:
+            raise _pool.PoolError(
+                f"{type(pool).__name__} cannot take tasks while it runs (it has no "
+                "register_late method); add the tasks before run()")
+        try:
+            register_late([task for task, _ in batch])
+        except _pool.PoolError as exc:
+            keys = {id(t): k for t, k in batch}
+            task = getattr(exc, "task", None)
+            prefix = f"task {keys[id(task)]}: " if id(task) in keys else ""
+            raise _pool.PoolError(f"{prefix}{exc}") from None
+
+    # -- running -------------------------------------------------------------
+
+    def run(self, pool: Any = None) -> Generator[TaskRes, None, None]:
+        """Run every task once; yield a TaskRes per task that ran, in
+        completion order. Without a pool, a ThreadWorkerPool() is used."""
+        with self._lock:
+            if self._run is not None:
+                raise SchedulerError("run() was called while a run of this Sched "
+                                     "is in progress")
+            if not self._tasks:
+                return
+            if pool is None:
+                pool = _pool.ThreadWorkerPool()
+            plan = Plan(dict(self.default_shared))
+            self._run = (plan, pool)
+        emit = self._emit if self._listeners else None
+        listener_errors: List[BaseException] = []
+        completed = False
+        try:
+            pool.register(list(self._tasks))
+            if hasattr(pool, "on_start"):
+                pool.on_start = (self._started_hook(plan, listener_errors)
+                                 if emit is not None else None)
+            if hasattr(pool, "on_add_tasks"):
+                pool.on_add_tasks = self.add_tasks
+            if hasattr(pool, "key_of"):
+                pool.key_of = plan.key_of
+            with self._lock:
+                self._emit_skips(plan.add(self._tasks.items()))
+            pool.start()
+            results = pool.iter_results()
+            while True:
+                with self._lock:
+                    self._fill(plan, pool, emit)
+                    if not plan.running:
+                        if plan.unstick():
+                            continue
+                        self._run = None  # later add_tasks wait for the next run
+                        break
+                try:
+                    res = next(results)
+                except StopIteration:
+                    raise SchedulerError(
+                        f"internal error: {type(pool).__name__}.iter_results() ended "
+                        f"with {len(plan.running)} tasks still running (a bug in "
+                        "pexen or in the pool)") from None
+                if listener_errors:
+                    raise listener_errors[0]
+                with self._lock:
+                    node, skips = plan.finish(res)
+                    if emit is not None:
+                        emit(TaskEvent(EventKind.FINISHED, node.key, node.task,
+                                       result=res, outcome=outcome_of(res)))
+                    self._emit_skips(skips)
+                yield res
+            pool.shutdown(wait=True)
+            for res in results:
+                raise SchedulerError(f"internal error: a result after the end: {res}")
+            with self._lock:
+                self._emit_skips(plan.end())
+            completed = True
+        finally:
+            with self._lock:
+                if self._run is not None and self._run[0] is plan:
+                    self._run = None
+            if not completed:
+                _abandon(pool)
+        if plan.skipped_deps:
+            warnings.warn(f"{plan.skipped_deps} tasks skipped due to unmet deps "
+                          "caused by parent exception", category=util.PexenWarning,
+                          stacklevel=2)
+        held = plan.held_locks()
+        if held:
+            warnings.warn(f"{held} locks still held at exit due to parent exception",
+                          category=util.PexenWarning, stacklevel=2)
+
+    def _fill(self, plan: Plan, pool: Any, emit: Optional[Callable[..., None]]) -> None:
+        while not pool.full():
+            node = plan.pop_dispatchable()
+            if node is None:
+                return
+            if emit is not None:
+                emit(TaskEvent(EventKind.QUEUED, node.key, node.task))
+            pool.submit(node.task, plan.shared_for(node))
+
+    def _emit(self, event: TaskEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    def _emit_skips(self, skips: Skips) -> None:
+        if not skips or not self._listeners:
+            return
+        for node, reason in skips:
+            self._emit(TaskEvent(EventKind.SKIPPED, node.key, node.task, reason=reason))
+
+    def _started_hook(self, plan: Plan,
+                      errors: List[BaseException]) -> Callable[[Any, int], None]:
+        def started(task: Any, pid: int) -> None:
+            node: Optional[Node] = plan.nodes.get(task)
+            key = node.key if node is not None else describe(task)
+            try:
+                self._emit(TaskEvent(EventKind.STARTED, key, task, pid=pid))
+            except BaseException as exc:  # raised again in the thread running run()
+                errors.append(exc)
+
+        return started
+
+
+def _field(task: Any, name: str) -> Any:
+    meta = getattr(task, SCHED_ATTR_NAME, None)
+    return meta.data[name] if meta is not None else ()
+
+
+def _abandon(pool: Any) -> None:
+    """The run ended early (the generator was closed, or an error): stop the
+    pool without waiting for its tasks, leaving no process behind."""
+    terminate = getattr(pool, "terminate", None)
+    if terminate is not None:
+        terminate()
+        return
+    try:
+        pool.shutdown(wait=False)
+    except _pool.PoolError:
+        pass
+
+
+__all__ = ["DepcheckError", "MutexError", "Sched", "TaskKeyError"]

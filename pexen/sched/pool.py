@@ -1,0 +1,173 @@
+"""Worker pools: run submitted tasks, report when each starts and finishes.
+
+The protocol `Sched` drives (a custom pool implements it too)::
+
+    register(tasks)        before start(): the tasks the pool may be given
+    start()
+    submit(task, shared)   hand a task over; never lost: it yields a result
+    iter_results()         a generator of TaskRes until every submitted task
+                           has one (also after shutdown)
+    shutdown(wait=False)   no new submissions; with wait, block until the
+                           workers have ended
+    empty(), full(), alive()
+
+Optional, used when present: `register_late(tasks)` (take tasks while
+running), `terminate()` (stop now, leaving no process), `on_start` (called
+with (task, pid) as a worker picks a task up), `on_add_tasks` and `key_of`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from ._call import call_task
+from .common import ExceptionInfo, SchedulerError, TaskRes
+
+
+class PoolError(SchedulerError):
+    """A worker pool was used the wrong way; the message says how."""
+
+    def __init__(self, msg: str, task: Any = None) -> None:
+        self.task = task
+        super().__init__(msg)
+
+
+def _check_size(workers: int, spare: int) -> None:
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, not {workers!r}")
+    if not isinstance(spare, int) or isinstance(spare, bool) or spare < 0:
+        raise ValueError(f"spare must be an int >= 0, not {spare!r}")
+
+
+class ThreadWorkerPool:
+    """Runs tasks in threads of this process.
+
+    `workers` run in parallel; up to `workers + spare` tasks are handed out
+    ahead, so workers do not starve while the caller processes a result.
+    """
+
+    def __init__(self, workers: int = 1, spare: int = 1) -> None:
+        _check_size(workers, spare)
+        self.wanted_workers = workers
+        self.wanted_spare = spare
+        self.max_tasks = workers + spare
+        self.on_start: Optional[Callable[[Any, int], None]] = None
+        self._threads: List[threading.Thread] = []
+        self._inq: Any = None
+        self._results: Any = queue.SimpleQueue()
+        self._active = 0
+        self._running = False
+        self._shutting_down = False
+
+    def register(self, tasks: Iterable[Any]) -> None:
+        """Nothing to do: threads can run any callable."""
+
+    def register_late(self, tasks: Iterable[Any]) -> None:
+        """Nothing to do: threads can run any callable."""
+
+    def start(self) -> None:
+        if self.alive():
+            raise PoolError("Cannot re-start a running pool")
+        self._inq = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, args=(self._inq,),
+                             name=f"pexen-worker-{n}", daemon=True)
+            for n in range(self.wanted_workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._running = True
+        self._shutting_down = False
+
+    def _work(self, inq: Any) -> None:
+        pid = os.getpid()
+        results = self._results
+        while True:
+            item = inq.get()
+            if item is None:
+                return
+            task, shared = item
+            on_start = self.on_start
+            if on_start is not None:
+                on_start(task, pid)
+            results.put(call_task(task, shared))
+
+    def submit(self, task: Any, shared: Optional[Dict[str, Any]] = None) -> None:
+        if self._shutting_down:
+            raise PoolError("The pool is shutting down")
+        if not self._running:
+            raise PoolError("The pool is not running")
+        self._active += 1
+        self._inq.put((task, {} if shared is None else shared))
+
+    def shutdown(self, wait: bool = False) -> None:
+        if self._shutting_down:
+            raise PoolError("The pool is already shutting down")
+        if not self._running:
+            raise PoolError("The pool is not running")
+        self._shutting_down = True
+        for _ in self._threads:
+            self._inq.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+        self._running = False
+
+    def terminate(self) -> None:
+        """Stop handing out tasks; workers end after the task they run.
+
+        A thread cannot be killed: a hung task keeps its thread (a daemon
+        thread, so it does not keep the process alive). Use the process pool
+        for tasks that may hang.
+        """
+        if self._inq is not None:
+            try:
+                while True:
+                    item = self._inq.get_nowait()
+                    if item is not None:
+                        self._active -= 1
+            except queue.Empty:
+                pass
+            for _ in self._threads:
+                self._inq.put(None)
+        self._running = False
+        self._shutting_down = True
+
+    def iter_results(self) -> Any:
+        results = self._results
+        while self._active > 0:
+            res = results.get()
+            self._active -= 1
+            yield res
+
+    def empty(self) -> bool:
+        return self._active <= 0
+
+    def full(self) -> bool:
+        return self._active >= self.max_tasks
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def statistics(self) -> PoolStatistics:
+        return PoolStatistics(workers=sum(t.is_alive() for t in self._threads),
+                              active=self._active, replaced=0)
+
+
+@dataclass(frozen=True)
+class PoolStatistics:
+    """Counters of a pool at one moment."""
+
+    workers: int
+    active: int
+    replaced: int
+
+
+from ._procpool import ProcessWorkerPool  # noqa: E402  (it uses PoolError)
+
+__all__ = ["PoolError", "PoolStatistics", "ProcessWorkerPool", "ThreadWorkerPool",
+           "TaskRes", "ExceptionInfo"]
