@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Dict, FrozenSet, Iterator
 
 from .base import BaseFactory
 
@@ -17,7 +17,9 @@ class FilesystemFactory(BaseFactory):
 
     Extra keyword arguments go to `subprocess.run` (e.g. `stdout=PIPE` to
     capture, `stdout=DEVNULL` to discard). `follow` follows symlinked
-    directories. Callpath: the directory path split on '/' plus the file name.
+    directories (a symlink back to a directory the walk is inside of is not
+    followed, so loops end). Callpath: the directory path split on '/' plus
+    the file name.
     """
 
     def __init__(self, follow: bool = False, **kwargs: Any) -> None:
@@ -27,12 +29,15 @@ class FilesystemFactory(BaseFactory):
 
     def wrap_executable(self, dirpath: str, fname: str) -> Callable[[], Any]:
         full = os.path.join(dirpath, fname)
+        # Absolute now: a relative start path must not be resolved against
+        # whatever the cwd is when the task runs.
+        absdir = os.path.abspath(dirpath)
+        absfull = os.path.join(absdir, fname)
         extra = dict(self.extra_args)
 
         def run_exec() -> subprocess.CompletedProcess:
-            return subprocess.run([fname], cwd=dirpath,
-                                  executable=os.path.abspath(full), check=True,
-                                  **extra)
+            return subprocess.run([fname], cwd=absdir, executable=absfull,
+                                  check=True, **extra)
 
         run_exec.__name__ = fname
         run_exec.__qualname__ = f"FilesystemFactory:{full}"
@@ -47,10 +52,22 @@ class FilesystemFactory(BaseFactory):
     def __call__(self, startpath: str) -> Iterator[Callable[[], Any]]:  # type: ignore[override]
         if not os.path.isdir(startpath):
             raise NotADirectoryError(f"not a directory: {startpath}")
+        # The real paths of the directories each pending directory is inside
+        # of: with follow, a symlink to one of them would walk in circles.
+        inside: Dict[str, FrozenSet[str]] = {}
         for dirpath, dirs, files in os.walk(startpath, followlinks=self.follow_symlinks,
                                             topdown=True):
+            chain = inside.pop(dirpath, frozenset()) | {os.path.realpath(dirpath)}
+            keep = []
+            for d in sorted(d for d in dirs if not d.startswith(".")):
+                sub = os.path.join(dirpath, d)
+                if self.follow_symlinks:
+                    if os.path.realpath(sub) in chain:
+                        continue  # a loop
+                    inside[sub] = chain
+                keep.append(d)
             # Pruning in place works because topdown=True.
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            dirs[:] = keep
             for fname in sorted(f for f in files if not f.startswith(".")):
                 if self.valid_executable(dirpath, fname):
                     yield self.wrap_executable(dirpath, fname)

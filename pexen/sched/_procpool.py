@@ -40,7 +40,13 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from . import _call
 from ._keys import describe
-from .common import ExceptionInfo, TaskKilledError, TaskRes, WorkerDiedError
+from .common import (
+    ExceptionInfo,
+    TaskFailError,
+    TaskKilledError,
+    TaskRes,
+    WorkerDiedError,
+)
 from .pool import PoolError, PoolStatistics, _check_size
 
 _HDR = struct.Struct("!I")
@@ -344,6 +350,14 @@ def _encode_result(seq: int, key: str, res: TaskRes) -> bytes:
     if excinfo is not None:
         type_blob, _ = _try_dumps(excinfo.type)
         val_blob, _ = _try_dumps(excinfo.val)
+        val = excinfo.val
+        if (type_blob is None or val_blob is None) and isinstance(val, TaskFailError):
+            # A local TaskFailError subclass cannot cross: send a TaskFailError
+            # with the same message and flags, so the failure stays controlled.
+            stand_in = TaskFailError(f"{type(val).__qualname__}: {val}",
+                                     deps_ok=val.deps_ok, locks_ok=val.locks_ok)
+            type_blob, _ = _try_dumps(TaskFailError)
+            val_blob, _ = _try_dumps(stand_in)
         exc_parts = (type_blob, val_blob, excinfo.text,
                      getattr(excinfo.type, "__name__", "Exception"))
     return _dumps(("done", seq, ret_blob, shared_blob, exc_parts))

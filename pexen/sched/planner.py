@@ -39,6 +39,9 @@ class DepcheckError(SchedulerError):
         self.remain = remain
         super().__init__(msg)
 
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.remain))
+
 
 class MutexError(SchedulerError):
     """A task has the same lock in both `claims` and `uses`; `.task` is it."""
@@ -46,6 +49,9 @@ class MutexError(SchedulerError):
     def __init__(self, msg: str, task: Any) -> None:
         self.task = task
         super().__init__(msg)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), None))  # the task may not cross a process
 
 
 class TaskKeyError(SchedulerError, ValueError):
@@ -135,8 +141,6 @@ class Sched:
             batch.append((task, key))
         if not batch:
             return []
-        if __debug__:
-            self._depcheck(batch)
         # Name the tasks no factory named: explicit keys win, the others get
         # their __name__, with '#2', '#3', ... where that is taken.
         taken = set(self._keys) | set(new_keys)
@@ -150,6 +154,8 @@ class Sched:
                     key = f"{base}#{n}"
             taken.add(key)
             named.append((task, key))
+        if __debug__:
+            self._depcheck(named)
         return named
 
     @staticmethod
@@ -175,13 +181,13 @@ class Sched:
         if both:
             raise MutexError(f"Task {name} has {both} in both claims and uses", task)
 
-    def _depcheck(self, batch: List[Tuple[Any, Optional[str]]]) -> None:
+    def _depcheck(self, batch: List[Tuple[Any, str]]) -> None:
         """Simulate the batch on top of the set (every task of which can run):
         each require must be met by someone who can run himself."""
         avail = self._provided
         need: Dict[int, int] = {}
-        index: Dict[Any, List[Tuple[Any, Optional[str]]]] = {}
-        go: List[Tuple[Any, Optional[str]]] = []
+        index: Dict[Any, List[Tuple[Any, str]]] = {}
+        go: List[Tuple[Any, str]] = []
         for entry in batch:
             reqs = [r for r in _field(entry[0], "requires") if r not in avail]
             if reqs:
@@ -203,7 +209,7 @@ class Sched:
                     if n == 0:
                         go.append(entry)
         if index:
-            remain = {r: [k or describe(t) for t, k in entries]
+            remain = {r: [k for _, k in entries]
                       for r, entries in index.items()}
             who = "; ".join(f"{r!r} by {', '.join(keys)}" for r, keys in remain.items())
             raise DepcheckError(f"Unsatisfied requires remain: {list(remain)} "

@@ -35,6 +35,9 @@ class PoolError(SchedulerError):
         self.task = task
         super().__init__(msg)
 
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self),))  # the task may not cross a process boundary
+
 
 def _check_size(workers: int, spare: int) -> None:
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:

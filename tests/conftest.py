@@ -1,0 +1,45 @@
+"""Shared fixtures: every test must leave no process and no pool thread behind."""
+
+import os
+import threading
+import time
+
+import psutil
+import pytest
+
+
+def _leftovers():
+    me = psutil.Process()
+    procs = me.children(recursive=True)
+    threads = [t for t in threading.enumerate()
+               if t.name.startswith("pexen-") and t.is_alive()]
+    return procs, threads
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers():
+    """Fail a test that leaves a child process (zombie or not) or a pexen
+    thread behind. Waits up to 5 s for things that are on their way out."""
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        procs, threads = _leftovers()
+        if not procs and not threads:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    described = [f"{p.pid} {p.status()} {' '.join(p.cmdline()[:3])}" for p in procs
+                 if p.is_running()]
+    for p in procs:  # end them, so one failure does not cascade
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+    for p in procs:
+        try:
+            os.waitpid(p.pid, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            pass
+    pytest.fail(f"left behind: processes {described}, threads {[t.name for t in threads]}")

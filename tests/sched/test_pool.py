@@ -1,0 +1,250 @@
+"""The worker pools: protocol, misuse, dying workers, kill-and-replace, cleanup."""
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from pexen import PexenWarning, sched
+from pexen.sched import TaskRes
+from pexen.sched.pool import PoolError, ProcessWorkerPool, ThreadWorkerPool
+
+from .helpers import Recorder, both_pools, make
+
+
+@both_pools()
+def test_protocol_by_hand_and_reuse(pool):
+    a, b = make("a", ret=1), make("b", ret=2)
+    p = pool(workers=2)
+    p.register([a, b])
+    p.start()
+    assert p.alive() and p.empty() and not p.full()
+    p.submit(a)
+    p.submit(b, {"k": 1})
+    p.shutdown(wait=True)
+    assert not p.alive()
+    res = sorted(p.iter_results(), key=lambda r: r.ret)
+    assert res == [TaskRes(a, ret=1), TaskRes(b, {"k": 1}, 2)]
+    # the same instance starts again
+    p.register([b])
+    p.start()
+    p.submit(b)
+    p.shutdown(wait=True)
+    assert list(p.iter_results()) == [TaskRes(b, ret=2)]
+
+
+@both_pools()
+def test_misuse_is_a_pool_error(pool):
+    a = make("a")
+    p = pool()
+    with pytest.raises(PoolError, match="The pool is not running"):
+        p.submit(a)
+    p.register([a])
+    p.start()
+    with pytest.raises(PoolError, match="Cannot re-start a running pool"):
+        p.start()
+    p.shutdown()
+    with pytest.raises(PoolError, match="The pool is shutting down"):
+        p.submit(a)
+    with pytest.raises(PoolError, match="The pool is already shutting down"):
+        p.shutdown()
+    list(p.iter_results())
+    deadline = time.monotonic() + 5
+    while p.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_process_pool_specific_misuse():
+    a, b = make("a"), make("b")
+    p = ProcessWorkerPool()
+    p.register([a])
+    p.start()
+    try:
+        with pytest.raises(PoolError, match="Cannot register tasks while the pool is running"):
+            p.register([b])
+        with pytest.raises(PoolError, match="Cannot submit unregistered task"):
+            p.submit(b)
+    finally:
+        p.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("workers, spare", [(0, 1), (1, -1), ("2", 1), (True, 0)])
+@both_pools()
+def test_bad_sizes(pool, workers, spare):
+    with pytest.raises(ValueError, match="workers|spare"):
+        pool(workers=workers, spare=spare)
+
+
+def _os_exit():
+    os._exit(3)
+
+
+def _segfault():
+    ctypes.string_at(0)
+
+
+def _sigkill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("task, expect", [
+    (_os_exit, "exited with status 3"),
+    (_segfault, "killed by signal 11 (SIGSEGV)"),
+    (_sigkill_self, "killed by signal 9 (SIGKILL)"),
+])
+def test_a_dying_worker_is_an_error_result_and_is_replaced(task, expect):
+    dying = task
+
+    def task():
+        dying()
+    after = [make(f"after{i}", ret=i) for i in range(4)]
+    child = make("child", requires=["x"])
+    sched.meta.assign_val(task, provides=["x"], priority=-1)
+    rec = Recorder()
+    s = sched.Sched([task, child, *after], listeners=[rec])
+    pool = ProcessWorkerPool(workers=1)
+    with pytest.warns(PexenWarning):
+        res = list(s.run(pool))
+    first = res[0]
+    assert first.task is task
+    assert first.excinfo.type is sched.WorkerDiedError
+    assert expect in str(first.excinfo.val)
+    assert sorted(r.ret for r in res[1:]) == [0, 1, 2, 3]
+    assert [e.key for e in rec.of("skipped")] == ["child"]
+    assert pool.statistics().replaced == 1
+
+
+def make_hang(name):
+    def hang(shared):
+        time.sleep(60)
+
+    hang.__name__ = hang.__qualname__ = name
+    return hang
+
+
+def test_kill_task_ends_only_that_task_and_the_run_goes_on():
+    hung = make_hang("_hang")
+    sched.meta.assign_val(hung, provides=["h"], claims=["box"], priority=-1)
+    child = make("child", requires=["h"])
+    boxed = make("boxed", claims=["box"], ret="boxed")
+    others = [make(f"o{i}", ret=i) for i in range(3)]
+    pool = ProcessWorkerPool(workers=2)
+    started = threading.Event()
+    pids = {}
+
+    def on_event(ev):
+        if ev.kind.value == "started" and ev.key == "_hang":
+            pids["hung"] = ev.pid
+            started.set()
+
+    s = sched.Sched([hung, child, boxed, *others], listeners=[on_event])
+    killer = threading.Thread(target=lambda: started.wait(10) and pool.kill_task(hung))
+    killer.start()
+    with pytest.warns(PexenWarning,
+                      match="1 tasks skipped"):
+        res = {r.task: r for r in s.run(pool)}
+    killer.join()
+    assert res[hung].excinfo.type is sched.TaskKilledError
+    assert "killed on request" in str(res[hung].excinfo.val)
+    assert child not in res              # dependents do not run
+    assert res[boxed].ret == "boxed"     # its lock was released
+    assert {res[o].ret for o in others} == {0, 1, 2}
+    assert not psutil.pid_exists(pids["hung"]) or \
+        psutil.Process(pids["hung"]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_kill_task_not_running_returns_false():
+    pool = ProcessWorkerPool()
+    a = make("a")
+    pool.register([a])
+    pool.start()
+    try:
+        assert pool.kill_task(a) is False
+        assert pool.pid_of(a) is None
+    finally:
+        pool.shutdown(wait=True)
+
+
+@both_pools()
+def test_abandoned_run_leaves_nothing(pool):
+    tasks = [make(f"t{i}") for i in range(20)]
+    gen = sched.Sched(tasks).run(pool(workers=2))
+    next(gen)
+    gen.close()
+    # the autouse fixture checks that no process or pool thread is left
+
+
+def test_abandoned_run_with_a_hung_task_leaves_no_process():
+    gen = sched.Sched([make_hang("hang"), make("b")]).run(ProcessWorkerPool(workers=2))
+    next(gen)  # b finishes, _hang is running
+    gen.close()
+
+
+def _fork_daemon():
+    # A child that keeps the worker's pipes open (fork without exec) and
+    # outlives the task; the worker itself then dies.
+    if os.fork() == 0:
+        time.sleep(3)
+        os._exit(0)
+    os._exit(5)
+
+
+def test_worker_death_is_seen_even_if_a_grandchild_holds_its_pipes():
+    start = time.monotonic()
+    (res,) = sched.Sched([_fork_daemon]).run(ProcessWorkerPool())
+    assert res.excinfo.type is sched.WorkerDiedError
+    assert "exited with status 5" in str(res.excinfo.val)
+    assert time.monotonic() - start < 2.5
+    # the grandchild is the zygote's orphan no more: wait for it to end
+    deadline = time.monotonic() + 5
+    while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_output_buffered_before_start_is_not_repeated_by_workers():
+    code = (
+        "import sys\n"
+        "from pexen.sched import Sched, ProcessWorkerPool\n"
+        "def t():\n"
+        "    print('task ran')\n"
+        "print('before', end='')\n"
+        "list(Sched([t]).run(ProcessWorkerPool(workers=2)))\n"
+        "print()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.count("before") == 1
+    assert out.count("task ran") == 1
+
+
+def test_pool_started_from_a_thread():
+    out = []
+    t = threading.Thread(target=lambda: out.extend(
+        sched.Sched([make("a", ret=7)]).run(ProcessWorkerPool())))
+    t.start()
+    t.join(30)
+    assert [r.ret for r in out] == [7]
+
+
+def test_unpicklable_shared_preset_is_an_error_result():
+    a = make("a")
+    s = sched.Sched([a])
+    s.add_shared(lock=threading.Lock())
+    (res,) = s.run(ProcessWorkerPool())
+    assert res.excinfo.type is AttributeError
+    assert "Can't pickle the shared state given to task a" in str(res.excinfo.val)
+
+
+def test_thread_pool_statistics():
+    p = ThreadWorkerPool(workers=3)
+    p.start()
+    try:
+        assert p.statistics().workers == 3
+    finally:
+        p.shutdown(wait=True)
