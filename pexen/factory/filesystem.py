@@ -57,15 +57,13 @@ class FilesystemFactory(BaseFactory):
         inside: Dict[str, FrozenSet[str]] = {}
         for dirpath, dirs, files in os.walk(startpath, followlinks=self.follow_symlinks,
                                             topdown=True):
-            chain = inside.pop(dirpath, frozenset()) | {os.path.realpath(dirpath)}
-            keep = []
-            for d in sorted(d for d in dirs if not d.startswith(".")):
-                sub = os.path.join(dirpath, d)
-                if self.follow_symlinks:
-                    if os.path.realpath(sub) in chain:
-                        continue  # a loop
-                    inside[sub] = chain
-                keep.append(d)
+            keep = sorted(d for d in dirs if not d.startswith("."))
+            if self.follow_symlinks:
+                chain = inside.pop(dirpath, frozenset()) | {os.path.realpath(dirpath)}
+                keep = [d for d in keep
+                        if os.path.realpath(os.path.join(dirpath, d)) not in chain]
+                for d in keep:
+                    inside[os.path.join(dirpath, d)] = chain
             # Pruning in place works because topdown=True.
             dirs[:] = keep
             for fname in sorted(f for f in files if not f.startswith(".")):

@@ -69,6 +69,7 @@ class Sched:
         self._provided: Dict[Any, int] = {}     # provide -> number of providers
         self._required: Dict[Any, int] = {}     # require -> number of requirers
         self._warned: set = set()
+        self._name_counts: Dict[str, int] = {}  # automatic name -> times used
         self._listeners: List[Listener] = list(listeners)
         self._run: Optional[Tuple[Plan, Any]] = None
         self._owner_pid = os.getpid()
@@ -143,19 +144,27 @@ class Sched:
             return []
         # Name the tasks no factory named: explicit keys win, the others get
         # their __name__, with '#2', '#3', ... where that is taken.
-        taken = set(self._keys) | set(new_keys)
+        taken = self._keys
+        counts = self._name_counts
+        used: Dict[str, int] = {}  # committed to counts with the batch
         named: List[Tuple[Any, str]] = []
+        batch_keys: set = set()
         for task, key in batch:
             if key is None:
                 base = auto_name(task)
-                key, n = base, 1
-                while key in taken:
+                n = used.get(base, counts.get(base, 0))
+                key = base if n == 0 else f"{base}#{n + 1}"
+                # The counter makes this loop run once but for a clash with
+                # an explicit key that looks like an automatic one.
+                while key in taken or key in new_keys or key in batch_keys:
                     n += 1
-                    key = f"{base}#{n}"
-            taken.add(key)
+                    key = f"{base}#{n + 1}"
+                used[base] = n + 1
+            batch_keys.add(key)
             named.append((task, key))
         if __debug__:
             self._depcheck(named)
+        counts.update(used)  # the batch is valid: from here on it is added
         return named
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""Packages the factory tests walk (imported only through the factories)."""

@@ -1,0 +1,1 @@
+"""Two modules with a task of the same name."""
