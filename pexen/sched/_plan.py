@@ -73,6 +73,7 @@ class Plan:
         self.excl: Dict[Any, Node] = {}
         self.shared_count: Dict[Any, int] = {}
         self.parked: Dict[Any, List[Tuple[Any, int, Node]]] = {}
+        self.assumed_shared: Dict[Any, List[Dict[str, Any]]] = {}
         # counters
         self.seq = 0
         self.finished = 0
@@ -80,6 +81,14 @@ class Plan:
         self.skipped_locks = 0
 
     # -- adding --------------------------------------------------------------
+
+    def assume(self, provides: Iterable[Any], shared: Optional[Dict[str, Any]]) -> None:
+        """Mark `provides` satisfied before any task runs; children of them get
+        `shared` merged into their shared dict."""
+        for p in provides:
+            self.satisfied.add(p)
+            if shared:
+                self.assumed_shared.setdefault(p, []).append(shared)
 
     def add(self, entries: Iterable[Tuple[Any, str]]) -> Skips:
         """Add (task, key) pairs; return the ones that can never run."""
@@ -101,6 +110,10 @@ class Plan:
             reason = None
             for r in node.requires:
                 if r in satisfied:
+                    for shared in self.assumed_shared.get(r, ()):
+                        if node.shared is None:
+                            node.shared = dict(self.default_shared)
+                        node.shared.update(shared)
                     continue
                 if providers_left.get(r, 0) > 0:
                     self.waiting.setdefault(r, []).append(node)

@@ -72,6 +72,7 @@ class Sched:
         self._name_counts: Dict[str, int] = {}  # automatic name -> times used
         self._listeners: List[Listener] = list(listeners)
         self._run: Optional[Tuple[Plan, Any]] = None
+        self._assumed: List[Tuple[frozenset, Optional[Dict[str, Any]]]] = []
         self._owner_pid = os.getpid()
         self.default_shared: Dict[str, Any] = {}
         if tasks:
@@ -96,6 +97,20 @@ class Sched:
     def add_shared(self, **kwargs: Any) -> None:
         """Preset keys of the shared state every task starts with."""
         self.default_shared.update(kwargs)
+
+    def assume_provided(self, provides: Iterable[Any],
+                        shared: Optional[Dict[str, Any]] = None) -> None:
+        """Treat `provides` as already provided (by a task that ended well in an
+        earlier session, say): tasks requiring them run without a provider in
+        this set, and start with `shared` merged into their shared dict."""
+        with self._lock:
+            if self._run is not None:
+                raise SchedulerError("assume_provided() during a run")
+            provided = frozenset(provides)
+            for p in provided:
+                self._provided[p] = self._provided.get(p, 0) + 1
+                self._required.setdefault(p, 0)
+            self._assumed.append((provided, dict(shared) if shared else None))
 
     def add_tasks(self, new: Iterable[Callable[..., Any]]) -> None:
         """Add tasks; checked as a batch, and added only if the batch is valid.
@@ -269,6 +284,8 @@ class Sched:
             if pool is None:
                 pool = _pool.ThreadWorkerPool()
             plan = Plan(dict(self.default_shared))
+            for provided, shared in self._assumed:
+                plan.assume(provided, shared)
             self._run = (plan, pool)
         emit = self._emit if self._listeners else None
         listener_errors: List[BaseException] = []

@@ -340,3 +340,26 @@ def test_timeout_is_stored():
     assert sched.meta.get_timeout(t) == 2.5
     assert sched.meta.get_timeout(make("none")) is None
     list(sched.Sched([t]).run())
+
+
+@both_pools()
+def test_assume_provided_lets_children_run_with_the_stored_shared(pool):
+    child = make_shared("child", requires=["built"])
+    other = make_shared("other", requires=["built", "fresh"])
+    fresh = make("fresh", provides=["fresh"])
+    s = sched.Sched()
+    s.assume_provided(["built"], {"image": "vmlinuz"})
+    s.add_tasks([child, other, fresh])
+    res = {r.task: r for r in s.run(pool())}
+    assert res[child].ret == {"image": "vmlinuz"}
+    assert res[other].ret == {"image": "vmlinuz"}
+    assert fresh in res
+
+
+def test_assume_provided_is_refused_during_a_run():
+    s = sched.Sched([make("a"), make("b")])
+    gen = s.run()
+    next(gen)
+    with pytest.raises(sched.SchedulerError):
+        s.assume_provided(["x"])
+    gen.close()
