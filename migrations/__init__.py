@@ -1,0 +1,1 @@
+"""Alembic environment of the journal (shipped as pexen.migrations)."""

@@ -1,0 +1,272 @@
+"""The journal: open it, create runs, read runs, tasks and events back."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from sqlalchemy import create_engine, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from . import _open, models
+from ._writer import JournalWriter
+from .errors import JournalError
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as the journal has it."""
+
+    id: int
+    created_at: float
+    finished_at: Optional[float]
+    state: str
+    suite: Dict[str, Any]
+    config: Dict[str, Any]
+    host: str
+    boot_id: str
+    controller_pid: Optional[int]
+    controller_started: Optional[float]
+    heartbeat_at: Optional[float]
+    exit_code: Optional[int]
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """One transition as the journal has it."""
+
+    id: int
+    run_id: int
+    key: Optional[str]
+    from_state: Optional[str]
+    to_state: str
+    at: float
+    detail: Optional[Dict[str, Any]]
+
+
+def _run_info(row: Any) -> RunInfo:
+    m = row._mapping
+    return RunInfo(m["id"], m["created_at"], m["finished_at"], m["state"],
+                   json.loads(m["suite"]), json.loads(m["config"]), m["host"],
+                   m["boot_id"], m["controller_pid"], m["controller_started"],
+                   m["heartbeat_at"], m["exit_code"])
+
+
+class Journal:
+    """An open journal (use `pexen.journal.open`)."""
+
+    def __init__(self, where: str, engine: Engine, reader: Engine) -> None:
+        self.where = where
+        self.engine = engine      # transactions begin IMMEDIATE: for writing
+        self.reader = reader      # transactions begin DEFERRED: for reading
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.reader.dispose()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _guard(self) -> Any:
+        return _Guard(self.where)
+
+    # -- runs ------------------------------------------------------------------
+
+    def create_run(self, suite: Dict[str, Any], config: Dict[str, Any],
+                   tasks: Sequence[Tuple[str, Dict[str, Any]]], *, host: str,
+                   boot_id: str, controller_pid: int, controller_started: float) -> int:
+        """Create a run with its tasks (all `pending`), in one transaction."""
+        now = time.time()
+        with self._guard(), self.engine.begin() as conn:
+            run_id = conn.execute(models.runs.insert().values(
+                created_at=now, state="running", suite=json.dumps(suite),
+                config=json.dumps(config), host=host, boot_id=boot_id,
+                controller_pid=controller_pid, controller_started=controller_started,
+                heartbeat_at=now)).inserted_primary_key[0]
+            if tasks:
+                conn.execute(models.tasks.insert(), [
+                    {"run_id": run_id, "key": key, "state": "pending", "attempt": 0,
+                     "reboot_count": 0, "time_used": 0.0, "meta": json.dumps(meta)}
+                    for key, meta in tasks])
+            conn.execute(models.events.insert().values(
+                run_id=run_id, key=None, from_state=None, to_state="running", at=now,
+                detail=json.dumps({"tasks": len(tasks)})))
+        return int(run_id)
+
+    def add_tasks(self, run_id: int, tasks: Sequence[Tuple[str, Dict[str, Any]]]
+                  ) -> Dict[str, int]:
+        """Add task rows (pending) to a run; returns their ids."""
+        with self._guard(), self.engine.begin() as conn:
+            conn.execute(models.tasks.insert(), [
+                {"run_id": run_id, "key": key, "state": "pending", "attempt": 0,
+                 "reboot_count": 0, "time_used": 0.0, "meta": json.dumps(meta)}
+                for key, meta in tasks])
+            rows = conn.execute(select(models.tasks.c.key, models.tasks.c.id).where(
+                models.tasks.c.run_id == run_id,
+                models.tasks.c.key.in_([k for k, _ in tasks]))).all()
+        return {k: i for k, i in rows}
+
+    def claim_run(self, run_id: int, *, is_alive: Callable[[RunInfo], bool],
+                  pid: int, pid_started: float, boot_id: str) -> RunInfo:
+        """Make this process the run's controller, atomically; refuse (and
+        return the run as found) if its controller is alive."""
+        with self._guard(), self.engine.begin() as conn:
+            row = conn.execute(select(models.runs).where(models.runs.c.id == run_id)
+                               ).first()
+            if row is None:
+                raise JournalError(f"{self.where} has no run {run_id}")
+            run = _run_info(row)
+            if is_alive(run):
+                return run
+            conn.execute(update(models.runs).where(models.runs.c.id == run_id).values(
+                controller_pid=pid, controller_started=pid_started, boot_id=boot_id,
+                state="running", heartbeat_at=time.time(), finished_at=None,
+                exit_code=None))
+            conn.execute(models.events.insert().values(
+                run_id=run_id, key=None, from_state=run.state, to_state="running",
+                at=time.time(), detail=json.dumps({"resumed_by": pid})))
+        return run
+
+    def runs(self) -> List[RunInfo]:
+        with self._guard(), self.reader.connect() as conn:
+            rows = conn.execute(select(models.runs).order_by(models.runs.c.id)).all()
+        return [_run_info(r) for r in rows]
+
+    def run(self, run_id: int) -> RunInfo:
+        with self._guard(), self.reader.connect() as conn:
+            row = conn.execute(select(models.runs).where(models.runs.c.id == run_id)
+                               ).first()
+        if row is None:
+            raise JournalError(f"{self.where} has no run {run_id}")
+        return _run_info(row)
+
+    def newest_unfinished(self) -> Optional[RunInfo]:
+        with self._guard(), self.reader.connect() as conn:
+            row = conn.execute(select(models.runs).where(models.runs.c.state != "finished")
+                               .order_by(models.runs.c.id.desc()).limit(1)).first()
+        return _run_info(row) if row is not None else None
+
+    def newest(self) -> Optional[RunInfo]:
+        with self._guard(), self.reader.connect() as conn:
+            row = conn.execute(select(models.runs).order_by(models.runs.c.id.desc())
+                               .limit(1)).first()
+        return _run_info(row) if row is not None else None
+
+    # -- tasks and events ----------------------------------------------------
+
+    def tasks(self, run_id: int) -> List[Any]:
+        """The task rows of a run (attribute access: .key, .state, ...), by id."""
+        with self._guard(), self.reader.connect() as conn:
+            return list(conn.execute(select(models.tasks).where(
+                models.tasks.c.run_id == run_id).order_by(models.tasks.c.id)).all())
+
+    def counts(self, run_id: int) -> Dict[str, int]:
+        """How many tasks of the run are in each state."""
+        with self._guard(), self.reader.connect() as conn:
+            rows = conn.execute(select(models.tasks.c.state, func.count()).where(
+                models.tasks.c.run_id == run_id).group_by(models.tasks.c.state)).all()
+        return {state: n for state, n in rows}
+
+    def events(self, run_id: int, after: int = 0, limit: Optional[int] = None
+               ) -> List[EventInfo]:
+        """The run's events with an id above `after`, oldest first."""
+        stmt = (select(models.events).where(models.events.c.run_id == run_id,
+                                            models.events.c.id > after)
+                .order_by(models.events.c.id))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._guard(), self.reader.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [EventInfo(r.id, r.run_id, r.key, r.from_state, r.to_state, r.at,
+                          json.loads(r.detail) if r.detail else None) for r in rows]
+
+    def follow(self, run_id: int, after: int = 0, poll: float = 0.2,
+               stop: Optional[Callable[[], bool]] = None) -> Iterator[EventInfo]:
+        """Yield the run's events as they are committed, until `stop()` is true
+        (checked when there is nothing new)."""
+        while True:
+            batch = self.events(run_id, after)
+            for ev in batch:
+                after = ev.id
+                yield ev
+            if not batch:
+                if stop is not None and stop():
+                    return
+                time.sleep(poll)
+
+    def writer(self, run_id: int) -> JournalWriter:
+        """A writer for the run's transitions (one per controller)."""
+        with self._guard(), self.reader.connect() as conn:
+            rows = conn.execute(select(models.tasks.c.key, models.tasks.c.id,
+                                       models.tasks.c.state).where(
+                models.tasks.c.run_id == run_id)).all()
+        return JournalWriter(self.engine, run_id, {k: (i, s) for k, i, s in rows},
+                             self.where)
+
+    def set_heartbeat(self, run_id: int, at: Optional[float] = None) -> None:
+        with self._guard(), self.engine.begin() as conn:
+            conn.execute(update(models.runs).where(models.runs.c.id == run_id)
+                         .values(heartbeat_at=time.time() if at is None else at))
+
+
+class _Guard:
+    """Turn database errors into journal errors a user can act on."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, etype: Any, exc: Any, tb: Any) -> bool:
+        if exc is not None and isinstance(exc, DBAPIError):
+            raise _open.corrupt_or_io(exc, self.where) from None
+        return False
+
+
+def open_journal(where: str, *, create: bool = True) -> Journal:
+    """Open (creating if asked, and upgrading) a journal.
+
+    `where` is a file path (SQLite) or an SQLAlchemy URL (`postgresql://...`).
+    A file that is not a journal, a corrupt one, or one from a newer pexen is
+    refused with a JournalError and left as it is.
+    """
+    if "://" in where:
+        engine = create_engine(where)
+        reader = engine
+    else:
+        if not _open.check_file(where, create):
+            _open.inspect_file(where)
+        engine = _open.sqlite_engine(where, immediate=True)
+        reader = _open.sqlite_engine(where, immediate=False)
+    try:
+        _open.migrate(engine, where)
+    except BaseException:
+        engine.dispose()
+        reader.dispose()
+        raise
+    return Journal(where, engine, reader)
+
+
+def task_meta(task: Any) -> Dict[str, Any]:
+    """The metadata of a task as JSON (for the journal's `meta` column)."""
+    from ..sched import meta
+
+    def items(values: Iterable[Any]) -> List[Any]:
+        return sorted((v if isinstance(v, (str, int, float)) else repr(v) for v in values),
+                      key=str)
+
+    return {
+        "requires": items(meta.get_requires(task)),
+        "provides": items(meta.get_provides(task)),
+        "claims": items(meta.get_claims(task)),
+        "uses": items(meta.get_uses(task)),
+        "priority": meta.get_priority(task),
+        "timeout": meta.get_timeout(task),
+    }

@@ -1,0 +1,226 @@
+"""The journal: opening (and refusing), the writer's order and group commit,
+the reader API, values as JSON."""
+
+import os
+import pathlib
+import sqlite3
+import stat
+import threading
+
+import pytest
+from sqlalchemy import text
+
+import pexen.journal as journal
+from pexen.journal import (
+    JournalCorruptError,
+    JournalLocationError,
+    JournalTooNewError,
+    NotAJournalError,
+    TaskState,
+)
+from pexen.journal.states import IllegalTransition, advance, worst
+
+S = TaskState
+
+
+def new_run(j, keys=("a", "b", "c")):
+    return j.create_run({"kind": "dir", "target": "/x", "cwd": "/"}, {"workers": 1},
+                        [(k, {"requires": []}) for k in keys], host="h", boot_id="boot",
+                        controller_pid=os.getpid(), controller_started=0.0)
+
+
+@pytest.fixture
+def jpath(tmp_path):
+    return str(tmp_path / "j.sqlite")
+
+
+def test_create_is_0600_wal_and_at_head(jpath):
+    with journal.open(jpath) as j:
+        new_run(j)
+        with j.reader.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+            assert conn.execute(text("SELECT version_num FROM alembic_version")
+                                ).scalar() == "0001"
+    assert stat.S_IMODE(os.stat(jpath).st_mode) == 0o600
+    # opening again finds the run
+    with journal.open(jpath) as j:
+        assert [r.id for r in j.runs()] == [1]
+
+
+def test_open_without_create(jpath):
+    with pytest.raises(JournalLocationError, match="no journal at"):
+        journal.open(jpath, create=False)
+    assert not os.path.exists(jpath)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(JournalLocationError, match="does not exist"):
+        journal.open(str(tmp_path / "nope" / "j.sqlite"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_read_only_directory(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    try:
+        with pytest.raises(JournalLocationError):
+            journal.open(str(d / "j.sqlite"))
+    finally:
+        d.chmod(0o700)
+
+
+def test_read_only_file_is_refused_untouched(jpath):
+    with journal.open(jpath) as j:
+        new_run(j)
+    before = pathlib.Path(jpath).read_bytes()
+    os.chmod(jpath, 0o400)
+    try:
+        if os.geteuid() == 0:
+            pytest.skip("root can write a 0400 file")
+        with pytest.raises(JournalLocationError, match="read-only"):
+            journal.open(jpath)
+    finally:
+        os.chmod(jpath, 0o600)
+    assert pathlib.Path(jpath).read_bytes() == before
+
+
+def test_not_sqlite_is_refused_untouched(tmp_path):
+    p = tmp_path / "notes.txt"
+    p.write_text("my precious notes\n")
+    with pytest.raises(NotAJournalError, match="not a pexen journal"):
+        journal.open(str(p))
+    assert p.read_text() == "my precious notes\n"
+
+
+def test_other_sqlite_database_is_refused_untouched(tmp_path):
+    p = tmp_path / "app.db"
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE users (name TEXT)")
+    con.execute("INSERT INTO users VALUES ('ann')")
+    con.commit()
+    con.close()
+    before = p.read_bytes()
+    with pytest.raises(NotAJournalError, match="SQLite database but not a pexen journal"):
+        journal.open(str(p))
+    assert p.read_bytes() == before
+
+
+def test_newer_schema_is_refused_untouched(jpath):
+    with journal.open(jpath) as j:
+        new_run(j)
+    con = sqlite3.connect(jpath)
+    con.execute("UPDATE alembic_version SET version_num = '9999'")
+    con.commit()
+    con.close()
+    before = pathlib.Path(jpath).read_bytes()
+    with pytest.raises(JournalTooNewError, match="newer pexen"):
+        journal.open(jpath)
+    assert pathlib.Path(jpath).read_bytes() == before
+
+
+def test_truncated_journal_is_refused_untouched(jpath, tmp_path):
+    with journal.open(jpath) as j:
+        rid = new_run(j, keys=[f"t{i}" for i in range(500)])
+        w = j.writer(rid)
+        for i in range(500):
+            w.transition(f"t{i}", S.SKIP, reason="x" * 200)
+        w.close()
+    data = pathlib.Path(jpath).read_bytes()
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(data[: len(data) // 3])
+    with pytest.raises(JournalCorruptError, match="corrupt"):
+        j = journal.open(str(broken))
+        j.tasks(1)  # a damaged page may only show when read
+    assert broken.read_bytes() == data[: len(data) // 3]
+
+
+def test_writer_order_projection_and_group_commit(jpath):
+    with journal.open(jpath) as j:
+        rid = new_run(j, keys=[f"t{i}" for i in range(200)])
+        w = j.writer(rid)
+        for i in range(200):
+            key = f"t{i}"
+            w.transition(key, S.QUEUED)
+            w.transition(key, S.RUNNING, pid=1000 + i, started_at=1.0)
+            w.transition(key, S.PASS if i % 2 else S.FAIL, reason=None if i % 2 else "bad",
+                         finished_at=2.0)
+        w.flush()
+        assert w.commits < 600  # events handed over together commit together
+        rows = {t.key: t for t in j.tasks(rid)}
+        assert rows["t1"].state == "pass" and rows["t1"].pid == 1001
+        assert rows["t2"].state == "fail" and rows["t2"].reason == "bad"
+        evs = j.events(rid)
+        task_evs = [e for e in evs if e.key == "t7"]
+        assert [(e.from_state, e.to_state) for e in task_evs] == [
+            ("pending", "queued"), ("queued", "running"), ("running", "pass")]
+        ids = [e.id for e in evs]
+        assert ids == sorted(ids)
+        w.close()
+
+
+def test_illegal_transition_is_refused_in_the_caller(jpath):
+    with journal.open(jpath) as j:
+        rid = new_run(j)
+        w = j.writer(rid)
+        w.transition("a", S.SKIP, reason="x")
+        with pytest.raises(IllegalTransition, match="skip -> running"):
+            w.transition("a", S.RUNNING)
+        w.close()
+
+
+def test_follow_sees_new_events(jpath):
+    with journal.open(jpath) as j:
+        rid = new_run(j)
+        seen = []
+        done = threading.Event()
+
+        def reader():
+            with journal.open(jpath) as r:
+                for ev in r.follow(rid, poll=0.02, stop=done.is_set):
+                    seen.append((ev.key, ev.to_state))
+
+        t = threading.Thread(target=reader)
+        t.start()
+        w = j.writer(rid)
+        w.transition("a", S.QUEUED)
+        w.transition("a", S.RUNNING)
+        w.close()
+        import time
+        time.sleep(0.2)
+        done.set()
+        t.join(5)
+        assert ("a", "running") in seen and (None, "running") in seen
+
+
+def test_values_are_json_never_pickle():
+    assert journal.to_json_value({"a": [1, 2]}) == ('{"a": [1, 2]}', True)
+    text_, ok = journal.to_json_value({1, 2})
+    assert ok is False and "{1, 2}" in text_
+    text_, ok = journal.to_json_value(float("nan"))
+    assert ok is False
+
+    class Broken:
+        def __repr__(self):
+            raise RuntimeError("no")
+
+    text_, ok = journal.to_json_value(Broken())
+    assert ok is False and "unrepresentable" in text_
+
+
+def test_states_table():
+    assert S.PASS.terminal and not S.RUNNING.terminal
+    assert worst(S.WARN, S.FAIL) is S.FAIL and worst(S.ERROR, S.TIMEOUT) is S.ERROR
+    advance(S.PENDING, S.QUEUED)
+    with pytest.raises(IllegalTransition):
+        advance(S.PENDING, S.PASS)
+
+
+def test_migrations_ship_inside_the_package():
+    import pexen.migrations
+
+    here = os.path.dirname(pexen.migrations.__file__)
+    assert os.path.exists(os.path.join(here, "env.py"))
+    assert os.path.exists(os.path.join(here, "script.py.mako"))
+    assert os.path.exists(os.path.join(here, "versions", "0001_initial.py"))
