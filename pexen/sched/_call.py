@@ -11,6 +11,7 @@ from .common import ExceptionInfo, TaskRes
 from .meta import SCHED_ATTR_NAME
 
 _CO_VARARGS = inspect.CO_VARARGS
+_NO_KWARGS: Dict[str, Any] = {}
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY,
                inspect.Parameter.POSITIONAL_OR_KEYWORD,
                inspect.Parameter.VAR_POSITIONAL)
@@ -33,7 +34,7 @@ def takes_shared(task: Callable[..., Any]) -> bool:
 def call_task(task: Callable[..., Any], shared: Dict[str, Any]) -> TaskRes:
     """Run a task once and return its TaskRes (the exception, if any, inside)."""
     meta = getattr(task, SCHED_ATTR_NAME, None)
-    kwargs = meta.data["kwargs"] if meta is not None else {}
+    kwargs = meta.get("kwargs") if meta is not None else _NO_KWARGS
     try:
         if takes_shared(task):
             ret = task(shared, **kwargs)

@@ -20,7 +20,7 @@ from .meta import SCHED_ATTR_NAME
 
 WAITING, READY, PARKED, RUNNING, DONE, SKIPPED = range(6)
 
-_NOTHING: frozenset = frozenset()
+_NOTHING: tuple = ()
 
 
 class Node:
@@ -38,13 +38,14 @@ class Node:
             self.prio = 0
             self.requires = self.provides = self.claims = self.uses = _NOTHING
         else:
-            data = meta.data
-            self.prio = data["priority"]
-            # Frozen copies: a set mutated during the run cannot corrupt the counts.
-            self.requires = frozenset(data["requires"]) if data["requires"] else _NOTHING
-            self.provides = frozenset(data["provides"]) if data["provides"] else _NOTHING
-            self.claims = frozenset(data["claims"]) if data["claims"] else _NOTHING
-            self.uses = frozenset(data["uses"]) if data["uses"] else _NOTHING
+            get = meta.get
+            self.prio = get("priority")
+            # Tuple copies (small, and not tracked by the cyclic GC when they
+            # hold strings): a set mutated during the run cannot corrupt the counts.
+            self.requires = tuple(get("requires"))
+            self.provides = tuple(get("provides"))
+            self.claims = tuple(get("claims"))
+            self.uses = tuple(get("uses"))
         self.unmet = 0
         self.state = WAITING
         self.shared: Optional[Dict[str, Any]] = None
@@ -66,7 +67,7 @@ class Plan:
         self.running: Dict[Any, Node] = {}
         # dependencies
         self.satisfied: set = set()
-        self.waiting: Dict[Any, List[Node]] = {}
+        self.waiting: Dict[Any, Any] = {}   # provide -> a Node or a list of them
         self.providers_left: Dict[Any, int] = {}
         self.culprit: Dict[Any, str] = {}
         # locks
@@ -105,6 +106,7 @@ class Plan:
         doomed: List[Tuple[Node, str]] = []
         satisfied = self.satisfied
         ready = self.ready
+        waiting = self.waiting
         for node in new:
             unmet = 0
             reason = None
@@ -116,7 +118,15 @@ class Plan:
                         node.shared.update(shared)
                     continue
                 if providers_left.get(r, 0) > 0:
-                    self.waiting.setdefault(r, []).append(node)
+                    # One waiter is kept bare, several in a list: most provides
+                    # have one child, and a list per provide costs memory and GC.
+                    w = waiting.get(r)
+                    if w is None:
+                        waiting[r] = node
+                    elif type(w) is list:
+                        w.append(node)
+                    else:
+                        waiting[r] = [w, node]
                     unmet += 1
                 elif reason is None:
                     reason = self._why_unmet(r)
@@ -211,7 +221,7 @@ class Plan:
             if p in satisfied:
                 continue
             satisfied.add(p)
-            for w in self.waiting.pop(p, ()):
+            for w in self._pop_waiters(p):
                 if w.state != WAITING:
                     continue
                 if shared:
@@ -223,6 +233,12 @@ class Plan:
                     w.state = READY
                     heapq.heappush(self.ready, (w.prio, w.seq, w))
 
+    def _pop_waiters(self, provide: Any) -> Iterable[Node]:
+        w = self.waiting.pop(provide, None)
+        if w is None:
+            return ()
+        return w if type(w) is list else (w,)
+
     def _provider_gone(self, provide: Any, why: str, skips: Skips) -> None:
         """One provider of `provide` ended without providing it."""
         work = [(provide, why)]
@@ -233,7 +249,7 @@ class Plan:
             if left > 0 or p in self.satisfied:
                 continue
             self.culprit.setdefault(p, why)
-            for w in self.waiting.pop(p, ()):
+            for w in self._pop_waiters(p):
                 if w.state != WAITING:
                     continue
                 w.state = SKIPPED

@@ -42,6 +42,14 @@ def _defaults() -> Dict[str, Any]:
     }
 
 
+# Immutable stand-ins for unset fields, shared by all (never handed out by the
+# public readers, which return fresh mutable defaults).
+_DEFAULTS: Dict[str, Any] = {
+    "requires": frozenset(), "provides": frozenset(), "uses": frozenset(),
+    "claims": frozenset(), "priority": 0, "kwargs": {}, "timeout": None,
+}
+
+
 def _convert(field: str, value: Any) -> Any:
     """Return `value` converted for `field`, or raise naming the field."""
     if field in _SET_FIELDS:
@@ -76,12 +84,15 @@ def _convert(field: str, value: Any) -> Any:
 
 
 class SchedMeta:
-    """The metadata of one task; fields are attributes, checked when set."""
+    """The metadata of one task; fields are attributes, checked when set.
 
-    __slots__ = ("data",)
+    Only fields that were set (or read through an attribute) are stored, in
+    slots: a suite of 100k tasks should not carry 400k empty sets.
+    """
+
+    __slots__ = FIELDS
 
     def __init__(self, **kwargs: Any) -> None:
-        object.__setattr__(self, "data", _defaults())
         self.update(kwargs)
 
     def update(self, keyvals: Dict[str, Any]) -> None:
@@ -89,31 +100,59 @@ class SchedMeta:
         for key, val in keyvals.items():
             setattr(self, key, val)
 
-    def __repr__(self) -> str:
-        return repr(self.data)
-
     def __getattr__(self, name: str) -> Any:
-        data = object.__getattribute__(self, "data")
-        try:
-            return data[name]
-        except KeyError:
-            raise AttributeError(f"{name} is not a valid metadata field") from None
+        # Only called for a field never set (a missing slot).
+        if name not in FIELDS:
+            raise AttributeError(f"{name} is not a valid metadata field")
+        # A default read through an attribute is stored, so that mutating it
+        # (meta.requires.add(x)) sticks, as it did in 0.0.x.
+        value = _defaults()[name]
+        object.__setattr__(self, name, value)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in FIELDS:
             raise AttributeError(f"{name} is not a valid metadata field")
-        self.data[name] = _convert(name, value)
+        object.__setattr__(self, name, _convert(name, value))
+
+    def get(self, name: str) -> Any:
+        """A field's value without storing a default (for readers)."""
+        try:
+            return object.__getattribute__(self, name)
+        except AttributeError:
+            return _DEFAULTS[name]
+
+    def set_fields(self) -> Dict[str, Any]:
+        """The fields that are set, as a new dict."""
+        out = {}
+        for name in FIELDS:
+            try:
+                out[name] = object.__getattribute__(self, name)
+            except AttributeError:
+                pass
+        return out
+
+    @property
+    def data(self) -> Dict[str, Any]:
+        """All fields as a dict (a copy; 0.0.x kept its fields in `data`)."""
+        return {name: self.get(name) for name in FIELDS}
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SchedMeta) and self.data == other.data
+        if not isinstance(other, SchedMeta):
+            return NotImplemented
+        return all(self.get(f) == other.get(f) for f in FIELDS)
+
+    def __repr__(self) -> str:
+        return repr(self.data)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __getstate__(self) -> Dict[str, Any]:
-        return self.data
+        return self.set_fields()
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        object.__setattr__(self, "data", state)
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
 
 def assign_meta(callobj: Any, meta: Optional[SchedMeta] = None) -> SchedMeta:
@@ -156,7 +195,7 @@ def _reader(name: str) -> Callable[[Any], Any]:
         meta = getattr(callobj, SCHED_ATTR_NAME, None)
         if meta is None:
             return _defaults()[name]
-        return meta.data[name]
+        return getattr(meta, name)
 
     get_field.__name__ = f"get_{name}"
     get_field.__doc__ = f"Return the `{name}` metadata field of a task."

@@ -28,7 +28,7 @@ from ._events import EventKind, Listener, TaskEvent, outcome_of
 from ._keys import auto_name, describe, explicit_key
 from ._plan import Node, Plan, Skips
 from .common import SchedulerError, TaskRes
-from .meta import FIELDS, SCHED_ATTR_NAME, _convert
+from .meta import SCHED_ATTR_NAME, SchedMeta, _convert
 
 
 class DepcheckError(SchedulerError):
@@ -146,7 +146,7 @@ class Sched:
             if not callable(task):
                 raise TypeError(f"task {task!r} is not callable")
             key = explicit_key(task)
-            self._check_meta(task, key or describe(task))
+            self._check_meta(task, key)
             if key is not None:
                 other = new_keys.get(key, self._keys.get(key))
                 if other is not None:
@@ -183,27 +183,31 @@ class Sched:
         return named
 
     @staticmethod
-    def _check_meta(task: Any, name: str) -> None:
+    def _check_meta(task: Any, key: Optional[str]) -> None:
+        """Check metadata again (sets can be mutated in place after they were
+        set); errors name the task."""
         meta = getattr(task, SCHED_ATTR_NAME, None)
         if meta is None:
             return
-        data = getattr(meta, "data", None)
-        if not isinstance(data, dict):
-            raise TypeError(f"task {name}: its metadata is a {type(meta).__name__}, "
-                            "not a SchedMeta")
-        for field in FIELDS:
+        if not isinstance(meta, SchedMeta):
+            raise TypeError(f"task {key or describe(task)}: its metadata is a "
+                            f"{type(meta).__name__}, not a SchedMeta")
+        data = meta.set_fields()
+        for field, value in data.items():
+            if type(value) is set:  # the common case, already checked when set
+                continue
             try:
-                _convert(field, data[field])
+                converted = _convert(field, value)
             except (TypeError, ValueError) as exc:
-                raise type(exc)(f"task {name}: {exc}") from None
-            except KeyError:
-                raise TypeError(f"task {name}: metadata field {field} is missing") from None
-        for field in ("requires", "provides", "uses", "claims"):
-            if not isinstance(data[field], set):
-                data[field] = set(data[field])
-        both = data["uses"] & data["claims"]
-        if both:
-            raise MutexError(f"Task {name} has {both} in both claims and uses", task)
+                raise type(exc)(f"task {key or describe(task)}: {exc}") from None
+            if converted is not value:
+                object.__setattr__(meta, field, converted)
+                data[field] = converted
+        uses = data.get("uses")
+        claims = data.get("claims")
+        if uses and claims and not uses.isdisjoint(claims):
+            raise MutexError(f"Task {key or describe(task)} has {uses & claims} in both "
+                             "claims and uses", task)
 
     def _depcheck(self, batch: List[Tuple[Any, str]]) -> None:
         """Simulate the batch on top of the set (every task of which can run):
@@ -382,7 +386,7 @@ class Sched:
 
 def _field(task: Any, name: str) -> Any:
     meta = getattr(task, SCHED_ATTR_NAME, None)
-    return meta.data[name] if meta is not None else ()
+    return meta.get(name) if meta is not None else ()
 
 
 def _abandon(pool: Any) -> None:

@@ -299,7 +299,7 @@ def test_non_callable_task_is_refused():
 def test_bad_metadata_mutated_in_place_names_the_task(field, value, exc):
     a = make("badtask")
     func_meta(a)
-    sched.meta.retrieve_meta(a).data[field] = value  # bypasses the checks
+    object.__setattr__(sched.meta.retrieve_meta(a), field, value)  # bypasses the checks
     with pytest.raises(exc, match="task .*badtask.*" + field):
         sched.Sched([a])
 
