@@ -11,8 +11,10 @@ The error tree::
 """
 
 from . import factory, sched, util
+from .harness.context import TaskContext, context
 from .util import PexenError, PexenWarning
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["PexenError", "PexenWarning", "factory", "sched", "util", "__version__"]
+__all__ = ["PexenError", "PexenWarning", "TaskContext", "context", "factory", "sched",
+           "util", "__version__"]

@@ -1,0 +1,1 @@
+"""The test-suite use case: start/resume runs, the CLI."""

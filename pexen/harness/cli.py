@@ -1,0 +1,211 @@
+"""`pexen-harness`: a thin CLI; each verb is a short function over the library
+that returns an exit code (0 all passed, 1 some failed, 2 interrupted,
+3 internal or journal error, 4 usage or suite error)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from typing import Any, Callable, Dict, List, Optional
+
+from ..journal import JournalError
+from ..util import PexenError
+from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS
+from .progress import Progress
+from .run import (
+    HarnessError,
+    Options,
+    _open,
+    controller_alive,
+    journal_path,
+    pick_run,
+    resume,
+    start,
+)
+
+
+def _progress(total: int, done: int) -> Progress:
+    return Progress(total, done)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    run_id, code = start(args.suite, args.journal,
+                         Options(args.workers, args.pool, args.max_attempts), _progress)
+    print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
+    return code
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    opts = None
+    if args.workers is not None or args.pool is not None or args.max_attempts is not None:
+        opts = Options(args.workers or 2, args.pool or "process", args.max_attempts or 3)
+    run_id, code = resume(args.journal, args.run, opts, _progress)
+    print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
+    return code
+
+
+def _verdict(code: int) -> str:
+    return {0: "all passed", 1: "some failed", 2: "interrupted; resume with "
+            "pexen-harness resume"}.get(code, f"exit {code}")
+
+
+def _status_data(j: Any, run: Any) -> Dict[str, Any]:
+    counts = j.counts(run.id)
+    alive = controller_alive(run)
+    age = time.time() - run.heartbeat_at if run.heartbeat_at else None
+    if run.state == "finished":
+        controller = "finished"
+    elif alive:
+        controller = "alive"
+    else:
+        controller = "dead"
+    return {
+        "run": run.id, "state": run.state, "suite": run.suite.get("target"),
+        "created_at": run.created_at, "finished_at": run.finished_at,
+        "exit_code": run.exit_code, "controller_pid": run.controller_pid,
+        "controller": controller,
+        "heartbeat_age": round(age, 1) if age is not None else None,
+        "heartbeat_stale": bool(age is not None and age > 3 * HEARTBEAT_SECONDS
+                                and run.state == "running"),
+        "tasks": sum(counts.values()), "counts": counts,
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    j = _open(journal_path(args.journal), create=False)
+    try:
+        if args.run is None:
+            run = j.newest()
+            if run is None:
+                raise HarnessError(f"{j.where} has no runs yet")
+        else:
+            run = pick_run(j, args.run)
+        data = _status_data(j, run)
+        if args.json:
+            data["tasks_detail"] = [
+                {"key": t.key, "state": t.state, "attempt": t.attempt,
+                 "reason": t.reason, "time_used": t.time_used} for t in j.tasks(run.id)]
+            print(json.dumps(data, indent=2))
+            return EXIT_OK
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items()))
+        print(f"run {run.id} ({run.state}): {data['tasks']} tasks: {counts}")
+        print(f"suite: {data['suite']}")
+        if data["controller"] == "alive":
+            beat = data["heartbeat_age"]
+            print(f"controller alive (pid {run.controller_pid}), last heartbeat "
+                  f"{beat:.0f} s ago" if beat is not None else "controller alive")
+        elif data["controller"] == "dead":
+            print(f"controller gone (pid {run.controller_pid}); continue with "
+                  f"pexen-harness resume {run.id}")
+        for t in j.tasks(run.id):
+            if t.state in ("fail", "timeout", "error"):
+                print(f"  {t.state.upper():7} {t.key}" + (f": {t.reason}" if t.reason else ""))
+        return EXIT_OK
+    finally:
+        j.close()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    j = _open(journal_path(args.journal), create=False)
+    try:
+        runs = j.runs()
+        if args.json:
+            print(json.dumps([_status_data(j, r) for r in runs], indent=2))
+            return EXIT_OK
+        if not runs:
+            print(f"no runs in {j.where}")
+        for run in runs:
+            counts = j.counts(run.id)
+            failed = sum(counts.get(s, 0) for s in ("fail", "timeout", "error"))
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at))
+            print(f"{run.id:5}  {when}  {run.state:11}  {sum(counts.values()):6} tasks  "
+                  f"{failed:4} failed  {run.suite.get('target')}")
+        return EXIT_OK
+    finally:
+        j.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pexen-harness",
+        description="Run test suites that survive crashes and reboots, with every "
+                    "result kept in a journal.")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    journal_help = ("the journal file (default: $PEXEN_JOURNAL, else "
+                    "./pexen-journal.sqlite)")
+
+    p = sub.add_parser("start", help="start a new run of a suite",
+                       description="Start a new run of SUITE: a directory of "
+                                   "executables, a Python package or module name, or "
+                                   "module:function returning tasks.")
+    p.add_argument("suite", metavar="SUITE")
+    p.add_argument("--journal", help=journal_help)
+    p.add_argument("-j", "--workers", type=int, default=2,
+                   help="tasks run in parallel (default 2)")
+    p.add_argument("--pool", choices=("process", "thread"), default="process",
+                   help="run Python tasks in worker processes (default) or threads")
+    p.add_argument("--max-attempts", type=int, default=3,
+                   help="attempts of a task whose controller died under it (default 3)")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("resume", help="continue a run after its controller died",
+                       description="Continue the newest unfinished run (or RUN).")
+    p.add_argument("run", metavar="RUN", nargs="?", type=int)
+    p.add_argument("--journal", help=journal_help)
+    p.add_argument("-j", "--workers", type=int, help="(default: as the run started)")
+    p.add_argument("--pool", choices=("process", "thread"),
+                   help="(default: as the run started)")
+    p.add_argument("--max-attempts", type=int, help="(default: as the run started)")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="show a run (default: the newest)",
+                       description="Show the state of RUN (default: the newest run).")
+    p.add_argument("run", metavar="RUN", nargs="?", type=int)
+    p.add_argument("--journal", help=journal_help)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("list", help="list the runs of a journal",
+                       description="List the runs of the journal.")
+    p.add_argument("--journal", help=journal_help)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2; ours is 4
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    return run_verb(args.func, args)
+
+
+def run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return func(args)
+    except HarnessError as exc:
+        print(f"pexen-harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except JournalError as exc:
+        print(f"pexen-harness: error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except PexenError as exc:
+        print(f"pexen-harness: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("pexen-harness: interrupted", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        print("pexen-harness: internal error (this is a bug in pexen)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The context of the task being run: who it is, in which run, which attempt.
+
+Executables get it as PEXEN_* environment variables; Python tasks read the
+same with `pexen.context()` (under the thread pool several tasks share one
+process environment, so the context is kept per thread).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from ..util import PexenError
+
+
+class NoContextError(PexenError):
+    """Asked for the task context outside a task run by the harness."""
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    journal: str
+    run_id: int
+    task: str
+    attempt: int
+    token: str
+    data_dir: str
+    reboot_count: int = 0
+
+    def env(self) -> Dict[str, str]:
+        """The PEXEN_* environment variables of the task."""
+        return {
+            "PEXEN_JOURNAL": self.journal,
+            "PEXEN_RUN_ID": str(self.run_id),
+            "PEXEN_TASK": self.task,
+            "PEXEN_ATTEMPT": str(self.attempt),
+            "PEXEN_TASK_TOKEN": self.token,
+            "PEXEN_TASK_DATA": self.data_dir,
+            "PEXEN_REBOOT_COUNT": str(self.reboot_count),
+        }
+
+    @classmethod
+    def from_env(cls, environ: Optional[Dict[str, str]] = None) -> Optional[TaskContext]:
+        env = os.environ if environ is None else environ
+        try:
+            return cls(env["PEXEN_JOURNAL"], int(env["PEXEN_RUN_ID"]), env["PEXEN_TASK"],
+                       int(env["PEXEN_ATTEMPT"]), env["PEXEN_TASK_TOKEN"],
+                       env["PEXEN_TASK_DATA"], int(env.get("PEXEN_REBOOT_COUNT", "0")))
+        except (KeyError, ValueError):
+            return None
+
+
+_local = threading.local()
+
+
+def set_context(ctx: Optional[TaskContext]) -> None:
+    """Make `ctx` the context of the calling thread (None: clear it)."""
+    _local.ctx = ctx
+
+
+def context() -> TaskContext:
+    """The context of the task this code runs in.
+
+    Raises NoContextError outside a task started by `pexen-harness`.
+    """
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
+        ctx = TaskContext.from_env()
+    if ctx is None:
+        raise NoContextError("no task context: this code is not running as a task of "
+                             "pexen-harness (PEXEN_TASK and friends are not set)")
+    return ctx

@@ -1,0 +1,252 @@
+"""The controller: drives one session of a run through the engine, journaling
+every transition, until the run ends or the controller is told to stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import psutil
+
+from ..journal import Journal, JournalWriter, TaskState, to_json_value
+from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorkerPool
+from ..sched._call import takes_shared
+from ..sched._keys import CALLPATH_ATTR_NAME
+from ..sched.common import is_controlled_fail
+from ..sched.meta import SCHED_ATTR_NAME
+from .context import TaskContext, set_context
+from .outcome import TaskOutcome
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2, 3, 4
+FAILED_STATES = {"fail", "timeout", "error"}
+HEARTBEAT_SECONDS = 2.0
+
+
+def boot_id() -> str:
+    """This boot's id (PEXEN_BOOT_ID_FILE names a file to read it from instead,
+    so tests can simulate a reboot)."""
+    path = os.environ.get("PEXEN_BOOT_ID_FILE", "/proc/sys/kernel/random/boot_id")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def process_started(pid: int) -> Optional[float]:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+class TaskWrapper:
+    """What the engine runs for one task: sets the task's context (and, in a
+    worker process, its environment), then calls the task."""
+
+    def __init__(self, inner: Callable[..., Any], ctx: TaskContext, set_env: bool) -> None:
+        self.inner = inner
+        self.ctx = ctx
+        self.set_env = set_env
+        self.__name__ = ctx.task
+        setattr(self, CALLPATH_ATTR_NAME, ctx.task.split("/"))
+        meta = getattr(inner, SCHED_ATTR_NAME, None)
+        if meta is not None:
+            setattr(self, SCHED_ATTR_NAME, meta)
+
+    def __call__(self, shared: Dict[str, Any], **kwargs: Any) -> Any:
+        os.makedirs(self.ctx.data_dir, exist_ok=True)
+        set_context(self.ctx)
+        if self.set_env:
+            os.environ.update(self.ctx.env())
+        try:
+            if takes_shared(self.inner):
+                return self.inner(shared, **kwargs)
+            return self.inner(**kwargs)
+        finally:
+            set_context(None)
+
+    def __repr__(self) -> str:
+        return f"<task {self.ctx.task}>"
+
+
+def outcome_of(res: Any) -> Tuple[TaskState, Optional[str]]:
+    """The journal outcome of an engine result, and its message."""
+    excinfo = res.excinfo
+    if excinfo is None:
+        return TaskState.PASS, None
+    val = excinfo.val
+    if isinstance(val, TaskOutcome):
+        return TaskState(val.outcome), str(val) or None
+    message = None
+    if val is not None:
+        message = f"{type(val).__name__}: {val}"
+    elif excinfo.type is not None:
+        message = excinfo.type.__name__
+    if is_controlled_fail(excinfo):
+        return TaskState.FAIL, message
+    return TaskState.ERROR, message
+
+
+@dataclass
+class Session:
+    """What one controller session runs."""
+
+    journal: Journal
+    run_id: int
+    tasks: Sequence[Tuple[str, Callable[..., Any]]]
+    attempts: Dict[str, int]                       # key -> attempts already made
+    time_used: Dict[str, float]                    # key -> seconds used before
+    assumed: List[Tuple[Sequence[Any], Optional[Dict[str, Any]]]] = field(default_factory=list)
+    pool: str = "process"
+    workers: int = 2
+    progress: Optional[Callable[[str, str, Optional[str]], None]] = None
+
+
+class _Stop(Exception):
+    """SIGINT or SIGTERM reached the controller."""
+
+
+class JournalListener:
+    """Turns the engine's lifecycle events into journal transitions."""
+
+    def __init__(self, writer: JournalWriter, session: Session, tokens: Dict[str, str],
+                 thread_pool: bool, on_first: Callable[[], None]) -> None:
+        self.writer = writer
+        self.on_first = on_first
+        self.session = session
+        self.tokens = tokens
+        self.boot = boot_id()
+        self.thread_pool = thread_pool
+        self.own_start = process_started(os.getpid())
+        self.started: Dict[str, float] = {}
+
+    def __call__(self, ev: TaskEvent) -> None:
+        w = self.writer
+        key = ev.key
+        if ev.kind is EventKind.QUEUED:
+            if self.on_first is not None:
+                # The pool has started (forked) by now: other threads may start.
+                self.on_first()
+                self.on_first = None
+            w.transition(key, TaskState.QUEUED, at=ev.at, queued_at=ev.at,
+                         token=self.tokens[key])
+        elif ev.kind is EventKind.STARTED:
+            self.started[key] = ev.at
+            pid_started = (self.own_start if self.thread_pool or ev.pid == os.getpid()
+                           else process_started(ev.pid))
+            w.transition(key, TaskState.RUNNING, at=ev.at, started_at=ev.at, pid=ev.pid,
+                         pid_started=pid_started, boot_id=self.boot,
+                         attempt=self.session.attempts.get(key, 0) + 1)
+        elif ev.kind is EventKind.FINISHED:
+            res = ev.result
+            state, message = outcome_of(res)
+            began = self.started.pop(key, ev.at)
+            fields: Dict[str, Any] = {
+                "finished_at": ev.at, "reason": message,
+                "time_used": self.session.time_used.get(key, 0.0) + (ev.at - began),
+            }
+            if res.excinfo is None:
+                fields["ret"], fields["ret_restorable"] = to_json_value(res.ret)
+            else:
+                excinfo = res.excinfo
+                fields["exc_type"] = getattr(excinfo.type, "__name__", None)
+                fields["exc_text"] = excinfo.text
+            if res.shared is not None:
+                fields["shared"], fields["shared_restorable"] = to_json_value(res.shared)
+            w.transition(key, state, at=ev.at, **fields)
+        elif ev.kind is EventKind.SKIPPED:
+            w.transition(key, TaskState.SKIP, at=ev.at, reason=ev.reason, finished_at=ev.at)
+        progress = self.session.progress
+        if progress is not None and ev.kind in (EventKind.FINISHED, EventKind.SKIPPED):
+            progress(key, w.state_of(key).value,
+                     ev.reason or w.last_reason.get(key))
+
+
+def execute(session: Session, journal_path: str) -> int:
+    """Run the session's tasks; return the exit code (0/1/2)."""
+    journal = session.journal
+    writer = journal.writer(session.run_id)
+    thread_pool = session.pool == "thread"
+    data_root = f"{journal_path}.d"
+    tokens: Dict[str, str] = {}
+    wrappers = []
+    for key, task in session.tasks:
+        token = uuid.uuid4().hex
+        tokens[key] = token
+        ctx = TaskContext(journal=journal_path, run_id=session.run_id, task=key,
+                          attempt=session.attempts.get(key, 0) + 1, token=token,
+                          data_dir=os.path.join(data_root, str(session.run_id), key, "data"))
+        wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool))
+    stop_heartbeat = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(writer, stop_heartbeat),
+                            name="pexen-heartbeat", daemon=True)
+    listener = JournalListener(writer, session, tokens, thread_pool, beat.start)
+    sched = Sched(listeners=[listener])
+    for provides, shared in session.assumed:
+        sched.assume_provided(provides, shared)
+    sched.add_tasks(wrappers)
+    pool = (ThreadWorkerPool(workers=session.workers, spare=session.workers)
+            if thread_pool else ProcessWorkerPool(workers=session.workers,
+                                                  spare=session.workers))
+    previous = _install_stop_handlers()
+    gen = None
+    code = EXIT_OK
+    try:
+        gen = sched.run(pool)
+        for _ in gen:
+            pass
+        writer.flush()
+        code = _exit_code(journal, session.run_id)
+        writer.run_event("finished", finished_at=time.time(), exit_code=code)
+    except _Stop:
+        if gen is not None:
+            gen.close()
+        for key, _ in session.tasks:
+            if writer.state_of(key) in (TaskState.QUEUED, TaskState.RUNNING):
+                writer.transition(key, TaskState.INTERRUPTED, detail={"by": "signal"})
+        code = EXIT_INTERRUPTED
+        writer.run_event("interrupted", exit_code=code)
+    finally:
+        _restore_stop_handlers(previous)
+        stop_heartbeat.set()
+        if beat.is_alive():
+            beat.join()
+        writer.close()
+    return code
+
+
+def _exit_code(journal: Journal, run_id: int) -> int:
+    counts = journal.counts(run_id)
+    return EXIT_FAILED if any(counts.get(s) for s in FAILED_STATES) else EXIT_OK
+
+
+def _heartbeat(writer: JournalWriter, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        try:
+            writer.run_event("running", detail={"update": True}, heartbeat_at=time.time())
+        except Exception:
+            return
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _install_stop_handlers() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return (signal.signal(signal.SIGINT, _raise_stop),
+            signal.signal(signal.SIGTERM, _raise_stop))
+
+
+def _restore_stop_handlers(previous: Any) -> None:
+    if previous is None:
+        return
+    signal.signal(signal.SIGINT, previous[0])
+    signal.signal(signal.SIGTERM, previous[1])

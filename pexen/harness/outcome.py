@@ -1,0 +1,31 @@
+"""Outcomes other than pass and fail, raised by a task (or its wrapper)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..sched.common import TaskFailError
+
+OUTCOMES = ("pass", "warn", "skip", "fail", "timeout", "error")
+
+
+class TaskOutcome(TaskFailError):
+    """End the task with `outcome` ('skip', 'fail', 'error', ...) and a message.
+
+    Its dependents run only for 'warn'; its locks are released (the task
+    ended cleanly, whatever it found).
+    """
+
+    def __init__(self, outcome: str, message: str = "") -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}; one of {', '.join(OUTCOMES)}")
+        self.outcome = outcome
+        super().__init__(message, deps_ok=outcome in ("pass", "warn"), locks_ok=True)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.outcome, str(self)))
+
+
+# The Automake convention for executables.
+EXIT_SKIP = 77
+EXIT_ERROR = 99

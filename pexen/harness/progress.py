@@ -1,0 +1,64 @@
+"""Progress on the console: a live one-line counter on a terminal, one plain
+line per finished task otherwise (what a CI console wants)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Optional
+
+FAILED = {"fail", "timeout", "error"}
+
+
+class Progress:
+    """Called with (key, final state, reason) as each task ends."""
+
+    def __init__(self, total: int, done: int = 0, stream: Optional[IO[str]] = None,
+                 tty: Optional[bool] = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.total = total
+        self.done = done
+        self.failed = 0
+        self.start = time.monotonic()
+        self.done_at_start = done
+        self._last_draw = 0.0
+
+    def __call__(self, key: str, state: str, reason: Optional[str]) -> None:
+        self.done += 1
+        if state in FAILED:
+            self.failed += 1
+        if self.tty:
+            now = time.monotonic()
+            if state in FAILED:
+                self._line(f"{state.upper():7} {key}" + (f": {reason}" if reason else ""))
+            if now - self._last_draw > 0.1 or self.done == self.total or state in FAILED:
+                self._last_draw = now
+                self._draw(key)
+        else:
+            text = f"{state.upper():7} {key}"
+            if reason and state != "pass":
+                text += f": {reason}"
+            print(text, file=self.stream, flush=True)
+
+    def eta(self) -> Optional[float]:
+        ran = self.done - self.done_at_start
+        if ran <= 0:
+            return None
+        rate = ran / max(time.monotonic() - self.start, 1e-9)
+        return (self.total - self.done) / rate
+
+    def _draw(self, key: str) -> None:
+        eta = self.eta()
+        eta_text = f", ETA {eta:.0f}s" if eta is not None and self.done < self.total else ""
+        line = (f"[{self.done}/{self.total}] {self.failed} failed{eta_text}  {key}")[:120]
+        self.stream.write(f"\r\x1b[K{line}")
+        self.stream.flush()
+
+    def _line(self, text: str) -> None:
+        self.stream.write(f"\r\x1b[K{text}\n")
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,325 @@
+"""Starting and resuming runs (the library behind `pexen-harness start/resume`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import psutil
+
+from ..journal import Journal, JournalError, RunInfo, TaskState, open_journal, task_meta
+from ..sched import DepcheckError, MutexError, Sched, TaskKeyError
+from ..sched.meta import get_provides, get_requires
+from ..util import PexenError
+from . import controller
+from .controller import EXIT_INTERNAL, EXIT_USAGE, Session, boot_id, process_started
+from .suite import SuiteError, SuiteSpec, load_suite, parse_suite
+
+DEFAULT_JOURNAL = "pexen-journal.sqlite"
+LIVE_STATES = {"queued", "running", "rebooting", "interrupted"}
+
+
+class HarnessError(PexenError):
+    """A command cannot go on; `exit_code` is what the CLI exits with."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Options:
+    workers: int = 2
+    pool: str = "process"
+    max_attempts: int = 3
+
+    def check(self) -> None:
+        if self.workers < 1:
+            raise HarnessError(f"-j/--workers must be at least 1, not {self.workers}")
+        if self.pool not in ("process", "thread"):
+            raise HarnessError(f"--pool must be 'process' or 'thread', not {self.pool!r}")
+        if self.max_attempts < 1:
+            raise HarnessError(f"--max-attempts must be at least 1, not {self.max_attempts}")
+
+
+def journal_path(arg: Optional[str]) -> str:
+    path = arg or os.environ.get("PEXEN_JOURNAL") or DEFAULT_JOURNAL
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _check_tasks(tasks: Sequence[Tuple[str, Any]], spec: SuiteSpec,
+                 assumed: Sequence[Any] = ()) -> None:
+    """The engine's checks (deps, locks, keys) before anything is journaled."""
+    try:
+        probe = Sched()
+        if assumed:
+            probe.assume_provided(assumed)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe.add_tasks(task for _, task in tasks)
+    except (DepcheckError, MutexError, TaskKeyError, TypeError, ValueError) as exc:
+        raise HarnessError(f"suite {spec.target}: {exc}") from None
+
+
+def _open(path: str, create: bool) -> Journal:
+    try:
+        return open_journal(path, create=create)
+    except JournalError as exc:
+        from ..journal import JournalLocationError
+
+        code = EXIT_USAGE if isinstance(exc, JournalLocationError) else EXIT_INTERNAL
+        raise HarnessError(str(exc), code) from None
+
+
+def start(suite: str, journal: Optional[str] = None, options: Options = Options(),
+          progress: Optional[Callable[..., Any]] = None) -> Tuple[int, int]:
+    """Start a new run of `suite`; return (run id, exit code)."""
+    options.check()
+    try:
+        spec = parse_suite(suite)
+        tasks = load_suite(spec)
+    except SuiteError as exc:
+        raise HarnessError(str(exc)) from None
+    _check_tasks(tasks, spec)
+    path = journal_path(journal)
+    j = _open(path, create=True)
+    try:
+        run_id = j.create_run(
+            spec.to_json(), {"workers": options.workers, "pool": options.pool,
+                             "max_attempts": options.max_attempts},
+            [(key, task_meta(task)) for key, task in tasks],
+            host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
+            controller_started=process_started(os.getpid()) or time.time())
+        session = Session(j, run_id, tasks, attempts={}, time_used={},
+                          pool=options.pool, workers=options.workers,
+                          progress=progress(len(tasks), 0) if progress else None)
+        code = controller.execute(session, path)
+        _close_progress(session)
+        return run_id, code
+    finally:
+        j.close()
+
+
+def _close_progress(session: Session) -> None:
+    close = getattr(session.progress, "close", None)
+    if close is not None:
+        close()
+
+
+def controller_alive(run: RunInfo) -> bool:
+    """Is the run's recorded controller still running (same boot, same pid,
+    same process start time)?"""
+    if run.controller_pid is None or run.boot_id != boot_id():
+        return False
+    if run.controller_pid == os.getpid():
+        return False
+    started = process_started(run.controller_pid)
+    if started is None:
+        return False
+    return run.controller_started is None or abs(started - run.controller_started) < 1.0
+
+
+def _alive_error(run: RunInfo) -> HarnessError:
+    return HarnessError(
+        f"run {run.id} is still being run by pid {run.controller_pid}; wait for it to "
+        f"end, or stop it (kill {run.controller_pid}), then resume "
+        f"(pexen-harness status {run.id} shows it)")
+
+
+def pick_run(j: Journal, run_id: Optional[int]) -> RunInfo:
+    if run_id is not None:
+        try:
+            return j.run(run_id)
+        except JournalError:
+            raise HarnessError(f"{j.where} has no run {run_id} (pexen-harness list "
+                               "shows the runs)") from None
+    run = j.newest_unfinished()
+    if run is None:
+        raise HarnessError(f"{j.where} has no unfinished run to resume "
+                           "(pexen-harness list shows the runs)")
+    return run
+
+
+def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
+           options: Optional[Options] = None,
+           progress: Optional[Callable[..., Any]] = None,
+           notify: Callable[[str], None] = print) -> Tuple[int, int]:
+    """Continue a run where it stopped; return (run id, exit code)."""
+    path = journal_path(journal)
+    if "://" not in path and not os.path.exists(path):
+        raise HarnessError(f"no journal at {path} (start a run with pexen-harness "
+                           "start, or give --journal)")
+    j = _open(path, create=False)
+    try:
+        run = pick_run(j, run_id)
+        if run.state == "finished":
+            raise HarnessError(f"run {run.id} has finished; nothing to resume")
+        if controller_alive(run):
+            raise _alive_error(run)
+        config = dict(run.config)
+        if options is not None:
+            config.update(workers=options.workers, pool=options.pool,
+                          max_attempts=options.max_attempts)
+        opts = Options(int(config.get("workers", 2)), str(config.get("pool", "process")),
+                       int(config.get("max_attempts", 3)))
+        opts.check()
+        try:
+            spec = SuiteSpec.from_json(run.suite)
+            loaded = load_suite(spec)
+        except SuiteError as exc:
+            raise HarnessError(f"run {run.id} cannot be resumed: its suite no longer "
+                               f"loads: {exc}") from None
+        claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
+                              pid_started=process_started(os.getpid()) or time.time(),
+                              boot_id=boot_id())
+        if controller_alive(claimed):
+            raise _alive_error(claimed)
+        plan = _plan_resume(j, run, loaded, opts, notify)
+        _check_tasks(plan.tasks, spec, [p for ps, _ in plan.assumed for p in ps])
+        session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
+                          time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
+                          workers=opts.workers,
+                          progress=progress(plan.total, plan.done) if progress else None)
+        code = controller.execute(session, path)
+        _close_progress(session)
+        return run.id, code
+    finally:
+        j.close()
+
+
+@dataclass
+class _ResumePlan:
+    tasks: List[Tuple[str, Any]]
+    attempts: Dict[str, int]
+    time_used: Dict[str, float]
+    assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]]
+    total: int
+    done: int
+
+
+def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: Options,
+                 notify: Callable[[str], None]) -> _ResumePlan:
+    """Decide what runs again: terminal tasks never; tasks the dead controller
+    left running are killed if alive and run again (attempt + 1), up to
+    max_attempts; a changed boot id ends them `error`."""
+    rows = {row.key: row for row in j.tasks(run.id)}
+    by_key = dict(loaded)
+    writer = j.writer(run.id)
+    same_boot = run.boot_id == boot_id()
+    try:
+        added = [k for k in by_key if k not in rows]
+        if added:
+            notify(f"note: {len(added)} task(s) are new in the suite since run {run.id} "
+                   f"started and are not run: {', '.join(added[:5])}"
+                   + (" ..." if len(added) > 5 else ""))
+        interrupted = [row for row in rows.values() if row.state in LIVE_STATES]
+        if same_boot:
+            _kill_survivors(interrupted)
+        for row in interrupted:
+            if row.state != TaskState.INTERRUPTED.value:
+                writer.transition(row.key, TaskState.INTERRUPTED,
+                                  detail={"by": "controller death"})
+            if not same_boot:
+                writer.transition(row.key, TaskState.ERROR, reason="interrupted by reboot",
+                                  finished_at=time.time())
+            elif row.started_at is None and row.state == "queued":
+                writer.transition(row.key, TaskState.PENDING)  # never started
+            elif row.attempt >= opts.max_attempts:
+                writer.transition(row.key, TaskState.ERROR, finished_at=time.time(),
+                                  reason=f"crash loop: {row.attempt} attempts, each "
+                                         "interrupted (--max-attempts "
+                                         f"{opts.max_attempts})")
+            else:
+                writer.transition(row.key, TaskState.PENDING)
+        for key in rows:
+            if key not in by_key and not TaskState(writer.state_of(key)).terminal:
+                writer.transition(key, TaskState.ERROR, finished_at=time.time(),
+                                  reason="no longer in the suite")
+        writer.flush()
+    finally:
+        writer.close()
+    rows = {row.key: row for row in j.tasks(run.id)}
+    to_run: List[Tuple[str, Any]] = []
+    assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]] = []
+    provided_ok = set()
+    for key, row in rows.items():
+        task = by_key.get(key)
+        if row.state in ("pass", "warn") and task is not None:
+            provides = list(get_provides(task))
+            provided_ok.update(provides)
+            shared = json.loads(row.shared) if row.shared and row.shared_restorable else None
+            assumed.append((provides, shared if isinstance(shared, dict) else None))
+        elif row.state == "pending" and task is not None:
+            to_run.append((key, task))
+    to_run = _skip_unreachable(j, run.id, to_run, provided_ok)
+    done = sum(1 for row in j.tasks(run.id) if TaskState(row.state).terminal)
+    return _ResumePlan(to_run, {k: rows[k].attempt for k, _ in to_run},
+                       {k: rows[k].time_used or 0.0 for k, _ in to_run}, assumed,
+                       total=len(rows), done=done)
+
+
+def _skip_unreachable(j: Journal, run_id: int, to_run: List[Tuple[str, Any]],
+                      provided_ok: set) -> List[Tuple[str, Any]]:
+    """Tasks whose requirement no finished task gave and no task left to run
+    can give end `skip` now, with the reason (cascading)."""
+    keep = list(to_run)
+    while True:
+        can_give = set(provided_ok)
+        for _, task in keep:
+            can_give.update(get_provides(task))
+        doomed = [(k, t) for k, t in keep if not set(get_requires(t)) <= can_give]
+        if not doomed:
+            return keep
+        writer = j.writer(run_id)
+        try:
+            for key, task in doomed:
+                missing = sorted(map(repr, set(get_requires(task)) - can_give))
+                writer.transition(key, TaskState.SKIP, finished_at=time.time(),
+                                  reason=f"dependency {', '.join(missing)} not met: its "
+                                         "provider did not pass")
+            writer.flush()
+        finally:
+            writer.close()
+        keep = [(k, t) for k, t in keep if (k, t) not in doomed]
+
+
+def _kill_survivors(rows: Sequence[Any]) -> None:
+    """Kill what the dead controller's tasks left running: their recorded
+    processes (pid and start time must match) with their children, and any
+    process carrying one of their tokens."""
+    me = os.getpid()
+    victims: Dict[int, psutil.Process] = {}
+    tokens = {row.token for row in rows if row.token}
+    for row in rows:
+        if row.pid and row.pid != me and row.pid_started:
+            try:
+                proc = psutil.Process(row.pid)
+                if abs(proc.create_time() - row.pid_started) < 1.0:
+                    victims[proc.pid] = proc
+                    for child in proc.children(recursive=True):
+                        victims[child.pid] = child
+            except psutil.Error:
+                pass
+    if tokens:
+        for proc in psutil.process_iter():
+            if proc.pid == me or proc.pid in victims:
+                continue
+            try:
+                env = proc.environ()
+            except psutil.Error:
+                continue
+            if env.get("PEXEN_TASK_TOKEN") in tokens:
+                victims[proc.pid] = proc
+    for proc in victims.values():
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(list(victims.values()), timeout=5)

@@ -1,0 +1,378 @@
+"""Suites: what `pexen-harness start SUITE` is given, and the tasks it holds.
+
+A suite is one of three kinds:
+
+- ``dir``: a directory of executables; every executable file under it is a
+  task (`ExecutableTask`), keyed by its path relative to the directory without
+  its extension (``net/ping.sh`` -> ``net/ping``);
+- ``module``: a Python module or package, walked with
+  `pexen.factory.ModTreeFactory` (its callables that carry metadata);
+- ``function``: ``module:function``, a factory function called with no
+  arguments that returns the tasks (Python is the configuration language).
+
+`parse_suite` turns the command-line argument into a `SuiteSpec` (stored in the
+journal as JSON, so a resumed run loads the same suite); `load_suite` turns a
+spec into ``(key, task)`` pairs. Every problem with what the user gave is a
+`SuiteError` with a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import keyword
+import os
+import reprlib
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from ..factory import ModTreeFactory
+from ..sched._keys import CALLPATH_ATTR_NAME, auto_name, describe, explicit_key
+from ..util import PexenError
+from .context import NoContextError, context
+from .outcome import EXIT_ERROR, EXIT_SKIP, TaskOutcome
+
+KINDS = ("dir", "module", "function")
+
+
+class SuiteError(PexenError):
+    """The suite cannot be used: the message (one line) names it and says why."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _short(obj: Any) -> str:
+    """A short one-line repr of a user object, for messages."""
+    try:
+        text = reprlib.repr(obj)
+    except Exception:  # a broken __repr__ must not hide the real problem
+        text = f"<{type(obj).__name__} object>"
+    return _one_line(text)
+
+
+def _exc_summary(exc: BaseException) -> str:
+    """'Type: first line of the message' of an exception."""
+    try:
+        lines = str(exc).strip().splitlines()
+    except Exception:  # a broken __str__
+        lines = []
+    first = lines[0].strip() if lines else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _error(name: str, what: str) -> SuiteError:
+    return SuiteError(_one_line(f"suite {name!r}: {what}"))
+
+
+def _is_dotted_name(text: str) -> bool:
+    """A dotted module name: identifiers (not keywords) joined by dots."""
+    return bool(text) and all(part.isidentifier() and not keyword.iskeyword(part)
+                              for part in text.split("."))
+
+
+def _is_function_ref(text: str) -> bool:
+    """'dotted.module:function'."""
+    mod, sep, func = text.partition(":")
+    return (bool(sep) and _is_dotted_name(mod) and func.isidentifier()
+            and not keyword.iskeyword(func))
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A suite as given on the command line, resolved so it loads the same later.
+
+    `kind` is "dir", "module" or "function"; `target` the absolute directory,
+    the dotted module name, or "module:function"; `cwd` the absolute directory
+    the suite was given from (put on sys.path when modules are loaded).
+    """
+
+    kind: str
+    target: str
+    cwd: str
+
+    def to_json(self) -> Dict[str, str]:
+        """The spec as a JSON-able dict (`from_json` reads it back)."""
+        return {"kind": self.kind, "target": self.target, "cwd": self.cwd}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SuiteSpec:
+        """The spec `to_json` wrote; SuiteError if `data` is not such a dict."""
+        if not isinstance(data, Mapping):
+            raise SuiteError(f"malformed suite record: a {type(data).__name__}, not a dict: "
+                             f"{_short(data)}")
+        target = data.get("target")
+        name = target if isinstance(target, str) else _short(data)
+
+        def bad(what: str) -> SuiteError:
+            return _error(name, f"malformed suite record ({what}): {_short(data)}")
+
+        extra = sorted(str(k) for k in data if k not in ("kind", "target", "cwd"))
+        if extra:
+            raise bad(f"unknown field {extra[0]!r}")
+        for field in ("kind", "target", "cwd"):
+            if not isinstance(data.get(field), str):
+                raise bad(f"{field!r} missing or not a string")
+        kind, cwd = data["kind"], data["cwd"]
+        if kind not in KINDS:
+            raise bad(f"unknown kind {kind!r}")
+        if not os.path.isabs(cwd):
+            raise bad("cwd is not an absolute path")
+        if kind == "dir" and not os.path.isabs(target):
+            raise bad("directory is not an absolute path")
+        if kind == "module" and not _is_dotted_name(target):
+            raise bad("not a module name")
+        if kind == "function" and not _is_function_ref(target):
+            raise bad("not module:function")
+        return cls(kind, target, cwd)
+
+
+def parse_suite(arg: str, cwd: Optional[str] = None) -> SuiteSpec:
+    """The `SuiteSpec` of a command-line SUITE argument given from `cwd`
+    (default: the current directory).
+
+    An existing directory is a "dir" suite, but for a package directory given
+    by its bare name ("mysuite", with an ``__init__.py``), which is the package
+    ("./mysuite" is the directory); "a.b:func" is a "function" suite; another
+    dotted name a "module" suite (whether it imports is checked by
+    `load_suite`). Anything else, a file included, is a SuiteError.
+    """
+    base = os.path.abspath(cwd if cwd is not None else os.getcwd())
+    if not arg:
+        raise _error(arg, "empty; give a directory, a module name or module:function")
+    path = os.path.join(base, arg)
+    if os.path.isdir(path):
+        # A package directory given by its bare name ('mysuite') is the
+        # package; './mysuite' asks for the directory of executables.
+        is_pkg = os.path.isfile(os.path.join(path, "__init__.py"))
+        if not (is_pkg and "." not in arg and _is_dotted_name(arg)):
+            return SuiteSpec("dir", os.path.abspath(path), base)
+    if _is_function_ref(arg):
+        return SuiteSpec("function", arg, base)
+    if os.path.exists(path) and not os.path.isdir(path):
+        what = "a file, not a directory, module name or module:function"
+        if arg.endswith(".py"):
+            what = "a Python file is not a suite; give its module name"
+            hint = os.path.normpath(arg)[:-3].replace("/", ".")
+            if not os.path.isabs(arg) and _is_dotted_name(hint):
+                what += f" (e.g. {hint!r})"
+        raise _error(arg, what)
+    if _is_dotted_name(arg):
+        return SuiteSpec("module", arg, base)
+    raise _error(arg, "no such directory, and not a module name")
+
+
+# -- executables -----------------------------------------------------------------
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "unknown signal"
+
+
+class ExecutableTask:
+    """A task that runs one executable file; picklable (plain attributes).
+
+    The executable runs with its directory as cwd, stdin from /dev/null, in a
+    session of its own (so a whole process group can be killed), with the
+    PEXEN_* variables of the current task context added to the environment;
+    its stdout and stderr are inherited. Exit 0 passes (returns
+    ``{"returncode": 0}``), 77 skips, 99 is an error, death by a signal is an
+    error, any other status fails (`TaskOutcome`).
+    """
+
+    def __init__(self, path: str, key: str) -> None:
+        self.path = os.path.abspath(path)
+        self.key = key
+        self.__name__ = key
+        setattr(self, CALLPATH_ATTR_NAME, key.split("/"))
+
+    def __repr__(self) -> str:
+        return f"ExecutableTask({self.path!r}, key={self.key!r})"
+
+    def _env(self) -> Dict[str, str]:
+        env = dict(os.environ)
+        try:
+            env.update(context().env())
+        except NoContextError:
+            pass
+        return env
+
+    def __call__(self) -> Dict[str, int]:
+        """Run the executable; see the class docstring for the outcomes."""
+        try:
+            proc = subprocess.Popen([self.path], cwd=os.path.dirname(self.path),
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env=self._env())
+        except OSError as exc:  # not there any more, bad interpreter line, ...
+            raise TaskOutcome("error", f"cannot execute {self.path}: "
+                                       f"{exc.strerror or _exc_summary(exc)}") from None
+        try:
+            status = proc.wait()
+        except BaseException:
+            # Interrupted while waiting (KeyboardInterrupt, ...): leave nothing
+            # running. The leader is not reaped yet, so its pid (= the group
+            # id) cannot have been reused.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+            raise
+        if status == 0:
+            return {"returncode": 0}
+        if status < 0:
+            raise TaskOutcome("error", f"killed by signal {-status} ({_signal_name(-status)})")
+        if status == EXIT_SKIP:
+            raise TaskOutcome("skip", f"exit status {EXIT_SKIP} (skip)")
+        if status == EXIT_ERROR:
+            raise TaskOutcome("error", f"exit status {EXIT_ERROR} (error)")
+        raise TaskOutcome("fail", f"exit status {status}")
+
+
+# -- loading ---------------------------------------------------------------------
+
+
+def _display_name(spec: SuiteSpec) -> str:
+    """The suite as the user would recognise it (a directory relative to cwd)."""
+    if spec.kind == "dir":
+        rel = os.path.relpath(spec.target, spec.cwd)
+        if rel != ".." and not rel.startswith("../"):
+            return rel
+    return spec.target
+
+
+def _load_dir(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]]:
+    top = spec.target
+    if not os.path.isdir(top):
+        raise _error(name, "no such directory")
+    found: List[Tuple[str, Callable[..., Any]]] = []
+    files_of: Dict[str, str] = {}
+    not_exec = 0
+
+    def walk_error(exc: OSError) -> None:
+        raise _error(name, f"cannot read {exc.filename}: {exc.strerror or _exc_summary(exc)}")
+
+    for dirpath, dirs, files in os.walk(top, topdown=True, onerror=walk_error,
+                                        followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for fname in sorted(f for f in files if not f.startswith(".")):
+            full = os.path.join(dirpath, fname)
+            if not os.path.isfile(full):
+                continue  # a broken symlink, a socket, ...
+            if not os.access(full, os.X_OK):
+                not_exec += 1
+                continue
+            rel = os.path.relpath(full, top)
+            key = os.path.splitext(rel)[0]
+            if key in files_of:
+                raise _error(name, f"{files_of[key]} and {rel} both give the task key {key!r}")
+            files_of[key] = rel
+            found.append((key, ExecutableTask(full, key)))
+    if not found:
+        hint = f" ({not_exec} files without the executable bit)" if not_exec else ""
+        raise _error(name, f"no executable files in the directory{hint}")
+    return found
+
+
+def _import(spec: SuiteSpec, name: str, modname: str) -> ModuleType:
+    if spec.cwd not in sys.path:
+        sys.path.insert(0, spec.cwd)
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module(modname)
+    except (Exception, SystemExit) as exc:
+        raise _error(name, f"cannot import {modname}: {_exc_summary(exc)}") from None
+
+
+def _keyed(name: str, tasks: Iterable[Any]) -> List[Tuple[str, Callable[..., Any]]]:
+    """(key, task) pairs of Python tasks, as the engine will key them: the
+    callpath when there is one, else the name. The same object twice counts once."""
+    found: List[Tuple[str, Callable[..., Any]]] = []
+    seen = set()
+    by_key: Dict[str, Any] = {}
+    for index, task in enumerate(tasks):
+        if not callable(task):
+            raise _error(name, f"task {index} is not callable: {_short(task)}")
+        if id(task) in seen:
+            continue
+        seen.add(id(task))
+        found.append(task)
+    pairs = []
+    for task in found:
+        key = explicit_key(task) or auto_name(task)
+        other = by_key.get(key)
+        if other is not None:
+            raise _error(name, f"two tasks have the key {key!r}: {describe(other)} and "
+                               f"{describe(task)}")
+        by_key[key] = task
+        pairs.append((key, task))
+    if not pairs:
+        raise _error(name, "no tasks")
+    return pairs
+
+
+def _load_module(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]]:
+    mod = _import(spec, name, spec.target)
+    try:
+        # Keys are read after the walk: a task found twice (imported into a
+        # second module) keeps the callpath burnt last, as the engine sees it.
+        tasks = list(ModTreeFactory()(mod))
+    except (Exception, SystemExit) as exc:
+        raise _error(name, f"cannot walk {spec.target}: {_exc_summary(exc)}") from None
+    pairs = _keyed(name, tasks)
+    return pairs
+
+
+def _load_function(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]]:
+    modname, _, funcname = spec.target.partition(":")
+    mod = _import(spec, name, modname)
+    try:
+        func = getattr(mod, funcname)
+    except AttributeError:
+        raise _error(name, f"module {modname} has no attribute {funcname!r}") from None
+    if not callable(func):
+        raise _error(name, f"{funcname} is not callable: {_short(func)}")
+    try:
+        result = func()
+    except (Exception, SystemExit) as exc:
+        raise _error(name, f"calling {funcname}() raised {_exc_summary(exc)}") from None
+    try:
+        if isinstance(result, (str, bytes, Mapping)):
+            raise TypeError("not a sequence of tasks")
+        items = iter(result)
+    except TypeError:
+        raise _error(name, f"{funcname}() returned {_short(result)}, not tasks") from None
+    try:
+        tasks = list(items)
+    except (Exception, SystemExit) as exc:
+        raise _error(name, f"iterating what {funcname}() returned raised "
+                           f"{_exc_summary(exc)}") from None
+    return _keyed(name, tasks)
+
+
+def load_suite(spec: SuiteSpec) -> List[Tuple[str, Callable[..., Any]]]:
+    """The tasks of a suite as (task key, task) pairs, in a stable order.
+
+    The keys are those `pexen.sched.Sched` gives the tasks. Any problem with
+    the suite (missing, does not import, no tasks, two tasks with one key, ...)
+    is a SuiteError with a one-line message.
+    """
+    name = _display_name(spec)
+    if spec.kind == "dir":
+        return _load_dir(spec, name)
+    if spec.kind == "module":
+        return _load_module(spec, name)
+    if spec.kind == "function":
+        return _load_function(spec, name)
+    raise _error(name, f"unknown suite kind {spec.kind!r}")
+
+
+__all__ = ["ExecutableTask", "KINDS", "SuiteError", "SuiteSpec", "load_suite", "parse_suite"]

@@ -1,0 +1,1 @@
+"""Tests of the harness: suites, contexts, the CLI."""

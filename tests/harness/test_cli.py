@@ -1,0 +1,293 @@
+"""pexen-harness start / resume / status / list, as a user runs them: in a
+subprocess, with real suites, killed at random moments, given bad input."""
+
+import json
+import os
+import pathlib
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+import pexen.journal as journal
+
+from .suites import BAD_SUITES, CONTEXT_SUITE, CRASH_SUITE, SLOW_SUITE
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "examples" / "smoke"
+
+
+def harness(*args, cwd, env=None, timeout=120):
+    full_env = dict(os.environ)
+    full_env.pop("PEXEN_JOURNAL", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "pexen.harness.cli", *args], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def spawn(*args, cwd):
+    env = dict(os.environ)
+    env.pop("PEXEN_JOURNAL", None)
+    return subprocess.Popen([sys.executable, "-m", "pexen.harness.cli", *args], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def end(proc):
+    """End a controller we started, and reap it (and anything it left)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=30)
+
+
+def states(path):
+    with journal.open(str(path), create=False) as j:
+        run = j.runs()[-1]
+        return {t.key: t for t in j.tasks(run.id)}, run
+
+
+def test_smoke_example(tmp_path):
+    res = harness("start", str(SMOKE), cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert "FAIL    fs/expected-failure: exit status 1" in res.stdout
+    assert "SKIP    hw/needs-gpu" in res.stdout or "PASS    hw/needs-gpu" in res.stdout
+    rows, run = states(tmp_path / "pexen-journal.sqlite")
+    assert run.state == "finished" and run.exit_code == 1
+    assert rows["fs/expected-failure"].state == "fail"
+    assert rows["00-env"].state == "pass"
+    assert oct(os.stat(tmp_path / "pexen-journal.sqlite").st_mode & 0o777) == "0o600"
+    status = harness("status", "--json", cwd=tmp_path)
+    data = json.loads(status.stdout)
+    assert data["counts"]["fail"] == 1 and data["state"] == "finished"
+    listing = harness("list", cwd=tmp_path)
+    assert listing.returncode == 0 and "finished" in listing.stdout
+    # nothing to resume
+    again = harness("resume", cwd=tmp_path)
+    assert again.returncode == 4
+    assert "no unfinished run" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_context_and_environment(tmp_path, pool):
+    (tmp_path / "ctxsuite.py").write_text(CONTEXT_SUITE)
+    res = harness("start", "ctxsuite:tasks", "--pool", pool, cwd=tmp_path)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    ret = json.loads(rows["check_context"].ret)
+    assert ret["journal"] == str(tmp_path / "pexen-journal.sqlite")
+    assert ret["task"] == "check_context"
+    if pool == "process":
+        assert ret["env_token"] == ret["token"]
+        assert ret["env_run"] == str(ret["run"])
+        assert ret["child"] == ["check_context", "1"]
+    else:
+        # threads share one process environment: only pexen.context() is per task
+        assert ret["env_token"] is None
+
+
+def test_journal_env_var_and_option(tmp_path):
+    (tmp_path / "ctxsuite.py").write_text(CONTEXT_SUITE)
+    res = harness("start", "ctxsuite:tasks", cwd=tmp_path,
+                  env={"PEXEN_JOURNAL": str(tmp_path / "env.sqlite")})
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "env.sqlite").exists()
+    res = harness("start", "ctxsuite:tasks", "--journal", "opt.sqlite", cwd=tmp_path)
+    assert (tmp_path / "opt.sqlite").exists()
+
+
+def _journal_bytes(path):
+    return pathlib.Path(path).read_bytes() if pathlib.Path(path).exists() else None
+
+
+@pytest.mark.parametrize("case", [
+    "no-such-suite", "empty-dir", "import-error", "not-tasks", "bad-task", "unmet",
+    "duplicate-keys", "missing-journal-dir", "bad-workers",
+])
+def test_bad_start_input(tmp_path, case):
+    for name, text in BAD_SUITES.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("not executable")
+    dup = tmp_path / "dup"
+    dup.mkdir()
+    for name in ("a.sh", "a.py"):
+        (dup / name).write_text("#!/bin/sh\nexit 0\n")
+        (dup / name).chmod(0o755)
+    # a journal with history, which bad input must leave as it is
+    good = harness("start", str(SMOKE), cwd=tmp_path)
+    assert good.returncode == 1
+    before = _journal_bytes(tmp_path / "pexen-journal.sqlite")
+    args = {
+        "no-such-suite": ["start", "no/such/dir"],
+        "empty-dir": ["start", "empty"],
+        "import-error": ["start", "broken:tasks"],
+        "not-tasks": ["start", "notasks:tasks"],
+        "bad-task": ["start", "badtask:tasks"],
+        "unmet": ["start", "unmet:tasks"],
+        "duplicate-keys": ["start", str(dup)],
+        "missing-journal-dir": ["start", str(SMOKE), "--journal", "nodir/j.sqlite"],
+        "bad-workers": ["start", str(SMOKE), "-j", "0"],
+    }[case]
+    res = harness(*args, cwd=tmp_path)
+    assert res.returncode == 4, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pexen-harness: error: "), res.stderr
+    assert "Traceback" not in res.stderr
+    assert _journal_bytes(tmp_path / "pexen-journal.sqlite") == before
+
+
+@pytest.mark.parametrize("case", ["not-sqlite", "other-sqlite", "truncated", "newer"])
+def test_bad_journals_are_refused_and_left_alone(tmp_path, case):
+    path = tmp_path / "j.sqlite"
+    if case == "not-sqlite":
+        path.write_text("hello\n")
+    elif case == "other-sqlite":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE x (y)")
+        con.commit()
+        con.close()
+    else:
+        assert harness("start", str(SMOKE), "--journal", str(path),
+                       cwd=tmp_path).returncode == 1
+        if case == "truncated":
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+        else:
+            con = sqlite3.connect(path)
+            con.execute("UPDATE alembic_version SET version_num = 'ffff'")
+            con.commit()
+            con.close()
+    before = path.read_bytes()
+    for verb in (["start", str(SMOKE)], ["resume"], ["status"], ["list"]):
+        res = harness(*verb, "--journal", str(path), cwd=tmp_path)
+        assert res.returncode == 3, (verb, res.stdout, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert path.read_bytes() == before
+
+
+def test_resume_of_a_suite_that_no_longer_loads(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW_SUITE)
+    proc = spawn("start", "slow:tasks", "-j", "1", cwd=tmp_path)
+    try:
+        _wait_for_runs(tmp_path, 1)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        end(proc)
+    (tmp_path / "slow.py").write_text("raise ImportError('gone')\n")
+    res = harness("resume", cwd=tmp_path)
+    assert res.returncode == 4
+    assert "no longer loads" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def _wait_for_runs(tmp_path, n, timeout=30):
+    """Wait until at least n task executions were logged."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        total = sum(len(p.read_text().splitlines())
+                    for p in tmp_path.glob("pexen-journal.sqlite.d/*/*/data/runs"))
+        if total >= n:
+            return total
+        time.sleep(0.02)
+    raise AssertionError("the tasks did not start")
+
+
+def test_sigterm_interrupts_and_resume_finishes(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW_SUITE)
+    proc = spawn("start", "slow:tasks", "-j", "2", cwd=tmp_path)
+    try:
+        _wait_for_runs(tmp_path, 2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        end(proc)
+    assert proc.returncode == 2, err
+    rows, run = states(tmp_path / "pexen-journal.sqlite")
+    assert run.state == "interrupted"
+    assert {r.state for r in rows.values()} <= {"pass", "interrupted", "pending"}
+    assert any(r.state == "interrupted" for r in rows.values())
+    res = harness("resume", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows, run = states(tmp_path / "pexen-journal.sqlite")
+    assert run.state == "finished"
+    assert all(r.state == "pass" for r in rows.values())
+
+
+def test_second_controller_is_refused(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW_SUITE)
+    proc = spawn("start", "slow:tasks", "-j", "1", cwd=tmp_path)
+    try:
+        _wait_for_runs(tmp_path, 1)
+        res = harness("resume", cwd=tmp_path)
+        assert res.returncode == 4
+        assert f"pid {proc.pid}" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+        status = harness("status", cwd=tmp_path)
+        assert "controller alive" in status.stdout
+    finally:
+        end(proc)
+
+
+def _executions(tmp_path):
+    out = {}
+    for p in tmp_path.glob("pexen-journal.sqlite.d/*/*/data/runs"):
+        out[p.parent.parent.name] = p.read_text().split()
+    return out
+
+
+def test_sigkill_at_random_moments_loses_nothing(tmp_path):
+    """The fault-injection proof: kill the controller with SIGKILL at random
+    moments, resume, repeat; every task ends exactly once, and no task that
+    had completed before a kill runs again."""
+    (tmp_path / "crash.py").write_text(CRASH_SUITE)
+    rng = random.Random(1234)
+    proc = spawn("start", "crash:tasks", "-j", "2", cwd=tmp_path)
+    kills = 0
+    while True:
+        try:
+            proc.wait(timeout=rng.uniform(0.2, 0.9))
+            out, err = proc.communicate()
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        completed_before = {k for k, r in states(tmp_path / "pexen-journal.sqlite")[0].items()
+                            if r.state == "pass"}
+        runs_before = _executions(tmp_path)
+        proc.send_signal(signal.SIGKILL)
+        end(proc)
+        kills += 1
+        # the workers of the dead controller die with it
+        deadline = time.monotonic() + 10
+        while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc = spawn("resume", cwd=tmp_path)
+        # a task that had completed never runs again
+        time.sleep(0.3)
+        runs_now = _executions(tmp_path)
+        for key in completed_before:
+            assert runs_now.get(key) == runs_before.get(key), key
+        if kills >= 6:
+            out, err = proc.communicate(timeout=120)
+            break
+    assert proc.returncode in (0, 1), err
+    rows, run = states(tmp_path / "pexen-journal.sqlite")
+    assert run.state == "finished", (run, err)
+    assert len(rows) == 50
+    for key, row in rows.items():
+        assert row.state in ("pass", "error"), (key, row.state, row.reason)
+        if row.state == "error":
+            assert "crash loop" in row.reason
+    with journal.open(str(tmp_path / "pexen-journal.sqlite"), create=False) as j:
+        terminal = [e for e in j.events(run.id) if e.key and e.to_state in
+                    ("pass", "fail", "error", "skip", "timeout", "warn")]
+    assert sorted(e.key for e in terminal) == sorted(rows), "a task ended twice or never"
+    executions = _executions(tmp_path)
+    for key, row in rows.items():
+        if row.state == "pass":
+            assert len(executions[key]) == row.attempt
