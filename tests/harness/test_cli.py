@@ -291,3 +291,84 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     for key, row in rows.items():
         if row.state == "pass":
             assert len(executions[key]) == row.attempt
+
+
+def _start_and_kill(tmp_path, env, *extra):
+    (tmp_path / "slow.py").write_text(SLOW_SUITE)
+    full_env = dict(os.environ)
+    full_env.pop("PEXEN_JOURNAL", None)
+    full_env.update(env)
+    proc = subprocess.Popen([sys.executable, "-m", "pexen.harness.cli", "start", "slow:tasks",
+                             "-j", "1", *extra], cwd=tmp_path, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_runs(tmp_path, 1)
+        # the journal is written asynchronously: wait until it has the start
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows, _ = states(tmp_path / "pexen-journal.sqlite")
+            if any(r.state == "running" for r in rows.values()):
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        end(proc)
+    deadline = time.monotonic() + 10
+    while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_changed_boot_id_ends_interrupted_tasks_in_error(tmp_path):
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot-A\n")
+    env = {"PEXEN_BOOT_ID_FILE": str(boot)}
+    _start_and_kill(tmp_path, env)
+    boot.write_text("boot-B\n")
+    res = harness("resume", cwd=tmp_path, env=env)
+    assert res.returncode == 1, res.stderr
+    rows, run = states(tmp_path / "pexen-journal.sqlite")
+    errors = [r for r in rows.values() if r.state == "error"]
+    assert errors and all(r.reason == "interrupted by reboot" for r in errors)
+    assert all(r.state in ("pass", "error") for r in rows.values())
+
+
+def test_crash_loop_cap(tmp_path):
+    _start_and_kill(tmp_path, {}, "--max-attempts", "1")
+    res = harness("resume", cwd=tmp_path)
+    assert res.returncode == 1
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    looped = [r for r in rows.values() if r.state == "error"]
+    assert len(looped) == 1 and looped[0].reason.startswith("crash loop: 1 attempts")
+    assert sum(r.state == "pass" for r in rows.values()) == len(rows) - 1
+
+
+def test_resume_options_and_named_run(tmp_path):
+    _start_and_kill(tmp_path, {})
+    res = harness("resume", "1", "--pool", "process", "-j", "3", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = harness("resume", "7", cwd=tmp_path)
+    assert res.returncode == 4 and "no run 7" in res.stderr
+    res = harness("resume", "--max-attempts", "0", cwd=tmp_path)
+    assert res.returncode == 4
+
+
+def test_usage_errors_exit_4(tmp_path):
+    assert harness(cwd=tmp_path).returncode == 4
+    assert harness("frobnicate", cwd=tmp_path).returncode == 4
+    assert harness("start", cwd=tmp_path).returncode == 4
+    assert harness("--help", cwd=tmp_path).returncode == 0
+    res = harness("status", cwd=tmp_path)
+    assert res.returncode == 4 and "no journal" in res.stderr
+    assert not (tmp_path / "pexen-journal.sqlite").exists()
+
+
+def test_every_verb_has_help():
+    from pexen.harness.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "verb")
+    for name, p in sub.choices.items():
+        assert p.description, name
+        for action in p._actions:
+            if action.dest not in ("help",) and action.option_strings:
+                assert action.help, (name, action.dest)
