@@ -40,10 +40,14 @@ def spawn(*args, cwd):
 
 
 def end(proc):
-    """End a controller we started, and reap it (and anything it left)."""
+    """End a controller we started, and reap it. Its pipes are closed, not
+    read to the end: a task's orphan may hold them open."""
     if proc.poll() is None:
         proc.kill()
-    proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def states(path):
@@ -372,3 +376,44 @@ def test_every_verb_has_help():
         for action in p._actions:
             if action.dest not in ("help",) and action.option_strings:
                 assert action.help, (name, action.dest)
+
+
+def test_survivors_of_a_dead_controller_are_killed_on_resume(tmp_path):
+    """An executable runs in its own session, so it outlives its worker when
+    the controller is SIGKILLed; resume finds it by its token and kills it."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    script = suite / "long.sh"
+    script.write_text('#!/bin/sh\n'
+                      'if [ -e "$PEXEN_TASK_DATA/ran" ]; then exit 0; fi\n'
+                      'touch "$PEXEN_TASK_DATA/ran"\n'
+                      'echo $$ > "$PEXEN_TASK_DATA/pid"\n'
+                      'exec sleep 300\n')
+    script.chmod(0o755)
+    proc = spawn("start", str(suite), cwd=tmp_path)
+    pidfile = tmp_path / "pexen-journal.sqlite.d" / "1" / "long" / "data" / "pid"
+    try:
+        deadline = time.monotonic() + 20
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            assert time.monotonic() < deadline, "the script did not start"
+            time.sleep(0.02)
+        while time.monotonic() < deadline:
+            rows, _ = states(tmp_path / "pexen-journal.sqlite")
+            if rows["long"].state == "running":
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        end(proc)
+    survivor = psutil.Process(int(pidfile.read_text()))
+    try:
+        time.sleep(0.3)
+        assert survivor.is_running() and survivor.status() != psutil.STATUS_ZOMBIE
+        res = harness("resume", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert not survivor.is_running() or survivor.status() == psutil.STATUS_ZOMBIE
+        rows, _ = states(tmp_path / "pexen-journal.sqlite")
+        assert rows["long"].state == "pass" and rows["long"].attempt == 2
+    finally:
+        if survivor.is_running():
+            survivor.kill()
