@@ -118,10 +118,10 @@ class Sched:
         Also callable from inside a running task: under the process pool the
         tasks are sent to the controller (they must be picklable).
         """
-        from . import _procpool
+        from . import _zygote
 
-        if os.getpid() != self._owner_pid and _procpool.worker_channel is not None:
-            _procpool.worker_channel.add_tasks(list(new))
+        if os.getpid() != self._owner_pid and _zygote.worker_channel is not None:
+            _zygote.worker_channel.add_tasks(list(new))
             return
         with self._lock:
             batch = self._check_batch(new)

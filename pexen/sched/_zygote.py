@@ -1,0 +1,344 @@
+"""The fork server ("zygote") and the worker processes it forks, and the
+framing of their pipes. The controller's side is `_procpool.py`; why a
+zygote at all is said there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import sys
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import _call
+from ._keys import describe
+from .common import ExceptionInfo, TaskFailError, TaskRes
+from .pool import PoolError
+
+_HDR = struct.Struct("!I")
+_PR_SET_PDEATHSIG = 1
+
+# In a worker process: the channel `Sched.add_tasks` uses from inside a task.
+worker_channel: Optional[_WorkerChannel] = None
+
+
+# -- framing ---------------------------------------------------------------
+
+def _write_frame(fd: int, payload: bytes) -> None:
+    data = memoryview(_HDR.pack(len(payload)) + payload)
+    while data:
+        try:
+            n = os.write(fd, data)
+        except InterruptedError:
+            continue
+        data = data[n:]
+
+
+def _read_exact(fd: int, n: int) -> Optional[bytes]:
+    chunks = []
+    while n:
+        try:
+            chunk = os.read(fd, n)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int) -> Optional[bytes]:
+    head = _read_exact(fd, _HDR.size)
+    if head is None:
+        return None
+    return _read_exact(fd, _HDR.unpack(head)[0])
+
+
+class _FrameBuffer:
+    """Frames from a non-blocking pipe, as they arrive."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def feed(self, fd: int) -> Tuple[List[bytes], bool]:
+        """Read what is there; return the complete frames and whether EOF was seen."""
+        eof = False
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError:
+                eof = True
+                break
+            if not chunk:
+                eof = True
+                break
+            self.buf += chunk
+            if len(chunk) < 1 << 16:
+                break
+        frames = []
+        buf = self.buf
+        while len(buf) >= _HDR.size:
+            (size,) = _HDR.unpack_from(buf)
+            if len(buf) < _HDR.size + size:
+                break
+            frames.append(bytes(buf[_HDR.size:_HDR.size + size]))
+            del buf[:_HDR.size + size]
+        return frames, eof
+
+
+def _dumps(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _fork() -> int:
+    # Python 3.12+ warns when forking a process that has threads. The zygote is
+    # forked before this pool starts any thread; other threads of the program
+    # (if any) are the program's business, and the zygote touches none of
+    # their locks. The warning must not become an exception under -W error.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
+
+
+def _set_pdeathsig(sig: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the zygote's EOF check remains
+        pass
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by signal {sig} ({name})"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"ended with wait status {status}"
+
+
+# -- the zygote --------------------------------------------------------------
+
+def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
+    """Fork workers on request; report their exits; die with the controller."""
+    # Out of the controller's process group: a ^C on the terminal goes to the
+    # controller, which decides what happens to running tasks.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: Dict[int, int] = {}   # pid -> worker id
+    by_wid: Dict[int, int] = {}     # worker id -> pid
+    sel = selectors.DefaultSelector()
+    sel.register(ctl, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+
+    def reap() -> None:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            wid = children.pop(pid, None)
+            if wid is None:
+                continue
+            by_wid.pop(wid, None)
+            try:
+                ctl.send(_dumps(("exited", wid, pid, status)))
+            except OSError:
+                pass
+
+    def die() -> None:
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in list(children):
+            try:
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        os._exit(0)
+
+    while True:
+        try:
+            events = sel.select()
+        except InterruptedError:
+            continue
+        for key, _ in events:
+            if key.fileobj == wake_r:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except OSError:
+                    pass
+                reap()
+                continue
+            try:
+                msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 4)
+            except OSError:
+                msg, fds = b"", []
+            if not msg:
+                die()
+            req = pickle.loads(msg)
+            if req[0] == "spawn":
+                wid = req[1]
+                task_r, result_w = fds
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        sel.close()
+                        ctl.close()
+                        os.close(wake_r)
+                        os.close(wake_w)
+                        signal.set_wakeup_fd(-1)
+                        _worker_main(wid, task_r, result_w, tasks)
+                    finally:
+                        os._exit(70)
+                os.close(task_r)
+                os.close(result_w)
+                children[pid] = wid
+                by_wid[wid] = pid
+            elif req[0] == "kill":
+                pid = by_wid.get(req[1])
+                if pid is not None:
+                    try:
+                        os.kill(pid, req[2])
+                    except OSError:
+                        pass
+            reap()
+
+
+# -- a worker ----------------------------------------------------------------
+
+class _WorkerChannel:
+    """Lets a task in a worker add tasks to the run (Sched.add_tasks)."""
+
+    def __init__(self, task_fd: int, result_fd: int) -> None:
+        self.task_fd = task_fd
+        self.result_fd = result_fd
+
+    def add_tasks(self, tasks: List[Any]) -> None:
+        blobs = []
+        for task in tasks:
+            try:
+                blobs.append(_dumps(task))
+            except Exception as exc:
+                raise PoolError(
+                    f"task {describe(task)} cannot be added from inside a task under "
+                    f"the process pool: it cannot be pickled ({exc}); define it at "
+                    "module level", task) from None
+        _write_frame(self.result_fd, _dumps(("add", blobs)))
+        frame = _read_frame(self.task_fd)
+        if frame is None:
+            os._exit(0)
+        _, error = pickle.loads(frame)
+        if error is not None:
+            raise error
+
+
+def _worker_main(wid: int, task_fd: int, result_fd: int, tasks: List[Any]) -> None:
+    global worker_channel
+    _set_pdeathsig(signal.SIGKILL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _call._worker_flag[0] = True
+    worker_channel = _WorkerChannel(task_fd, result_fd)
+    pid = os.getpid()
+    _write_frame(result_fd, _dumps(("hello", pid)))
+    while True:
+        frame = _read_frame(task_fd)
+        if frame is None:
+            break
+        msg = pickle.loads(frame)
+        if msg[0] == "stop":
+            break
+        _, seq, key, idx, task_blob, shared_blob = msg
+        _write_frame(result_fd, _dumps(("start", seq, pid)))
+        try:
+            task = tasks[idx] if idx is not None else pickle.loads(task_blob)
+            shared = pickle.loads(shared_blob)
+        except Exception as exc:
+            res = TaskRes(None, None, None, _call.exc_info_of(exc))
+        else:
+            res = _call.call_task(task, shared)
+        _flush_stdio()
+        _write_frame(result_fd, _encode_result(seq, key, res))
+    _flush_stdio()
+    os._exit(0)
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _try_dumps(obj: Any) -> Tuple[Optional[bytes], Optional[Exception]]:
+    try:
+        return _dumps(obj), None
+    except Exception as exc:
+        return None, exc
+
+
+def _encode_result(seq: int, key: str, res: TaskRes) -> bytes:
+    ret_blob, ret_err = _try_dumps(res.ret)
+    shared_blob, shared_err = _try_dumps(res.shared)
+    excinfo = res.excinfo
+    if excinfo is None and (ret_err or shared_err):
+        what, err = (("return value", ret_err) if ret_err
+                     else ("shared state", shared_err))
+        both = " (and its shared state)" if ret_err and shared_err else ""
+        exc = AttributeError(f"Can't pickle the {what}{both} of task {key}: {err}")
+        excinfo = ExceptionInfo(AttributeError, exc, None,
+                                f"AttributeError: {exc}\n")
+    exc_parts = None
+    if excinfo is not None:
+        type_blob, _ = _try_dumps(excinfo.type)
+        val_blob, _ = _try_dumps(excinfo.val)
+        val = excinfo.val
+        if (type_blob is None or val_blob is None) and isinstance(val, TaskFailError):
+            # A local TaskFailError subclass cannot cross: send a TaskFailError
+            # with the same message and flags, so the failure stays controlled.
+            stand_in = TaskFailError(f"{type(val).__qualname__}: {val}",
+                                     deps_ok=val.deps_ok, locks_ok=val.locks_ok)
+            type_blob, _ = _try_dumps(TaskFailError)
+            val_blob, _ = _try_dumps(stand_in)
+        exc_parts = (type_blob, val_blob, excinfo.text,
+                     getattr(excinfo.type, "__name__", "Exception"))
+    return _dumps(("done", seq, ret_blob, shared_blob, exc_parts))
+
+
+def _loads_or_none(blob: Optional[bytes]) -> Any:
+    if blob is None:
+        return None
+    try:
+        return pickle.loads(blob)
+    except Exception:
+        return None
