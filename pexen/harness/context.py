@@ -21,16 +21,29 @@ class NoContextError(PexenError):
 
 @dataclass(frozen=True)
 class TaskContext:
+    """Who the running task is. `data_dir` is created when first asked for
+    (a directory per task costs a few hundred microseconds on some disks, and
+    most tasks never use it)."""
+
     journal: str
     run_id: int
     task: str
     attempt: int
     token: str
-    data_dir: str
+    data_path: str
     reboot_count: int = 0
 
+    @property
+    def data_dir(self) -> str:
+        """The task's own directory, kept across attempts (created here)."""
+        if self.data_path not in _created:
+            os.makedirs(self.data_path, exist_ok=True)
+            _created.add(self.data_path)
+        return self.data_path
+
     def env(self) -> Dict[str, str]:
-        """The PEXEN_* environment variables of the task."""
+        """The PEXEN_* environment variables of the task (its data directory
+        is created, since a program given its name may write there)."""
         return {
             "PEXEN_JOURNAL": self.journal,
             "PEXEN_RUN_ID": str(self.run_id),
@@ -53,6 +66,7 @@ class TaskContext:
 
 
 _local = threading.local()
+_created: set = set()
 
 
 def set_context(ctx: Optional[TaskContext]) -> None:

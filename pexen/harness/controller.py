@@ -60,7 +60,6 @@ class TaskWrapper:
             setattr(self, SCHED_ATTR_NAME, meta)
 
     def __call__(self, shared: Dict[str, Any], **kwargs: Any) -> Any:
-        os.makedirs(self.ctx.data_dir, exist_ok=True)
         set_context(self.ctx)
         if self.set_env:
             os.environ.update(self.ctx.env())
@@ -181,7 +180,8 @@ def execute(session: Session, journal_path: str) -> int:
         tokens[key] = token
         ctx = TaskContext(journal=journal_path, run_id=session.run_id, task=key,
                           attempt=session.attempts.get(key, 0) + 1, token=token,
-                          data_dir=os.path.join(data_root, str(session.run_id), key, "data"))
+                          data_path=os.path.join(data_root, str(session.run_id), key,
+                                                 "data"))
         wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool))
     stop_heartbeat = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(writer, stop_heartbeat),
