@@ -91,7 +91,7 @@ def task_context(tmp_path, no_pexen_env):
     data = tmp_path / "taskdata"
     data.mkdir()
     ctx = TaskContext(journal=str(tmp_path / "journal.db"), run_id=7, task="some/task",
-                      attempt=2, token="tok-123", data_dir=str(data), reboot_count=1)
+                      attempt=2, token="tok-123", data_path=str(data), reboot_count=1)
     set_context(ctx)
     try:
         yield ctx
@@ -850,7 +850,7 @@ def test_smoke_example_runs(tmp_path, no_pexen_env, monkeypatch):
         data = tmp_path / "data" / key
         data.mkdir(parents=True)
         set_context(TaskContext(journal=str(tmp_path / "journal.db"), run_id=1, task=key,
-                                attempt=1, token="t", data_dir=str(data)))
+                                attempt=1, token="t", data_path=str(data)))
         try:
             task()
             got[key] = "pass"
