@@ -417,3 +417,16 @@ def test_survivors_of_a_dead_controller_are_killed_on_resume(tmp_path):
     finally:
         if survivor.is_running():
             survivor.kill()
+
+
+def test_read_only_journal_is_a_usage_error(tmp_path):
+    from tests.journal.test_journal import read_only
+
+    path = tmp_path / "j.sqlite"
+    assert harness("start", str(SMOKE), "--journal", str(path), cwd=tmp_path).returncode == 1
+    before = path.read_bytes()
+    with read_only(path):
+        res = harness("start", str(SMOKE), "--journal", str(path), cwd=tmp_path)
+    assert res.returncode == 4, res.stderr
+    assert "read-only" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == before
