@@ -16,6 +16,13 @@ def _leftovers():
     return procs, threads
 
 
+def _describe(proc):
+    try:
+        return f"{proc.pid} {proc.status()} {' '.join(proc.cmdline()[:3])}"
+    except psutil.Error as exc:
+        return f"{proc.pid} ({type(exc).__name__})"
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers():
     """Fail a test that leaves a child process (zombie or not) or a pexen
@@ -29,8 +36,7 @@ def no_leftovers():
         if time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    described = [f"{p.pid} {p.status()} {' '.join(p.cmdline()[:3])}" for p in procs
-                 if p.is_running()]
+    described = [_describe(p) for p in procs]
     for p in procs:  # end them, so one failure does not cascade
         try:
             p.kill()

@@ -251,34 +251,40 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     had completed before a kill runs again."""
     (tmp_path / "crash.py").write_text(CRASH_SUITE)
     rng = random.Random(1234)
+    jpath = tmp_path / "pexen-journal.sqlite"
     proc = spawn("start", "crash:tasks", "-j", "2", cwd=tmp_path)
     kills = 0
-    while True:
-        try:
-            proc.wait(timeout=rng.uniform(0.2, 0.9))
-            out, err = proc.communicate()
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        completed_before = {k for k, r in states(tmp_path / "pexen-journal.sqlite")[0].items()
-                            if r.state == "pass"}
-        runs_before = _executions(tmp_path)
-        proc.send_signal(signal.SIGKILL)
+    try:
+        while True:
+            try:
+                proc.wait(timeout=rng.uniform(0.2, 0.9))
+                out, err = proc.communicate()
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if not jpath.exists():
+                continue  # not started yet: kill later
+            completed_before = {k for k, r in states(jpath)[0].items() if r.state == "pass"}
+            runs_before = _executions(tmp_path)
+            proc.send_signal(signal.SIGKILL)
+            end(proc)
+            kills += 1
+            # the workers of the dead controller die with it
+            deadline = time.monotonic() + 10
+            while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc = spawn("resume", cwd=tmp_path)
+            # a task that had completed never runs again
+            time.sleep(0.3)
+            runs_now = _executions(tmp_path)
+            for key in completed_before:
+                assert runs_now.get(key) == runs_before.get(key), key
+            if kills >= 6:
+                out, err = proc.communicate(timeout=120)
+                break
+    finally:
         end(proc)
-        kills += 1
-        # the workers of the dead controller die with it
-        deadline = time.monotonic() + 10
-        while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        proc = spawn("resume", cwd=tmp_path)
-        # a task that had completed never runs again
-        time.sleep(0.3)
-        runs_now = _executions(tmp_path)
-        for key in completed_before:
-            assert runs_now.get(key) == runs_before.get(key), key
-        if kills >= 6:
-            out, err = proc.communicate(timeout=120)
-            break
+    assert kills > 0
     assert proc.returncode in (0, 1), err
     rows, run = states(tmp_path / "pexen-journal.sqlite")
     assert run.state == "finished", (run, err)

@@ -1,0 +1,53 @@
+"""The wheel carries what an installed pexen needs: the migrations (as
+pexen.migrations), the CLI entry point; and the installed copy can create a
+journal and run a suite."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                          str(out), str(ROOT)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.fail(f"building the wheel failed: {res.stderr[-2000:]}")
+    (whl,) = out.glob("pexen-*.whl")
+    return whl
+
+
+def test_wheel_contents(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("pexen/migrations/env.py", "pexen/migrations/script.py.mako",
+                   "pexen/migrations/versions/0001_initial.py", "pexen/harness/cli.py",
+                   "pexen/journal/models.py", "pexen/sched/_zygote.py"):
+        assert needed in names, needed
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry).decode()
+    assert "pexen-harness = pexen.harness.cli:main" in text
+
+
+def test_installed_copy_runs_a_suite(wheel, tmp_path):
+    target = tmp_path / "site"
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                          "--target", str(target), str(wheel)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    env = dict(os.environ, PYTHONPATH=str(target))
+    env.pop("PEXEN_JOURNAL", None)
+    res = subprocess.run([sys.executable, "-c", "import pexen.migrations, sys; "
+                          "print(pexen.migrations.__file__)"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert res.stdout.startswith(str(target)), res.stdout + res.stderr
+    res = subprocess.run([sys.executable, "-m", "pexen.harness.cli", "start",
+                          str(ROOT / "examples" / "smoke")], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "run 1: some failed" in res.stdout
