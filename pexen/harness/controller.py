@@ -133,15 +133,19 @@ class JournalListener:
                 # The pool has started (forked) by now: other threads may start.
                 self.on_first()
                 self.on_first = None
+            # The attempt is counted when the task is handed to the pool, not
+            # when it starts: the start may not reach the disk before a crash,
+            # and a task that kills the machine at once must still use up its
+            # attempts (else a panicking test could loop the machine forever).
             w.transition(key, TaskState.QUEUED, at=ev.at, queued_at=ev.at,
-                         token=self.tokens[key])
+                         token=self.tokens[key],
+                         attempt=self.session.attempts.get(key, 0) + 1)
         elif ev.kind is EventKind.STARTED:
             self.started[key] = ev.at
             pid_started = (self.own_start if self.thread_pool or ev.pid == os.getpid()
                            else process_started(ev.pid))
             w.transition(key, TaskState.RUNNING, at=ev.at, started_at=ev.at, pid=ev.pid,
-                         pid_started=pid_started, boot_id=self.boot,
-                         attempt=self.session.attempts.get(key, 0) + 1)
+                         pid_started=pid_started, boot_id=self.boot)
         elif ev.kind is EventKind.FINISHED:
             res = ev.result
             state, message = outcome_of(res)

@@ -229,13 +229,11 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
             if not same_boot:
                 writer.transition(row.key, TaskState.ERROR, reason="interrupted by reboot",
                                   finished_at=time.time())
-            elif row.started_at is None and row.state == "queued":
-                writer.transition(row.key, TaskState.PENDING)  # never started
             elif row.attempt >= opts.max_attempts:
+                attempts = "1 attempt" if row.attempt == 1 else f"{row.attempt} attempts"
                 writer.transition(row.key, TaskState.ERROR, finished_at=time.time(),
-                                  reason=f"crash loop: {row.attempt} attempts, each "
-                                         "interrupted (--max-attempts "
-                                         f"{opts.max_attempts})")
+                                  reason=f"crash loop: {attempts}, interrupted "
+                                         f"(--max-attempts {opts.max_attempts})")
             else:
                 writer.transition(row.key, TaskState.PENDING)
         for key in rows:

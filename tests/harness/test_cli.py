@@ -300,7 +300,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     executions = _executions(tmp_path)
     for key, row in rows.items():
         if row.state == "pass":
-            assert len(executions[key]) == row.attempt
+            # the passing execution is the last one, and it knew its attempt
+            assert executions[key][-1] == str(row.attempt), (key, executions[key])
 
 
 def _start_and_kill(tmp_path, env, *extra):
@@ -348,8 +349,11 @@ def test_crash_loop_cap(tmp_path):
     assert res.returncode == 1
     rows, _ = states(tmp_path / "pexen-journal.sqlite")
     looped = [r for r in rows.values() if r.state == "error"]
-    assert len(looped) == 1 and looped[0].reason.startswith("crash loop: 1 attempts")
-    assert sum(r.state == "pass" for r in rows.values()) == len(rows) - 1
+    # the running task, and the one handed to the pool behind it (an attempt
+    # is counted when a task is handed over: its start may not be on disk)
+    assert 1 <= len(looped) <= 2
+    assert all(r.reason.startswith("crash loop: 1 attempt, interrupted") for r in looped)
+    assert sum(r.state == "pass" for r in rows.values()) == len(rows) - len(looped)
 
 
 def test_resume_options_and_named_run(tmp_path):
