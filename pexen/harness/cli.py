@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
 from ..journal import JournalError
+from ..sched import SchedulerError
 from ..util import PexenError
 from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS
 from .progress import Progress
@@ -39,10 +41,10 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    opts = None
-    if args.workers is not None or args.pool is not None or args.max_attempts is not None:
-        opts = Options(args.workers or 2, args.pool or "process", args.max_attempts or 3)
-    run_id, code = resume(args.journal, args.run, opts, _progress)
+    given = {name: value for name, value in (("workers", args.workers), ("pool", args.pool),
+                                             ("max_attempts", args.max_attempts))
+             if value is not None}
+    run_id, code = resume(args.journal, args.run, given, _progress)
     print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
     return code
 
@@ -195,9 +197,18 @@ def run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespace
     except JournalError as exc:
         print(f"pexen-harness: error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
+    except SchedulerError as exc:  # the engine failed: not the user's doing
+        print(f"pexen-harness: internal error: {exc} (this is a bug in pexen)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
     except PexenError as exc:
         print(f"pexen-harness: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # the reader went away (`... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("pexen-harness: interrupted", file=sys.stderr)
         return 2

@@ -21,9 +21,11 @@ from ..sched.common import is_controlled_fail
 from ..sched.meta import SCHED_ATTR_NAME
 from .context import TaskContext, set_context
 from .outcome import TaskOutcome
+from .reaper import kill_leftovers
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2, 3, 4
 FAILED_STATES = {"fail", "timeout", "error"}
+STOPPED_BY_SIGNAL = "stopped by a signal to the controller"
 HEARTBEAT_SECONDS = 2.0
 
 
@@ -176,7 +178,10 @@ def execute(session: Session, journal_path: str) -> int:
     journal = session.journal
     writer = journal.writer(session.run_id)
     thread_pool = session.pool == "thread"
-    data_root = f"{journal_path}.d"
+    # Next to a file journal; for a database URL, in the current directory.
+    data_root = (f"{journal_path}.d" if "://" not in journal_path
+                 else os.path.abspath("pexen-data"))
+    os.makedirs(data_root, mode=0o700, exist_ok=True)
     tokens: Dict[str, str] = {}
     wrappers = []
     for key, task in session.tasks:
@@ -210,10 +215,15 @@ def execute(session: Session, journal_path: str) -> int:
         writer.run_event("finished", finished_at=time.time(), exit_code=code)
     except _Stop:
         if gen is not None:
-            gen.close()
-        for key, _ in session.tasks:
-            if writer.state_of(key) in (TaskState.QUEUED, TaskState.RUNNING):
-                writer.transition(key, TaskState.INTERRUPTED, detail={"by": "signal"})
+            gen.close()  # the pool's workers are killed
+        stopped = [key for key, _ in session.tasks
+                   if writer.state_of(key) in (TaskState.QUEUED, TaskState.RUNNING)]
+        # What the tasks started in sessions of their own (executables, their
+        # daemons) carries the task's token.
+        kill_leftovers((), {tokens[key] for key in stopped})
+        for key in stopped:
+            writer.transition(key, TaskState.INTERRUPTED, reason=STOPPED_BY_SIGNAL,
+                              detail={"by": "signal"})
         code = EXIT_INTERRUPTED
         writer.run_event("interrupted", exit_code=code)
     finally:
@@ -233,7 +243,7 @@ def _exit_code(journal: Journal, run_id: int) -> int:
 def _heartbeat(writer: JournalWriter, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT_SECONDS):
         try:
-            writer.run_event("running", detail={"update": True}, heartbeat_at=time.time())
+            writer.update_run(heartbeat_at=time.time())
         except Exception:
             return
 

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
-
-import psutil
 
 from ..journal import Journal, JournalError, RunInfo, TaskState, open_journal, task_meta
 from ..sched import DepcheckError, MutexError, Sched, TaskKeyError
 from ..sched.meta import get_provides, get_requires
 from ..util import PexenError
 from . import controller
-from .controller import EXIT_INTERNAL, EXIT_USAGE, Session, boot_id, process_started
+from .controller import (
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    STOPPED_BY_SIGNAL,
+    Session,
+    boot_id,
+    process_started,
+)
+from .reaper import kill_leftovers
 from .suite import SuiteError, SuiteSpec, load_suite, parse_suite
 
 DEFAULT_JOURNAL = "pexen-journal.sqlite"
@@ -148,7 +153,7 @@ def pick_run(j: Journal, run_id: Optional[int]) -> RunInfo:
 
 
 def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
-           options: Optional[Options] = None,
+           options: Optional[Dict[str, Any]] = None,
            progress: Optional[Callable[..., Any]] = None,
            notify: Callable[[str], None] = print) -> Tuple[int, int]:
     """Continue a run where it stopped; return (run id, exit code)."""
@@ -163,10 +168,9 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             raise HarnessError(f"run {run.id} has finished; nothing to resume")
         if controller_alive(run):
             raise _alive_error(run)
+        # Options not given stay as the run was started (or last resumed).
         config = dict(run.config)
-        if options is not None:
-            config.update(workers=options.workers, pool=options.pool,
-                          max_attempts=options.max_attempts)
+        config.update(options or {})
         opts = Options(int(config.get("workers", 2)), str(config.get("pool", "process")),
                        int(config.get("max_attempts", 3)))
         opts.check()
@@ -176,9 +180,12 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
         except SuiteError as exc:
             raise HarnessError(f"run {run.id} cannot be resumed: its suite no longer "
                                f"loads: {exc}") from None
+        _check_tasks(loaded, spec)  # before anything is written
         claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
                               pid_started=process_started(os.getpid()) or time.time(),
-                              boot_id=boot_id())
+                              boot_id=boot_id(),
+                              config={"workers": opts.workers, "pool": opts.pool,
+                                      "max_attempts": opts.max_attempts})
         if controller_alive(claimed):
             raise _alive_error(claimed)
         plan = _plan_resume(j, run, loaded, opts, notify)
@@ -221,8 +228,13 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                    + (" ..." if len(added) > 5 else ""))
         interrupted = [row for row in rows.values() if row.state in LIVE_STATES]
         if same_boot:
-            _kill_survivors(interrupted)
+            kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
+                           {r.token for r in interrupted if r.token})
         for row in interrupted:
+            if row.state == "interrupted" and row.reason == STOPPED_BY_SIGNAL:
+                # stopped on purpose (^C, SIGTERM): not a crash, not a reboot
+                writer.transition(row.key, TaskState.PENDING)
+                continue
             if row.state != TaskState.INTERRUPTED.value:
                 writer.transition(row.key, TaskState.INTERRUPTED,
                                   detail={"by": "controller death"})
@@ -286,38 +298,3 @@ def _skip_unreachable(j: Journal, run_id: int, to_run: List[Tuple[str, Any]],
         finally:
             writer.close()
         keep = [(k, t) for k, t in keep if (k, t) not in doomed]
-
-
-def _kill_survivors(rows: Sequence[Any]) -> None:
-    """Kill what the dead controller's tasks left running: their recorded
-    processes (pid and start time must match) with their children, and any
-    process carrying one of their tokens."""
-    me = os.getpid()
-    victims: Dict[int, psutil.Process] = {}
-    tokens = {row.token for row in rows if row.token}
-    for row in rows:
-        if row.pid and row.pid != me and row.pid_started:
-            try:
-                proc = psutil.Process(row.pid)
-                if abs(proc.create_time() - row.pid_started) < 1.0:
-                    victims[proc.pid] = proc
-                    for child in proc.children(recursive=True):
-                        victims[child.pid] = child
-            except psutil.Error:
-                pass
-    if tokens:
-        for proc in psutil.process_iter():
-            if proc.pid == me or proc.pid in victims:
-                continue
-            try:
-                env = proc.environ()
-            except psutil.Error:
-                continue
-            if env.get("PEXEN_TASK_TOKEN") in tokens:
-                victims[proc.pid] = proc
-    for proc in victims.values():
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass
-    psutil.wait_procs(list(victims.values()), timeout=5)

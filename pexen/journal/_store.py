@@ -113,7 +113,8 @@ class Journal:
         return {k: i for k, i in rows}
 
     def claim_run(self, run_id: int, *, is_alive: Callable[[RunInfo], bool],
-                  pid: int, pid_started: float, boot_id: str) -> RunInfo:
+                  pid: int, pid_started: float, boot_id: str,
+                  config: Optional[Dict[str, Any]] = None) -> RunInfo:
         """Make this process the run's controller, atomically; refuse (and
         return the run as found) if its controller is alive."""
         with self._guard(), self.engine.begin() as conn:
@@ -127,7 +128,7 @@ class Journal:
             conn.execute(update(models.runs).where(models.runs.c.id == run_id).values(
                 controller_pid=pid, controller_started=pid_started, boot_id=boot_id,
                 state="running", heartbeat_at=time.time(), finished_at=None,
-                exit_code=None))
+                exit_code=None, **({"config": json.dumps(config)} if config else {})))
             conn.execute(models.events.insert().values(
                 run_id=run_id, key=None, from_state=run.state, to_state="running",
                 at=time.time(), detail=json.dumps({"resumed_by": pid})))

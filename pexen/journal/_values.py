@@ -8,12 +8,26 @@ from typing import Any, Tuple
 
 def to_json_value(value: Any) -> Tuple[str, bool]:
     """(JSON text, restorable): a value that is not JSON is stored as its
-    repr (a JSON string) and marked not restorable."""
+    repr (a JSON string) and marked not restorable; one JSON changes (a tuple,
+    a dict with int keys) is stored as JSON and marked not restorable."""
     try:
-        return json.dumps(value, allow_nan=False), True
+        text = json.dumps(value, allow_nan=False)
+        # Tuples come back as lists, int keys as strings: such a value is
+        # stored, but not restorable as it was.
+        return text, _same(json.loads(text), value)
     except (TypeError, ValueError, RecursionError):
         try:
             text = repr(value)
         except Exception as exc:  # a broken __repr__
             text = f"<unrepresentable {type(value).__name__}: {exc}>"
         return json.dumps(text), False
+
+
+def _same(back: Any, value: Any) -> bool:
+    if type(back) is not type(value):
+        return False
+    if isinstance(value, dict):
+        return back.keys() == value.keys() and all(_same(back[k], value[k]) for k in value)
+    if isinstance(value, list):
+        return len(back) == len(value) and all(_same(b, v) for b, v in zip(back, value))
+    return bool(back == value)

@@ -103,6 +103,12 @@ class JournalWriter:
         self._put(Transition(self.run_id, None, None, to_state, time.time(), fields,
                              detail))
 
+    def update_run(self, **fields: Any) -> None:
+        """Set columns of the runs row (the heartbeat), without an event and
+        without touching the run's state."""
+        self._put(Transition(self.run_id, None, None, "", time.time(), fields,
+                             {"update": True}))
+
     def _put(self, item: Transition) -> None:
         if self._error is not None:
             raise JournalError(f"the journal writer failed earlier: {self._error}")
@@ -183,7 +189,7 @@ class JournalWriter:
                     "detail": json.dumps(tr.detail) if tr.detail else None})
             if tr.key is None:
                 run_fields.update(tr.fields)
-                if tr.to_state in ("running", "interrupted", "finished"):
+                if not is_update:  # a heartbeat updates columns, never the state
                     run_fields["state"] = tr.to_state
                 continue
             # Fold all of a task's changes in this batch into one row update

@@ -104,6 +104,7 @@ class ProcessWorkerPool:
         self._seq = 0
         self._next_wid = 0
         self._replaced = 0
+        self._broken = False   # the zygote died: tasks end with an error at once
 
     # -- the protocol ---------------------------------------------------------
 
@@ -146,6 +147,7 @@ class ProcessWorkerPool:
         self._pending.clear()
         self._idle.clear()
         self._workers = {}
+        self._broken = False
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         tasks = list(self.taskmap.values())
         _flush_stdio()  # or the zygote inherits unwritten output and repeats it
@@ -187,6 +189,12 @@ class ProcessWorkerPool:
             self._inflight[seq] = task
             self._active += 1
         key = self.key_of(task)
+        if self._broken:
+            err = WorkerDiedError(f"task {key} cannot run: the process pool's fork "
+                                  "server ended")
+            self._put_result(seq, TaskRes(task, None, None, ExceptionInfo(
+                WorkerDiedError, err, None, f"WorkerDiedError: {err}\n")))
+            return
         try:
             shared_blob = _dumps({} if shared is None else shared)
         except Exception as exc:
@@ -362,7 +370,8 @@ class ProcessWorkerPool:
                         if worker.result_r not in watched:
                             watched[worker.result_r] = worker
                             sel.register(worker.result_r, selectors.EVENT_READ, worker)
-                    if self._ctl is None or (self._shutting_down and not self._workers):
+                    if (self._ctl is None or self._broken
+                            or (self._shutting_down and not self._workers)):
                         break
                 for key, _ in sel.select():
                     if key.data == "wake":
@@ -502,7 +511,7 @@ class ProcessWorkerPool:
             self._idle.clear()
             lost = [(seq, self._inflight.pop(seq)) for seq in list(self._inflight)]
             self._pending.clear()
-            self._shutting_down = True
+            self._broken = True
         for worker in workers:
             for fd in (worker.result_r, worker.task_w):
                 try:

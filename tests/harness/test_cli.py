@@ -202,12 +202,13 @@ def _wait_for_runs(tmp_path, n, timeout=30):
     raise AssertionError("the tasks did not start")
 
 
-def test_sigterm_interrupts_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_interrupts_and_resume_finishes(tmp_path, sig):
     (tmp_path / "slow.py").write_text(SLOW_SUITE)
-    proc = spawn("start", "slow:tasks", "-j", "2", cwd=tmp_path)
+    proc = spawn("start", "slow:tasks", "-j", "2", "--max-attempts", "1", cwd=tmp_path)
     try:
         _wait_for_runs(tmp_path, 2)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         end(proc)
@@ -216,6 +217,7 @@ def test_sigterm_interrupts_and_resume_finishes(tmp_path):
     assert run.state == "interrupted"
     assert {r.state for r in rows.values()} <= {"pass", "interrupted", "pending"}
     assert any(r.state == "interrupted" for r in rows.values())
+    # a stop on purpose is not a crash: --max-attempts 1 does not end them
     res = harness("resume", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     rows, run = states(tmp_path / "pexen-journal.sqlite")
@@ -357,9 +359,13 @@ def test_crash_loop_cap(tmp_path):
 
 
 def test_resume_options_and_named_run(tmp_path):
-    _start_and_kill(tmp_path, {})
-    res = harness("resume", "1", "--pool", "process", "-j", "3", cwd=tmp_path)
+    _start_and_kill(tmp_path, {})   # started with -j 1
+    res = harness("resume", "1", "--max-attempts", "5", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    _, run = states(tmp_path / "pexen-journal.sqlite")
+    # what was not given stays as the run started
+    assert run.config == {"workers": 1, "pool": "process", "max_attempts": 5}
+    assert oct(os.stat(tmp_path / "pexen-journal.sqlite.d").st_mode & 0o777) == "0o700"
     res = harness("resume", "7", cwd=tmp_path)
     assert res.returncode == 4 and "no run 7" in res.stderr
     res = harness("resume", "--max-attempts", "0", cwd=tmp_path)
@@ -440,3 +446,25 @@ def test_read_only_journal_is_a_usage_error(tmp_path):
     assert res.returncode == 4, res.stderr
     assert "read-only" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert path.read_bytes() == before
+
+
+def test_sigterm_ends_the_executables_of_running_tasks(tmp_path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    script = suite / "long.sh"
+    script.write_text('#!/bin/sh\necho $$ > "$PEXEN_TASK_DATA/pid"\nexec sleep 300\n')
+    script.chmod(0o755)
+    proc = spawn("start", str(suite), cwd=tmp_path)
+    pidfile = tmp_path / "pexen-journal.sqlite.d" / "1" / "long" / "data" / "pid"
+    try:
+        deadline = time.monotonic() + 20
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            assert time.monotonic() < deadline, "the script did not start"
+            time.sleep(0.02)
+        script_proc = psutil.Process(int(pidfile.read_text()))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        end(proc)
+    assert proc.returncode == 2
+    assert not script_proc.is_running() or script_proc.status() == psutil.STATUS_ZOMBIE

@@ -239,3 +239,10 @@ def test_migrations_ship_inside_the_package():
     assert os.path.exists(os.path.join(here, "env.py"))
     assert os.path.exists(os.path.join(here, "script.py.mako"))
     assert os.path.exists(os.path.join(here, "versions", "0001_initial.py"))
+
+
+def test_values_json_changes_are_not_restorable():
+    assert journal.to_json_value((1, 2))[1] is False
+    assert journal.to_json_value({1: "a"})[1] is False
+    assert journal.to_json_value({"a": [1, {"b": None}]})[1] is True
+    assert journal.to_json_value(True) == ("true", True)

@@ -248,3 +248,22 @@ def test_thread_pool_statistics():
         assert p.statistics().workers == 3
     finally:
         p.shutdown(wait=True)
+
+
+def test_a_dead_fork_server_fails_the_tasks_not_the_run():
+    """If the zygote dies, running and later tasks end with WorkerDiedError
+    and run() ends normally (it used to raise a PoolError from shutdown)."""
+    pool = ProcessWorkerPool(workers=1)
+    hung = make_hang("hung")
+    later = [make(f"later{i}") for i in range(3)]
+    started = threading.Event()
+    s = sched.Sched([hung, *later], listeners=[
+        lambda ev: ev.key == "hung" and ev.kind == "started" and started.set()])
+    killer = threading.Thread(
+        target=lambda: started.wait(10) and os.kill(pool._zygote_pid, signal.SIGKILL))
+    killer.start()
+    res = list(s.run(pool))
+    killer.join()
+    assert len(res) == 4
+    assert all(r.excinfo.type is sched.WorkerDiedError for r in res)
+    assert "fork server ended" in str(res[0].excinfo.val)
