@@ -66,8 +66,8 @@ class Sched:
         self._lock = threading.RLock()
         self._tasks: Dict[Any, str] = {}        # task -> key, in insertion order
         self._keys: Dict[str, Any] = {}         # key -> task
-        self._provided: Dict[Any, int] = {}     # provide -> number of providers
-        self._required: Dict[Any, int] = {}     # require -> number of requirers
+        self._provided: set = set()             # what some task provides
+        self._required: set = set()             # what some task requires
         self._warned: set = set()
         self._name_counts: Dict[str, int] = {}  # automatic name -> times used
         self._listeners: List[Listener] = list(listeners)
@@ -108,8 +108,8 @@ class Sched:
                 raise SchedulerError("assume_provided() during a run")
             provided = frozenset(provides)
             for p in provided:
-                self._provided[p] = self._provided.get(p, 0) + 1
-                self._required.setdefault(p, 0)
+                self._provided.add(p)
+                self._required.add(p)  # no "provided but not required" warning
             self._assumed.append((provided, dict(shared) if shared else None))
 
     def add_tasks(self, new: Iterable[Callable[..., Any]]) -> None:
@@ -214,14 +214,25 @@ class Sched:
         each require must be met by someone who can run himself."""
         avail = self._provided
         need: Dict[int, int] = {}
-        index: Dict[Any, List[Tuple[Any, str]]] = {}
+        # require -> the entry needing it, or a list of them (one is the
+        # common case; a list each would cost memory at 100k tasks)
+        index: Dict[Any, Any] = {}
         go: List[Tuple[Any, str]] = []
         for entry in batch:
-            reqs = [r for r in _field(entry[0], "requires") if r not in avail]
-            if reqs:
-                need[id(entry[0])] = len(reqs)
-                for r in reqs:
-                    index.setdefault(r, []).append(entry)
+            n = 0
+            for r in _field(entry[0], "requires"):
+                if r in avail:
+                    continue
+                n += 1
+                cur = index.get(r)
+                if cur is None:
+                    index[r] = entry
+                elif type(cur) is list:
+                    cur.append(entry)
+                else:
+                    index[r] = [cur, entry]
+            if n:
+                need[id(entry[0])] = n
             else:
                 go.append(entry)
         newly: set = set()
@@ -231,13 +242,16 @@ class Sched:
                 if p in avail or p in newly:
                     continue
                 newly.add(p)
-                for entry in index.pop(p, ()):
+                waiting = index.pop(p, None)
+                if waiting is None:
+                    continue
+                for entry in (waiting if type(waiting) is list else (waiting,)):
                     n = need[id(entry[0])] - 1
                     need[id(entry[0])] = n
                     if n == 0:
                         go.append(entry)
         if index:
-            remain = {r: [k for _, k in entries]
+            remain = {r: [k for _, k in (entries if type(entries) is list else [entries])]
                       for r, entries in index.items()}
             who = "; ".join(f"{r!r} by {', '.join(keys)}" for r, keys in remain.items())
             raise DepcheckError(f"Unsatisfied requires remain: {list(remain)} "
@@ -247,10 +261,8 @@ class Sched:
         for task, key in batch:
             self._tasks[task] = key
             self._keys[key] = task
-            for p in _field(task, "provides"):
-                self._provided[p] = self._provided.get(p, 0) + 1
-            for r in _field(task, "requires"):
-                self._required[r] = self._required.get(r, 0) + 1
+            self._provided.update(_field(task, "provides"))
+            self._required.update(_field(task, "requires"))
         for task, _ in batch:
             for p in _field(task, "provides"):
                 if p not in self._required and p not in self._warned:
