@@ -174,7 +174,8 @@ class Sched:
                 while key in taken or key in new_keys or key in batch_keys:
                     n += 1
                     key = f"{base}#{n + 1}"
-                used[base] = n + 1
+                if n:  # only names used more than once are counted
+                    used[base] = n + 1
             batch_keys.add(key)
             named.append((task, key))
         if __debug__:
