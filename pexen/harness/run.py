@@ -233,10 +233,11 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         for row in interrupted:
             if row.state == "interrupted" and row.reason == STOPPED_BY_SIGNAL:
                 # stopped on purpose (^C, SIGTERM): not a crash, not a reboot
-                writer.transition(row.key, TaskState.PENDING)
+                writer.transition(row.key, TaskState.PENDING, reason=None)
                 continue
             if row.state != TaskState.INTERRUPTED.value:
                 writer.transition(row.key, TaskState.INTERRUPTED,
+                                  reason="its controller died",
                                   detail={"by": "controller death"})
             if not same_boot:
                 writer.transition(row.key, TaskState.ERROR, reason="interrupted by reboot",
@@ -247,7 +248,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                                   reason=f"crash loop: {attempts}, interrupted "
                                          f"(--max-attempts {opts.max_attempts})")
             else:
-                writer.transition(row.key, TaskState.PENDING)
+                writer.transition(row.key, TaskState.PENDING, reason=None)
         for key in rows:
             if key not in by_key and not TaskState(writer.state_of(key)).terminal:
                 writer.transition(key, TaskState.ERROR, finished_at=time.time(),
