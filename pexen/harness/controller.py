@@ -214,6 +214,7 @@ def execute(session: Session, journal_path: str) -> int:
         code = _exit_code(journal, session.run_id)
         writer.run_event("finished", finished_at=time.time(), exit_code=code)
     except _Stop:
+        _ignore_stop_signals(previous)  # a second ^C must not break the cleanup
         if gen is not None:
             gen.close()  # the pool's workers are killed
         stopped = [key for key, _ in session.tasks
@@ -257,6 +258,12 @@ def _install_stop_handlers() -> Any:
         return None
     return (signal.signal(signal.SIGINT, _raise_stop),
             signal.signal(signal.SIGTERM, _raise_stop))
+
+
+def _ignore_stop_signals(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _restore_stop_handlers(previous: Any) -> None:
