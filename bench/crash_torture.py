@@ -1,0 +1,607 @@
+#!/usr/bin/env python3
+"""Fault injection as a benchmark: SIGKILL `pexen-harness` at random moments.
+
+Each trial, in a fresh temporary directory:
+
+1. writes a suite module ``crash.py`` of 50 Python tasks with dependencies
+   (chains of five) and locks (a ``disk`` lock, claimed or used), each logging
+   every execution (its attempt number) into a file under its
+   ``PEXEN_TASK_DATA``;
+2. runs ``python -m pexen.harness.cli start crash:tasks -j 2`` with that
+   directory as cwd, SIGKILLs the controller after a random delay, then runs
+   ``... resume`` and may kill that too (1 to 4 kills per trial, drawn at
+   random), until a session runs to its end;
+3. checks:
+
+   - every task has exactly one terminal event in the journal's ``events``
+     table, and its ``tasks`` row is terminal: ``pass``, or ``error`` with a
+     "crash loop" reason (a task running at each of --max-attempts kills);
+   - no task that had passed before a kill ran again afterwards (its execution
+     log, snapshotted right before each kill, is unchanged at the end);
+   - every passed task ran as many times as the journal counts attempts;
+   - the run is ``finished`` and the last session's exit code agrees with it;
+   - no process is left: the descendants of this process, recursively (the
+     bench makes itself a child subreaper on Linux, so the workers a killed
+     controller orphans are still its descendants), after each kill and at the
+     end of the trial;
+   - no hang: a trial that does not end within --trial-timeout is a violation,
+     and everything it started is killed.
+
+A kill can come before the run exists in the journal (the controller was still
+importing or creating the journal): then the next session is ``start`` again;
+one that comes after the run finished needs no resume. The journal is read
+with ``sqlite3`` directly (read-only), not through pexen's reader.
+
+Usage::
+
+    python bench/crash_torture.py                  # 200 trials
+    python bench/crash_torture.py --quick          # 10 trials
+    python bench/crash_torture.py --seed 7 --trial 42   # rerun one trial
+
+It is a report, not a test: the exit code is 0 whatever it finds, unless the
+bench itself crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Set, Tuple
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+JOURNAL = "pexen-journal.sqlite"
+NTASKS = 50
+TERMINAL = ("pass", "warn", "skip", "fail", "timeout", "error")
+PR_SET_CHILD_SUBREAPER = 36
+
+# The suite each trial writes (as tests/harness/suites.py CRASH_SUITE).
+SUITE = textwrap.dedent('''
+    """50 tasks with dependencies and locks; each logs every execution."""
+    import os
+    import time
+
+    from pexen.sched.meta import assign_val
+
+
+    def _make(i):
+        def task():
+            ctx_dir = os.environ["PEXEN_TASK_DATA"]
+            with open(os.path.join(ctx_dir, "runs"), "a") as f:
+                f.write(f"{os.environ['PEXEN_ATTEMPT']}\\n")
+            time.sleep(0.02 + (i % 7) * 0.01)
+            return i
+        task.__name__ = task.__qualname__ = f"t{i:02d}"
+        meta = {}
+        if i % 5:
+            meta["requires"] = [f"p{i - 1}"]
+        if i % 5 != 4:
+            meta["provides"] = [f"p{i}"]
+        if i % 3 == 0:
+            meta["claims"] = ["disk"]
+        elif i % 3 == 1:
+            meta["uses"] = ["disk"]
+        assign_val(task, **meta)
+        return task
+
+
+    def tasks():
+        return [_make(i) for i in range(NTASKS)]
+''').replace("NTASKS", str(NTASKS))
+
+
+# -- processes ---------------------------------------------------------------
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux), so a killed
+    controller's workers stay visible as our descendants."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_orphans(skip: Set[int]) -> None:
+    """Reap our zombie children that no Popen owns (orphans we adopted)."""
+    for child in psutil.Process().children():
+        if child.pid in skip:
+            continue
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            pass
+
+
+def live_descendants() -> List[psutil.Process]:
+    out = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except psutil.Error:
+            pass
+    return out
+
+
+def describe_procs(procs: List[psutil.Process]) -> str:
+    parts = []
+    for proc in procs:
+        try:
+            cmd = " ".join(proc.cmdline())[:120] or proc.name()
+            parts.append(f"pid {proc.pid} ({proc.status()}, parent {proc.ppid()}): {cmd}")
+        except psutil.Error:
+            parts.append(f"pid {proc.pid} (gone)")
+    return "; ".join(parts)
+
+
+def wait_descendants_gone(timeout: float, skip: Set[int]) -> List[psutil.Process]:
+    """Wait until no descendant is alive; return those still alive at timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reap_orphans(skip)
+        alive = [p for p in live_descendants() if p.pid not in skip]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def kill_procs(procs: List[psutil.Process]) -> None:
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+
+
+# -- reading the journal (sqlite3, read-only) ---------------------------------
+
+
+@dataclass
+class Row:
+    state: str
+    reason: Optional[str]
+    attempt: int
+
+
+@dataclass
+class JournalView:
+    run_id: Optional[int] = None        # None: no run in the journal (yet)
+    run_state: Optional[str] = None
+    exit_code: Optional[int] = None
+    rows: Dict[str, Row] = field(default_factory=dict)
+
+
+def read_journal(path: Path, with_rows: bool = True) -> JournalView:
+    if not path.exists():
+        return JournalView()
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        tables = {r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "runs" not in tables:
+            return JournalView()
+        run = con.execute("SELECT id, state, exit_code FROM runs ORDER BY id DESC LIMIT 1"
+                          ).fetchone()
+        if run is None:
+            return JournalView()
+        view = JournalView(run[0], run[1], run[2])
+        if with_rows:
+            view.rows = {key: Row(state, reason, attempt) for key, state, reason, attempt
+                         in con.execute("SELECT key, state, reason, attempt FROM tasks "
+                                        "WHERE run_id = ?", (run[0],))}
+        return view
+    finally:
+        con.close()
+
+
+def terminal_events(path: Path, run_id: int) -> Dict[str, List[Tuple[int, str]]]:
+    """key -> [(event id, to_state)] of the run's terminal task events."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        marks = ",".join("?" * len(TERMINAL))
+        out: Dict[str, List[Tuple[int, str]]] = {}
+        for eid, key, to_state in con.execute(
+                f"SELECT id, key, to_state FROM events WHERE run_id = ? AND key IS NOT NULL "
+                f"AND to_state IN ({marks}) ORDER BY id", (run_id, *TERMINAL)):
+            out.setdefault(key, []).append((eid, to_state))
+        return out
+    finally:
+        con.close()
+
+
+def executions(trial_dir: Path) -> Dict[str, List[str]]:
+    """key -> the attempt numbers its executions logged, in order."""
+    out: Dict[str, List[str]] = {}
+    for p in trial_dir.glob(f"{JOURNAL}.d/*/*/data/runs"):
+        try:
+            out[p.parent.parent.name] = p.read_text().split()
+        except OSError:
+            pass
+    return out
+
+
+# -- one trial ---------------------------------------------------------------
+
+
+@dataclass
+class TrialResult:
+    index: int
+    planned_kills: int
+    kills: int = 0
+    kills_before_run: int = 0
+    sessions: int = 0
+    elapsed: float = 0.0
+    violations: List[Tuple[str, str]] = field(default_factory=list)   # (kind, details)
+    crash_loop: int = 0          # tasks ended 'error' by the crash-loop cap
+    rerun: int = 0               # tasks that ran more than once (interrupted)
+    directory: Optional[Path] = None
+
+
+def code_version() -> str:
+    """The checkout's commit (with -dirty if modified), for the header."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def child_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PEXEN_JOURNAL", None)
+    try:
+        import pexen  # noqa: F401
+    except ImportError:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO),
+                                                          env.get("PYTHONPATH")]))
+    return env
+
+
+def tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[str]
+              ) -> TrialResult:
+    rng = random.Random(f"{seed}:{index}")
+    res = TrialResult(index, rng.randint(1, args.max_kills))
+    tdir = Path(tempfile.mkdtemp(prefix=f"pexen-crash-{index}-", dir=base))
+    res.directory = tdir
+    (tdir / "crash.py").write_text(SUITE)
+    jpath = tdir / JOURNAL
+    env = child_env()
+    t0 = time.monotonic()
+    deadline = t0 + args.trial_timeout
+    snapshots: List[Tuple[int, Set[str], Dict[str, List[str]]]] = []
+    verb: Optional[str] = "start"
+    last_code: Optional[int] = None
+    proc: Optional[subprocess.Popen] = None
+
+    def violation(kind: str, details: str) -> None:
+        res.violations.append((kind, details))
+
+    try:
+        while verb is not None:
+            res.sessions += 1
+            cmd = [sys.executable, "-m", "pexen.harness.cli", verb]
+            if verb == "start":
+                cmd += ["crash:tasks", "-j", str(args.workers)]
+            out = open(tdir / f"session{res.sessions}.out", "w")
+            err = open(tdir / f"session{res.sessions}.err", "w")
+            try:
+                proc = subprocess.Popen(cmd, cwd=tdir, env=env, stdout=out, stderr=err,
+                                        stdin=subprocess.DEVNULL)
+            finally:
+                out.close()
+                err.close()
+            if res.kills < res.planned_kills:
+                delay = rng.uniform(args.min_delay, args.max_delay)
+                timeout = min(delay, max(0.0, deadline - time.monotonic()))
+            else:
+                delay = None
+                timeout = max(0.0, deadline - time.monotonic())
+            try:
+                last_code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                if delay is None or time.monotonic() >= deadline:
+                    hung = [proc.pid] + [p.pid for p in live_descendants()]
+                    view = read_journal(jpath)
+                    counts: Dict[str, int] = {}
+                    for row in view.rows.values():
+                        counts[row.state] = counts.get(row.state, 0) + 1
+                    violation("hang", f"session {res.sessions} ({verb}) still running "
+                                      f"after the trial timeout ({args.trial_timeout:g} s); "
+                                      f"processes {hung}; run {view.run_state}, tasks "
+                                      f"{counts}; stderr: "
+                                      f"{tail(tdir / f'session{res.sessions}.err')}")
+                    kill_procs(live_descendants())
+                    proc.wait()
+                    proc = None
+                    break
+                # The kill: snapshot what had passed, and the logs, right before.
+                view = read_journal(jpath)
+                passed = {k for k, r in view.rows.items() if r.state == "pass"}
+                logs = executions(tdir)
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                proc = None
+                res.kills += 1
+                snapshots.append((res.kills, passed, logs))
+                left = wait_descendants_gone(args.survivor_wait, set())
+                if left:
+                    violation("survivor", f"{len(left)} process(es) of the controller "
+                                          f"killed by kill {res.kills} still alive "
+                                          f"{args.survivor_wait:g} s later: "
+                                          f"{describe_procs(left)}")
+                    kill_procs(left)
+                after = read_journal(jpath, with_rows=False)
+                if after.run_id is None:
+                    res.kills_before_run += 1
+                    verb = "start"
+                elif after.run_state == "finished":
+                    verb = None
+                    last_code = None
+                else:
+                    verb = "resume"
+                continue
+            proc = None
+            if last_code not in (0, 1):
+                violation("exit", f"session {res.sessions} ({verb}) exited {last_code}: "
+                                  f"{tail(tdir / f'session{res.sessions}.err')}")
+            verb = None
+    except Exception as exc:  # the bench itself: report, do not hang
+        violation("bench", f"{type(exc).__name__}: {exc}")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = wait_descendants_gone(args.survivor_wait, set())
+    if left:
+        violation("leftover", f"{len(left)} process(es) alive at the end of the trial: "
+                              f"{describe_procs(left)}")
+        kill_procs(left)
+        reap_orphans(set())
+    res.elapsed = time.monotonic() - t0
+    check_trial(res, jpath, tdir, snapshots, last_code)
+    return res
+
+
+def check_trial(res: TrialResult, jpath: Path, tdir: Path,
+                snapshots: List[Tuple[int, Set[str], Dict[str, List[str]]]],
+                last_code: Optional[int]) -> None:
+    def violation(kind: str, details: str) -> None:
+        res.violations.append((kind, details))
+
+    try:
+        view = read_journal(jpath)
+    except sqlite3.Error as exc:
+        violation("journal", f"cannot read the journal: {exc}")
+        return
+    final = executions(tdir)
+    # No task that had passed before a kill ran again afterwards.
+    for kill, passed, logs in snapshots:
+        for key in sorted(passed):
+            if final.get(key) != logs.get(key):
+                row = view.rows.get(key)
+                violation("ran-again", f"{key} had passed before kill {kill} (executions "
+                                       f"then: attempts {logs.get(key)}), ran again after: "
+                                       f"attempts {final.get(key)}; row now "
+                                       f"{row.state if row else None}")
+    if view.run_id is None:
+        violation("unfinished", "no run in the journal at the end")
+        return
+    if view.run_state != "finished":
+        counts: Dict[str, int] = {}
+        for row in view.rows.values():
+            counts[row.state] = counts.get(row.state, 0) + 1
+        violation("unfinished", f"run {view.run_id} is {view.run_state!r} at the end; "
+                                f"tasks {counts}")
+        return
+    if len(view.rows) != NTASKS:
+        violation("tasks", f"{len(view.rows)} task rows, not {NTASKS}")
+    ends = terminal_events(jpath, view.run_id)
+    for key in sorted(set(ends) - set(view.rows)):
+        violation("terminal", f"terminal events for {key}, which has no row")
+    failed = False
+    for key, row in sorted(view.rows.items()):
+        evs = ends.get(key, [])
+        if len(evs) != 1:
+            violation("terminal", f"{key}: {len(evs)} terminal events "
+                                  f"{[s for _, s in evs]} (row {row.state})")
+        elif evs[0][1] != row.state:
+            violation("terminal", f"{key}: terminal event {evs[0][1]} but row {row.state}")
+        if row.state == "error" and row.reason and "crash loop" in row.reason:
+            res.crash_loop += 1
+            failed = True
+        elif row.state != "pass":
+            violation("outcome", f"{key} ended {row.state!r} ({row.reason!r}); expected "
+                                 "pass, or error by the crash-loop cap")
+            failed = failed or row.state in ("fail", "timeout", "error")
+        # Every execution must be a counted attempt (the crash-loop cap relies
+        # on it): no attempt number twice, no more executions than attempts.
+        # Fewer is fine: an attempt is counted when the task is handed out, and
+        # a kill may come before its body runs.
+        runs = final.get(key, [])
+        if len(runs) > 1:
+            res.rerun += 1
+        if len(runs) > row.attempt or len(set(runs)) != len(runs):
+            violation("attempts", f"{key} ended {row.state} at attempt {row.attempt} but "
+                                  f"ran {len(runs)} time(s) (logged attempts {runs})")
+    want = 1 if failed else 0
+    if view.exit_code != want:
+        violation("exit", f"run exit code {view.exit_code} in the journal, expected {want}")
+    if last_code is not None and last_code != want:
+        violation("exit", f"the last session exited {last_code}, expected {want}")
+
+
+# -- the report ----------------------------------------------------------------
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="SIGKILL pexen-harness at random moments, resume, and check that "
+                    "nothing is lost or run twice.")
+    parser.add_argument("--trials", type=int, default=200, help="default 200")
+    parser.add_argument("--quick", action="store_true", help="10 trials")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed (default: a random one, printed)")
+    parser.add_argument("--trial", type=int, default=None, metavar="I",
+                        help="run only trial I of --seed (to reproduce a violation)")
+    parser.add_argument("-j", "--workers", type=int, default=2,
+                        help="the controller's -j (default 2)")
+    parser.add_argument("--max-kills", type=int, default=4,
+                        help="kills per trial are drawn from 1..this (default 4)")
+    parser.add_argument("--min-delay", type=float, default=0.0,
+                        help="shortest delay before a kill, s (default 0)")
+    parser.add_argument("--max-delay", type=float, default=2.5,
+                        help="longest delay before a kill, s (default 2.5; an "
+                             "uninterrupted run takes about 2.4 s)")
+    parser.add_argument("--trial-timeout", type=float, default=120.0,
+                        help="a trial still running after this is a hang (default 120 s)")
+    parser.add_argument("--survivor-wait", type=float, default=10.0,
+                        help="how long the processes of a killed controller get to "
+                             "die (default 10 s)")
+    parser.add_argument("--max-time", type=float, default=None,
+                        help="start no trial after this many seconds")
+    parser.add_argument("--dir", default=None,
+                        help="where the trial directories go (default: the temp dir)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep every trial directory (default: only failed ones)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.trials = 10
+    if args.trials < 1 or args.max_kills < 1 or args.workers < 1:
+        parser.error("--trials, --max-kills and --workers must be >= 1")
+    if not 0 <= args.min_delay <= args.max_delay:
+        parser.error("need 0 <= --min-delay <= --max-delay")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+    indices = [args.trial] if args.trial is not None else list(range(args.trials))
+
+    reaper = become_subreaper()
+    try:
+        load = f", 1-min load average {os.getloadavg()[0]:.2f} before starting"
+    except (AttributeError, OSError):
+        load = ""
+    print(f"pexen crash torture: {len(indices)} trial(s), seed {seed}, "
+          f"{NTASKS} tasks, -j {args.workers}, 1-{args.max_kills} kills per trial, "
+          f"kill delays {args.min_delay:g}..{args.max_delay:g} s, trial timeout "
+          f"{args.trial_timeout:g} s")
+    print(f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
+          f"{os.cpu_count()} CPUs{load}; pexen {code_version()}; child subreaper: "
+          f"{'yes' if reaper else 'no (orphaned workers are not seen)'}")
+    leftover = live_descendants()
+    if leftover:
+        print(f"warning: this process already has children: {describe_procs(leftover)}",
+              file=sys.stderr)
+
+    results: List[TrialResult] = []
+    t_start = time.monotonic()
+    stopped_early = False
+    for n, index in enumerate(indices, 1):
+        if args.max_time is not None and time.monotonic() - t_start > args.max_time:
+            stopped_early = True
+            break
+        res = run_trial(index, seed, args, args.dir)
+        results.append(res)
+        ok = not res.violations
+        if res.directory is not None and (ok and not args.keep):
+            shutil.rmtree(res.directory, ignore_errors=True)
+        early = (f" ({res.kills_before_run} before the run existed)"
+                 if res.kills_before_run else "")
+        print(f"[{n}/{len(indices)}] trial {index}: {res.kills} kill(s){early}, "
+              f"{res.sessions} session(s), {res.elapsed:.1f} s, "
+              + ("ok" if ok else f"{len(res.violations)} VIOLATION(S), kept in "
+                 f"{res.directory}"), file=sys.stderr, flush=True)
+    total = time.monotonic() - t_start
+
+    failed = [r for r in results if r.violations]
+    kills = sum(r.kills for r in results)
+    times = [r.elapsed for r in results]
+    hist: Dict[int, int] = {}
+    for r in results:
+        hist[r.kills] = hist.get(r.kills, 0) + 1
+    print()
+    if stopped_early:
+        print(f"stopped after {len(results)} of {len(indices)} trials (--max-time "
+              f"{args.max_time:g} s)")
+    print(f"trials:        {len(results)}: {len(results) - len(failed)} passed, "
+          f"{len(failed)} failed")
+    print(f"kills made:    {kills} ({sum(r.kills_before_run for r in results)} before the "
+          f"run existed in the journal); trials by kills made: "
+          + ", ".join(f"{k}: {v}" for k, v in sorted(hist.items())))
+    print(f"sessions:      {sum(r.sessions for r in results)} controllers started "
+          "(start + resume)")
+    print(f"tasks re-run:  {sum(r.rerun for r in results)} (ran more than once, being "
+          f"interrupted); ended by the crash-loop cap: {sum(r.crash_loop for r in results)}"
+          f" in {sum(1 for r in results if r.crash_loop)} trial(s)")
+    if times:
+        print(f"time:          {total:.0f} s total; per trial median "
+              f"{statistics.median(times):.1f} s, mean {statistics.mean(times):.1f} s, "
+              f"max {max(times):.1f} s")
+
+    kinds = {
+        "terminal": "every task has exactly one terminal event (and it matches its row)",
+        "outcome": "every task ends pass, or error with a 'crash loop' reason",
+        "ran-again": "no task that had passed before a kill ran again",
+        "attempts": "every execution is a journaled attempt (no attempt number twice, "
+                    "no more executions than attempts)",
+        "unfinished": "the run is finished at the end of the trial",
+        "exit": "exit codes are 0/1 and agree with the outcomes",
+        "survivor": "a killed controller's processes die with it "
+                    f"(within {args.survivor_wait:g} s)",
+        "leftover": "no process left at the end of a trial",
+        "hang": f"no trial hangs (timeout {args.trial_timeout:g} s)",
+    }
+    found: Dict[str, int] = {}
+    for r in results:
+        for kind, _ in r.violations:
+            found[kind] = found.get(kind, 0) + 1
+    print()
+    print("checks:")
+    for kind, text in kinds.items():
+        n = found.get(kind, 0)
+        print(f"  [{'PASS' if not n else 'FAIL'}] {text}"
+              + (f": {n} violation(s)" if n else ""))
+    other = sorted(set(found) - set(kinds))
+    for kind in other:
+        print(f"  [FAIL] {kind}: {found[kind]} violation(s)")
+    if failed:
+        print()
+        print("violations:")
+        for r in failed:
+            print(f"  trial {r.index} (--seed {seed} --trial {r.index}; {r.kills} kill(s), "
+                  f"{r.sessions} session(s); kept in {r.directory}):")
+            for kind, details in r.violations:
+                print(f"    {kind}: {details}")
+    crashed = any(kind == "bench" for r in results for kind, _ in r.violations)
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
