@@ -10,6 +10,13 @@ def to_json_value(value: Any) -> Tuple[str, bool]:
     """(JSON text, restorable): a value that is not JSON is stored as its
     repr (a JSON string) and marked not restorable; one JSON changes (a tuple,
     a dict with int keys) is stored as JSON and marked not restorable."""
+    if value is None:
+        return "null", True
+    kind = type(value)
+    if kind is dict and not value:
+        return "{}", True
+    if kind is str or kind is bool or kind is int:
+        return json.dumps(value), True
     try:
         text = json.dumps(value, allow_nan=False)
         # Tuples come back as lists, int keys as strings: such a value is

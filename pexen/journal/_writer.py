@@ -175,6 +175,42 @@ class JournalWriter:
             if stop:
                 return
 
+    _sql: Dict[Any, str]
+
+    @staticmethod
+    def _placeholder(conn: Any) -> Optional[str]:
+        style = conn.dialect.paramstyle
+        if style == "qmark":
+            return "?"
+        if style in ("format", "pyformat"):
+            return "%s"
+        return None
+
+    def _sql_insert(self, mark: str) -> str:
+        return ("INSERT INTO events (run_id, key, from_state, to_state, at, detail) "
+                f"VALUES ({', '.join([mark] * 6)})")
+
+    def _sql_update(self, cols: Tuple[str, ...], mark: str) -> str:
+        cache = self.__dict__.setdefault("_sql", {})
+        sql = cache.get((cols, mark))
+        if sql is None:
+            sets = ", ".join(f"{c} = {mark}" for c in cols)
+            sql = cache[(cols, mark)] = f"UPDATE tasks SET {sets} WHERE id = {mark}"
+        return sql
+
+    def _commit_core(self, conn: Any, event_rows: List[Dict[str, Any]],
+                     updates: Dict[Tuple[str, ...], List[Dict[str, Any]]],
+                     run_fields: Dict[str, Any]) -> None:
+        if event_rows:
+            conn.execute(models.events.insert(), event_rows)
+        for cols, rows in updates.items():
+            stmt = (update(models.tasks).where(models.tasks.c.id == bindparam("_id"))
+                    .values({c: bindparam(c) for c in cols}))
+            conn.execute(stmt, rows)
+        if run_fields:
+            conn.execute(update(models.runs).where(models.runs.c.id == self.run_id)
+                         .values(**run_fields))
+
     def _commit(self, batch: List[Transition]) -> None:
         event_rows = []
         final: Dict[str, Dict[str, Any]] = {}   # key -> the task row's new values
@@ -201,17 +237,27 @@ class JournalWriter:
             values["state"] = tr.to_state
         updates: Dict[Tuple[str, ...], List[Dict[str, Any]]] = {}
         for values in final.values():
-            updates.setdefault(tuple(sorted(values)), []).append(values)
+            updates.setdefault(tuple(sorted(k for k in values if k != "_id")),
+                               []).append(values)
         with self._engine.begin() as conn:
-            if event_rows:
-                conn.execute(models.events.insert(), event_rows)
-            for cols, rows in updates.items():
-                stmt = (update(models.tasks)
-                        .where(models.tasks.c.id == bindparam("_id"))
-                        .values({c: bindparam(c) for c in cols if c != "_id"}))
-                conn.execute(stmt, rows)
-            if run_fields:
-                conn.execute(update(models.runs).where(models.runs.c.id == self.run_id)
-                             .values(**run_fields))
+            mark = self._placeholder(conn)
+            if mark is None:  # a driver with another paramstyle: the Core path
+                self._commit_core(conn, event_rows, updates, run_fields)
+            else:
+                # Plain SQL, built once per column set: building SQLAlchemy
+                # statements for every commit cost more than the commit.
+                if event_rows:
+                    conn.exec_driver_sql(self._sql_insert(mark), [
+                        (r["run_id"], r["key"], r["from_state"], r["to_state"], r["at"],
+                         r["detail"]) for r in event_rows])
+                for cols, rows in updates.items():
+                    conn.exec_driver_sql(self._sql_update(cols, mark), [
+                        tuple(r[c] for c in cols) + (r["_id"],) for r in rows])
+                if run_fields:
+                    cols = tuple(sorted(run_fields))
+                    conn.exec_driver_sql(
+                        f"UPDATE runs SET {', '.join(f'{c} = {mark}' for c in cols)} "
+                        f"WHERE id = {mark}",
+                        tuple(run_fields[c] for c in cols) + (self.run_id,))
         self.commits += 1
         self.events_written += len(event_rows)

@@ -24,6 +24,9 @@ def takes_shared(task: Callable[..., Any]) -> bool:
     # a microsecond, inspect.signature() some tens (this runs once per call).
     if code is not None and not hasattr(task, "__wrapped__"):
         return code.co_argcount > 0 or bool(code.co_flags & _CO_VARARGS)
+    flag = getattr(task, "pexen_takes_shared_", None)
+    if flag is not None:
+        return bool(flag)
     try:
         sig = inspect.signature(task)
     except (TypeError, ValueError):
