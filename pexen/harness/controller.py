@@ -112,6 +112,7 @@ class Session:
     pool: str = "process"
     workers: int = 2
     progress: Optional[Callable[[str, str, Optional[str]], None]] = None
+    writer: Optional[JournalWriter] = None         # one already made (resume)
 
 
 class _Stop(Exception):
@@ -189,7 +190,7 @@ class JournalListener:
 def execute(session: Session, journal_path: str) -> int:
     """Run the session's tasks; return the exit code (0/1/2)."""
     journal = session.journal
-    writer = journal.writer(session.run_id)
+    writer = session.writer or journal.writer(session.run_id)
     thread_pool = session.pool == "thread"
     # Next to a file journal; for a database URL, in the current directory.
     data_root = (f"{journal_path}.d" if "://" not in journal_path

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..journal import Journal, JournalError, RunInfo, TaskState, open_journal, task_meta
 from ..sched import DepcheckError, MutexError, Sched, TaskKeyError
-from ..sched.meta import get_provides, get_requires
+from ..sched.meta import SCHED_ATTR_NAME
 from ..util import PexenError
 from . import controller
 from .controller import (
@@ -189,11 +189,11 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
         if controller_alive(claimed):
             raise _alive_error(claimed)
         plan = _plan_resume(j, run, loaded, opts, notify)
-        _check_tasks(plan.tasks, spec, [p for ps, _ in plan.assumed for p in ps])
         session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
                           time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
                           workers=opts.workers,
-                          progress=progress(plan.total, plan.done) if progress else None)
+                          progress=progress(plan.total, plan.done) if progress else None,
+                          writer=plan.writer)
         code = controller.execute(session, path)
         _close_progress(session)
         return run.id, code
@@ -209,16 +209,18 @@ class _ResumePlan:
     assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]]
     total: int
     done: int
+    writer: Any = None
 
 
 def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: Options,
                  notify: Callable[[str], None]) -> _ResumePlan:
     """Decide what runs again: terminal tasks never; tasks the dead controller
     left running are killed if alive and run again (attempt + 1), up to
-    max_attempts; a changed boot id ends them `error`."""
-    rows = {row.key: row for row in j.tasks(run.id)}
+    max_attempts; a changed boot id ends them `error`. The rows are read once,
+    and the writer made here goes on to the controller."""
+    rows = {row.key: row for row in j.resume_rows(run.id)}
     by_key = dict(loaded)
-    writer = j.writer(run.id)
+    writer = j.writer(run.id, {row.key: (row.id, row.state) for row in rows.values()})
     same_boot = run.boot_id == boot_id()
     try:
         added = [k for k in by_key if k not in rows]
@@ -227,7 +229,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                    f"started and are not run: {', '.join(added[:5])}"
                    + (" ..." if len(added) > 5 else ""))
         interrupted = [row for row in rows.values() if row.state in LIVE_STATES]
-        if same_boot:
+        if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
                            {r.token for r in interrupted if r.token})
         for row in interrupted:
@@ -250,33 +252,43 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
             else:
                 writer.transition(row.key, TaskState.PENDING, reason=None)
         for key in rows:
-            if key not in by_key and not TaskState(writer.state_of(key)).terminal:
+            if key not in by_key and not writer.state_of(key).terminal:
                 writer.transition(key, TaskState.ERROR, finished_at=time.time(),
                                   reason="no longer in the suite")
+        to_run: List[Tuple[str, Any]] = []
+        assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]] = []
+        provided_ok = set()
+        for key, row in rows.items():
+            task = by_key.get(key)
+            if task is None:
+                continue
+            state = writer.state_of(key)
+            if state in (TaskState.PASS, TaskState.WARN):
+                provides = list(_meta_get(task, "provides"))
+                if provides:
+                    provided_ok.update(provides)
+                    shared = (json.loads(row.shared)
+                              if row.shared and row.shared_restorable else None)
+                    assumed.append((provides, shared if isinstance(shared, dict) else None))
+            elif state is TaskState.PENDING:
+                to_run.append((key, task))
+        to_run = _skip_unreachable(writer, to_run, provided_ok)
         writer.flush()
-    finally:
+    except BaseException:
         writer.close()
-    rows = {row.key: row for row in j.tasks(run.id)}
-    to_run: List[Tuple[str, Any]] = []
-    assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]] = []
-    provided_ok = set()
-    for key, row in rows.items():
-        task = by_key.get(key)
-        if row.state in ("pass", "warn") and task is not None:
-            provides = list(get_provides(task))
-            provided_ok.update(provides)
-            shared = json.loads(row.shared) if row.shared and row.shared_restorable else None
-            assumed.append((provides, shared if isinstance(shared, dict) else None))
-        elif row.state == "pending" and task is not None:
-            to_run.append((key, task))
-    to_run = _skip_unreachable(j, run.id, to_run, provided_ok)
-    done = sum(1 for row in j.tasks(run.id) if TaskState(row.state).terminal)
+        raise
+    done = sum(1 for key in rows if writer.state_of(key).terminal)
     return _ResumePlan(to_run, {k: rows[k].attempt for k, _ in to_run},
                        {k: rows[k].time_used or 0.0 for k, _ in to_run}, assumed,
-                       total=len(rows), done=done)
+                       total=len(rows), done=done, writer=writer)
 
 
-def _skip_unreachable(j: Journal, run_id: int, to_run: List[Tuple[str, Any]],
+def _meta_get(task: Any, name: str) -> Any:
+    meta = getattr(task, SCHED_ATTR_NAME, None)
+    return meta.get(name) if meta is not None else ()
+
+
+def _skip_unreachable(writer: Any, to_run: List[Tuple[str, Any]],
                       provided_ok: set) -> List[Tuple[str, Any]]:
     """Tasks whose requirement no finished task gave and no task left to run
     can give end `skip` now, with the reason (cascading)."""
@@ -284,18 +296,14 @@ def _skip_unreachable(j: Journal, run_id: int, to_run: List[Tuple[str, Any]],
     while True:
         can_give = set(provided_ok)
         for _, task in keep:
-            can_give.update(get_provides(task))
-        doomed = [(k, t) for k, t in keep if not set(get_requires(t)) <= can_give]
+            can_give.update(_meta_get(task, "provides"))
+        doomed = {k for k, t in keep if not set(_meta_get(t, "requires")) <= can_give}
         if not doomed:
             return keep
-        writer = j.writer(run_id)
-        try:
-            for key, task in doomed:
-                missing = sorted(map(repr, set(get_requires(task)) - can_give))
+        for key, task in keep:
+            if key in doomed:
+                missing = sorted(map(repr, set(_meta_get(task, "requires")) - can_give))
                 writer.transition(key, TaskState.SKIP, finished_at=time.time(),
                                   reason=f"dependency {', '.join(missing)} not met: its "
                                          "provider did not pass")
-            writer.flush()
-        finally:
-            writer.close()
-        keep = [(k, t) for k, t in keep if (k, t) not in doomed]
+        keep = [(k, t) for k, t in keep if k not in doomed]

@@ -201,14 +201,26 @@ class Journal:
                     return
                 time.sleep(poll)
 
-    def writer(self, run_id: int) -> JournalWriter:
-        """A writer for the run's transitions (one per controller)."""
+    def writer(self, run_id: int,
+               states: Optional[Dict[str, Tuple[int, str]]] = None) -> JournalWriter:
+        """A writer for the run's transitions (one per controller); `states`
+        (key -> (task id, state)) saves reading them again."""
+        if states is None:
+            with self._guard(), self.reader.connect() as conn:
+                rows = conn.execute(select(models.tasks.c.key, models.tasks.c.id,
+                                           models.tasks.c.state).where(
+                    models.tasks.c.run_id == run_id)).all()
+            states = {k: (i, s) for k, i, s in rows}
+        return JournalWriter(self.engine, run_id, states, self.where)
+
+    def resume_rows(self, run_id: int) -> List[Any]:
+        """The columns resume needs of every task of a run (one quick read)."""
+        t = models.tasks.c
+        stmt = (select(t.key, t.id, t.state, t.attempt, t.reason, t.pid, t.pid_started,
+                       t.token, t.time_used, t.shared, t.shared_restorable)
+                .where(t.run_id == run_id).order_by(t.id))
         with self._guard(), self.reader.connect() as conn:
-            rows = conn.execute(select(models.tasks.c.key, models.tasks.c.id,
-                                       models.tasks.c.state).where(
-                models.tasks.c.run_id == run_id)).all()
-        return JournalWriter(self.engine, run_id, {k: (i, s) for k, i, s in rows},
-                             self.where)
+            return list(conn.execute(stmt).all())
 
     def set_heartbeat(self, run_id: int, at: Optional[float] = None) -> None:
         with self._guard(), self.engine.begin() as conn:
