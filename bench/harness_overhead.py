@@ -202,15 +202,15 @@ def instrument(phases: Phases, writers: List[Any]) -> None:
     phases.wrap(run, "_skip_unreachable", "skip_unreachable")
     phases.wrap(Journal, "create_run", "create_run")
     phases.wrap(Journal, "claim_run", "claim_run")
-    phases.wrap(Journal, "tasks", "journal.tasks")
+    phases.wrap(Journal, "resume_rows", "journal.tasks")
     phases.wrap(Journal, "writer", "journal.writer")
     phases.wrap(controller, "execute", "execute")
     phases.wrap(JournalWriter, "flush", "writer.flush")
     phases.wrap(JournalWriter, "close", "writer.close")
     orig_writer = Journal.writer
 
-    def keep_writer(self: Any, run_id: int) -> Any:
-        w = orig_writer(self, run_id)
+    def keep_writer(self: Any, run_id: int, *args: Any, **kwargs: Any) -> Any:
+        w = orig_writer(self, run_id, *args, **kwargs)
         writers.append(w)
         return w
 
@@ -502,7 +502,7 @@ RESUME_PHASES = (  # (key, label, indent)
     ("load_suite", "load_suite (rebuild the suite)", 0),
     ("claim_run", "claim_run", 0),
     ("plan_resume", "_plan_resume (rows, keys, transitions)", 0),
-    ("plan_resume/journal.tasks", "of which Journal.tasks() reads", 1),
+    ("plan_resume/journal.tasks", "of which reading the task rows", 1),
     ("plan_resume/journal.writer", "of which Journal.writer() set-up", 1),
     ("plan_resume/kill_leftovers", "of which killing what was left", 1),
     ("plan_resume/skip_unreachable", "of which _skip_unreachable", 1),

@@ -268,7 +268,8 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                 if provides:
                     provided_ok.update(provides)
                     shared = (json.loads(row.shared)
-                              if row.shared and row.shared_restorable else None)
+                              if row.shared and row.shared != "{}" and row.shared_restorable
+                              else None)
                     assumed.append((provides, shared if isinstance(shared, dict) else None))
             elif state is TaskState.PENDING:
                 to_run.append((key, task))
