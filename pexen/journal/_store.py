@@ -248,11 +248,15 @@ class Journal:
             if conn.dialect.paramstyle == "qmark":
                 # the plain driver: a tuple per row is several times cheaper
                 # than a Row, and resume reads every task of the run
-                cur = conn.exec_driver_sql(
-                    "SELECT key, id, state, attempt, reason, pid, pid_started, token, "
-                    "time_used, shared, shared_restorable FROM tasks WHERE run_id = ? "
-                    "ORDER BY id", (run_id,))
-                return [_ResumeRow(*r) for r in cur.fetchall()]
+                cur = conn.connection.driver_connection.cursor()
+                try:
+                    cur.execute(
+                        "SELECT key, id, state, attempt, reason, pid, pid_started, token, "
+                        "time_used, shared, shared_restorable FROM tasks WHERE run_id = ? "
+                        "ORDER BY id", (run_id,))
+                    return list(map(_ResumeRow._make, cur.fetchall()))
+                finally:
+                    cur.close()
             return list(conn.execute(stmt).all())
 
     def set_heartbeat(self, run_id: int, at: Optional[float] = None) -> None:
