@@ -86,3 +86,27 @@ BAD_SUITES = {
                  "def tasks():\n    return [needy]\n"),
     "broken.py": "import no_such_module_anywhere\n",
 }
+
+KILLER_SUITE = textwrap.dedent('''
+    """A task that kills its controller the moment it starts (a test that
+    takes the machine down), and logs each of its executions."""
+    import os
+    import signal
+
+    import psutil
+
+    import pexen
+
+
+    def kills_controller():
+        ctx = pexen.context()
+        with open(os.path.join(ctx.data_dir, "runs"), "a") as f:
+            f.write(f"{ctx.attempt}\\n")
+        # worker -> fork server -> controller
+        controller = psutil.Process().parent().parent()
+        os.kill(controller.pid, signal.SIGKILL)
+
+
+    def tasks():
+        return [kills_controller]
+''')

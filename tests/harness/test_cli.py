@@ -468,3 +468,26 @@ def test_sigterm_ends_the_executables_of_running_tasks(tmp_path):
         end(proc)
     assert proc.returncode == 2
     assert not script_proc.is_running() or script_proc.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_task_that_kills_its_controller_at_once_uses_up_its_attempts(tmp_path):
+    """The crash-loop cap must hold even when the task kills the controller
+    before anything else is written: the attempt is on disk before it runs."""
+    from .suites import KILLER_SUITE
+
+    (tmp_path / "killer.py").write_text(KILLER_SUITE)
+    res = harness("start", "killer:tasks", cwd=tmp_path)
+    assert res.returncode != 0
+    for _ in range(6):
+        deadline = time.monotonic() + 10
+        while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        res = harness("resume", cwd=tmp_path)
+        if res.returncode in (0, 1, 4):
+            break
+    assert res.returncode == 1, (res.returncode, res.stderr)
+    rows, run = states(tmp_path / "pexen-journal.sqlite")
+    row = rows["kills_controller"]
+    assert row.state == "error" and row.reason.startswith("crash loop: 3 attempts")
+    runs = (tmp_path / "pexen-journal.sqlite.d" / "1" / "kills_controller" / "data" / "runs")
+    assert runs.read_text().split() == ["1", "2", "3"]
