@@ -491,3 +491,22 @@ def test_a_task_that_kills_its_controller_at_once_uses_up_its_attempts(tmp_path)
     assert row.state == "error" and row.reason.startswith("crash loop: 3 attempts")
     runs = (tmp_path / "pexen-journal.sqlite.d" / "1" / "kills_controller" / "data" / "runs")
     assert runs.read_text().split() == ["1", "2", "3"]
+
+
+def test_readme_example_suite(tmp_path):
+    """The README's first command: examples.smoke_suite:tasks from the root."""
+    res = harness("start", "examples.smoke_suite:tasks", "--journal",
+                  str(tmp_path / "j.sqlite"), cwd=ROOT)
+    assert res.returncode == 1, res.stderr
+    assert "run 1: some failed" in res.stdout
+    rows, run = states(tmp_path / "j.sqlite")
+    assert rows["fs/expected-failure"].state == "fail"
+    assert rows["after_failure"].state == "skip"
+    assert "fs/expected-failure failed" in rows["after_failure"].reason
+    for key in ("00-env", "python_version", "write_scratch", "read_scratch",
+                "clean_scratch", "net/loopback", "sys/sqlite-roundtrip"):
+        assert rows[key].state == "pass", (key, rows[key].reason)
+    order = sorted(rows.values(), key=lambda r: r.started_at or 0)
+    started = [r.key for r in order if r.started_at]
+    assert started.index("00-env") < started.index("python_version")
+    assert rows["read_scratch"].started_at >= rows["write_scratch"].finished_at
