@@ -292,9 +292,13 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     assert run.state == "finished", (run, err)
     assert len(rows) == 50
     for key, row in rows.items():
-        assert row.state in ("pass", "error"), (key, row.state, row.reason)
+        # a task in flight at three kills ends in a crash loop, and what
+        # needs it is skipped
+        assert row.state in ("pass", "error", "skip"), (key, row.state, row.reason)
         if row.state == "error":
             assert "crash loop" in row.reason
+        if row.state == "skip":
+            assert "not met" in row.reason
     with journal.open(str(tmp_path / "pexen-journal.sqlite"), create=False) as j:
         terminal = [e for e in j.events(run.id) if e.key and e.to_state in
                     ("pass", "fail", "error", "skip", "timeout", "warn")]
