@@ -275,6 +275,9 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
             deadline = time.monotonic() + 10
             while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
                 time.sleep(0.05)
+            if states(jpath)[1].state == "finished":
+                err = ""
+                break  # killed after the run had ended: nothing to resume
             proc = spawn("resume", cwd=tmp_path)
             # a task that had completed never runs again
             time.sleep(0.3)
@@ -287,7 +290,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     finally:
         end(proc)
     assert kills > 0
-    assert proc.returncode in (0, 1), err
+    assert proc.returncode in (0, 1, -signal.SIGKILL), err
     rows, run = states(tmp_path / "pexen-journal.sqlite")
     assert run.state == "finished", (run, err)
     assert len(rows) == 50
