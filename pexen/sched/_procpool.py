@@ -51,7 +51,7 @@ from .common import (
     TaskRes,
     WorkerDiedError,
 )
-from .pool import PoolError, PoolStatistics, _check_size
+from .pool import PoolError, PoolStatistics, _check_size, _Pool
 
 # -- the controller's side ---------------------------------------------------
 
@@ -68,7 +68,7 @@ class _Worker:
         self.kill_asked = False
 
 
-class ProcessWorkerPool:
+class ProcessWorkerPool(_Pool):
     """Runs tasks in forked worker processes (see the module docstring).
 
     Tasks registered before `start()` may be anything (closures included);
@@ -210,13 +210,6 @@ class ProcessWorkerPool:
             else:
                 self._pending.append((seq, msg))
 
-    def iter_results(self) -> Any:
-        results = self._results
-        while self._active > 0:
-            res = results.get()
-            self._active -= 1
-            yield res
-
     def shutdown(self, wait: bool = False) -> None:
         if self._shutting_down:
             raise PoolError("The pool is already shutting down")
@@ -276,12 +269,6 @@ class ProcessWorkerPool:
                 if worker.busy is not None and self._inflight.get(worker.busy) is task:
                     return worker.pid
         return None
-
-    def empty(self) -> bool:
-        return self._active <= 0
-
-    def full(self) -> bool:
-        return self._active >= self.max_tasks
 
     def alive(self) -> bool:
         reader = self._reader

@@ -46,7 +46,30 @@ def _check_size(workers: int, spare: int) -> None:
         raise ValueError(f"spare must be an int >= 0, not {spare!r}")
 
 
-class ThreadWorkerPool:
+class _Pool:
+    """What both pools share: results come through `self._results`, and
+    `self._active` counts the tasks submitted and not yet yielded."""
+
+    max_tasks: int
+    _active: int
+    _results: Any
+
+    def iter_results(self) -> Any:
+        """TaskRes of submitted tasks as they end, until none is left."""
+        results = self._results
+        while self._active > 0:
+            res = results.get()
+            self._active -= 1
+            yield res
+
+    def empty(self) -> bool:
+        return self._active <= 0
+
+    def full(self) -> bool:
+        return self._active >= self.max_tasks
+
+
+class ThreadWorkerPool(_Pool):
     """Runs tasks in threads of this process.
 
     `workers` run in parallel; up to `workers + spare` tasks are handed out
@@ -139,19 +162,6 @@ class ThreadWorkerPool:
                 self._inq.put(None)
         self._running = False
         self._shutting_down = True
-
-    def iter_results(self) -> Any:
-        results = self._results
-        while self._active > 0:
-            res = results.get()
-            self._active -= 1
-            yield res
-
-    def empty(self) -> bool:
-        return self._active <= 0
-
-    def full(self) -> bool:
-        return self._active >= self.max_tasks
 
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
