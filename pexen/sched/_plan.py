@@ -53,6 +53,26 @@ class Node:
         self.woken_from: Any = None
 
 
+def bucket_add(buckets: Dict[Any, Any], key: Any, item: Any) -> None:
+    """Add `item` under `key`: one item is kept bare, several in a list (most
+    provides have one child; a list per provide costs memory and GC time at
+    100k tasks). Items must not be lists themselves."""
+    cur = buckets.get(key)
+    if cur is None:
+        buckets[key] = item
+    elif type(cur) is list:
+        cur.append(item)
+    else:
+        buckets[key] = [cur, item]
+
+
+def bucket_items(value: Any) -> Any:
+    """The items of a bucket value (None: no items)."""
+    if value is None:
+        return ()
+    return value if type(value) is list else (value,)
+
+
 # (node, reason) pairs; the caller turns them into events.
 Skips = List[Tuple[Node, str]]
 
@@ -118,15 +138,7 @@ class Plan:
                         node.shared.update(shared)
                     continue
                 if providers_left.get(r, 0) > 0:
-                    # One waiter is kept bare, several in a list: most provides
-                    # have one child, and a list per provide costs memory and GC.
-                    w = waiting.get(r)
-                    if w is None:
-                        waiting[r] = node
-                    elif type(w) is list:
-                        w.append(node)
-                    else:
-                        waiting[r] = [w, node]
+                    bucket_add(waiting, r, node)
                     unmet += 1
                 elif reason is None:
                     reason = self._why_unmet(r)
@@ -234,10 +246,7 @@ class Plan:
                     heapq.heappush(self.ready, (w.prio, w.seq, w))
 
     def _pop_waiters(self, provide: Any) -> Iterable[Node]:
-        w = self.waiting.pop(provide, None)
-        if w is None:
-            return ()
-        return w if type(w) is list else (w,)
+        return bucket_items(self.waiting.pop(provide, None))
 
     def _provider_gone(self, provide: Any, why: str, skips: Skips) -> None:
         """One provider of `provide` ended without providing it."""

@@ -26,7 +26,7 @@ from .. import util
 from . import pool as _pool
 from ._events import EventKind, Listener, TaskEvent, outcome_of
 from ._keys import auto_name, describe, explicit_key
-from ._plan import Node, Plan, Skips
+from ._plan import Node, Plan, Skips, bucket_add, bucket_items
 from .common import SchedulerError, TaskRes
 from .meta import SCHED_ATTR_NAME, SchedMeta, _convert
 
@@ -215,9 +215,7 @@ class Sched:
         each require must be met by someone who can run himself."""
         avail = self._provided
         need: Dict[int, int] = {}
-        # require -> the entry needing it, or a list of them (one is the
-        # common case; a list each would cost memory at 100k tasks)
-        index: Dict[Any, Any] = {}
+        index: Dict[Any, Any] = {}   # require -> the entries needing it (a bucket)
         go: List[Tuple[Any, str]] = []
         for entry in batch:
             n = 0
@@ -225,13 +223,7 @@ class Sched:
                 if r in avail:
                     continue
                 n += 1
-                cur = index.get(r)
-                if cur is None:
-                    index[r] = entry
-                elif type(cur) is list:
-                    cur.append(entry)
-                else:
-                    index[r] = [cur, entry]
+                bucket_add(index, r, entry)
             if n:
                 need[id(entry[0])] = n
             else:
@@ -243,16 +235,13 @@ class Sched:
                 if p in avail or p in newly:
                     continue
                 newly.add(p)
-                waiting = index.pop(p, None)
-                if waiting is None:
-                    continue
-                for entry in (waiting if type(waiting) is list else (waiting,)):
+                for entry in bucket_items(index.pop(p, None)):
                     n = need[id(entry[0])] - 1
                     need[id(entry[0])] = n
                     if n == 0:
                         go.append(entry)
         if index:
-            remain = {r: [k for _, k in (entries if type(entries) is list else [entries])]
+            remain = {r: [k for _, k in bucket_items(entries)]
                       for r, entries in index.items()}
             who = "; ".join(f"{r!r} by {', '.join(keys)}" for r, keys in remain.items())
             raise DepcheckError(f"Unsatisfied requires remain: {list(remain)} "

@@ -401,25 +401,36 @@ def test_every_verb_has_help():
                 assert action.help, (name, action.dest)
 
 
-def test_survivors_of_a_dead_controller_are_killed_on_resume(tmp_path):
-    """An executable runs in its own session, so it outlives its worker when
-    the controller is SIGKILLed; resume finds it by its token and kills it."""
+def _start_long_script(tmp_path, prelude=""):
+    """Start a directory suite of one script, `long`, that writes its pid
+    into its data directory and sleeps; return (controller, pid file)."""
     suite = tmp_path / "suite"
     suite.mkdir()
     script = suite / "long.sh"
-    script.write_text('#!/bin/sh\n'
-                      'if [ -e "$PEXEN_TASK_DATA/ran" ]; then exit 0; fi\n'
-                      'touch "$PEXEN_TASK_DATA/ran"\n'
-                      'echo $$ > "$PEXEN_TASK_DATA/pid"\n'
-                      'exec sleep 300\n')
+    script.write_text('#!/bin/sh\n' + prelude
+                      + 'echo $$ > "$PEXEN_TASK_DATA/pid"\nexec sleep 300\n')
     script.chmod(0o755)
     proc = spawn("start", str(suite), cwd=tmp_path)
-    pidfile = tmp_path / "pexen-journal.sqlite.d" / "1" / "long" / "data" / "pid"
+    return proc, tmp_path / "pexen-journal.sqlite.d" / "1" / "long" / "data" / "pid"
+
+
+def _wait_for_pidfile(pidfile, timeout=20):
+    """Wait until the script wrote its pid; return the deadline used."""
+    deadline = time.monotonic() + timeout
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline, "the script did not start"
+        time.sleep(0.02)
+    return deadline
+
+
+def test_survivors_of_a_dead_controller_are_killed_on_resume(tmp_path):
+    """An executable runs in its own session, so it outlives its worker when
+    the controller is SIGKILLed; resume finds it by its token and kills it."""
+    proc, pidfile = _start_long_script(
+        tmp_path, 'if [ -e "$PEXEN_TASK_DATA/ran" ]; then exit 0; fi\n'
+                  'touch "$PEXEN_TASK_DATA/ran"\n')
     try:
-        deadline = time.monotonic() + 20
-        while not pidfile.exists() or not pidfile.read_text().strip():
-            assert time.monotonic() < deadline, "the script did not start"
-            time.sleep(0.02)
+        deadline = _wait_for_pidfile(pidfile)
         while time.monotonic() < deadline:
             rows, _ = states(tmp_path / "pexen-journal.sqlite")
             if rows["long"].state == "running":
@@ -456,18 +467,9 @@ def test_read_only_journal_is_a_usage_error(tmp_path):
 
 
 def test_sigterm_ends_the_executables_of_running_tasks(tmp_path):
-    suite = tmp_path / "suite"
-    suite.mkdir()
-    script = suite / "long.sh"
-    script.write_text('#!/bin/sh\necho $$ > "$PEXEN_TASK_DATA/pid"\nexec sleep 300\n')
-    script.chmod(0o755)
-    proc = spawn("start", str(suite), cwd=tmp_path)
-    pidfile = tmp_path / "pexen-journal.sqlite.d" / "1" / "long" / "data" / "pid"
+    proc, pidfile = _start_long_script(tmp_path)
     try:
-        deadline = time.monotonic() + 20
-        while not pidfile.exists() or not pidfile.read_text().strip():
-            assert time.monotonic() < deadline, "the script did not start"
-            time.sleep(0.02)
+        _wait_for_pidfile(pidfile)
         script_proc = psutil.Process(int(pidfile.read_text()))
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
