@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -34,16 +35,19 @@ def _progress(total: int, done: int) -> Progress:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    run_id, code = start(args.suite, args.journal,
-                         Options(args.workers, args.pool, args.max_attempts), _progress)
+    grace = Options.kill_grace if args.kill_grace is None else args.kill_grace
+    options = Options(args.workers, args.pool, args.max_attempts, args.timeout, grace,
+                      args.run_timeout)
+    run_id, code = start(args.suite, args.journal, options, _progress)
     print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
     return code
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    given = {name: value for name, value in (("workers", args.workers), ("pool", args.pool),
-                                             ("max_attempts", args.max_attempts))
-             if value is not None}
+    given = {name: getattr(args, name)
+             for name in ("workers", "pool", "max_attempts", "timeout", "kill_grace",
+                          "run_timeout")
+             if getattr(args, name) is not None}
     run_id, code = resume(args.journal, args.run, given, _progress)
     print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
     return code
@@ -152,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run Python tasks in worker processes (default) or threads")
     p.add_argument("--max-attempts", type=int, default=3,
                    help="attempts of a task whose controller died under it (default 3)")
+    _watchdog_arguments(p, "none", "10", "none")
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("resume", help="continue a run after its controller died",
@@ -162,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", choices=("process", "thread"),
                    help="(default: as the run started)")
     p.add_argument("--max-attempts", type=int, help="(default: as the run started)")
+    _watchdog_arguments(p, "as the run started", "as the run started",
+                        "the run's own limit")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="show a run (default: the newest)",
@@ -177,6 +184,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
     return parser
+
+
+def _seconds(positive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(
+                f"not a number of seconds {'> 0' if positive else '>= 0'}: {text!r}")
+        return value
+
+    return parse
+
+
+def _watchdog_arguments(p: argparse.ArgumentParser, timeout: str, grace: str,
+                        run_timeout: str) -> None:
+    p.add_argument("--timeout", type=_seconds(True), metavar="SECONDS",
+                   help="limit of a task without `timeout` metadata "
+                        f"(default: {timeout})")
+    p.add_argument("--kill-grace", type=_seconds(False), metavar="SECONDS",
+                   help="from SIGTERM to SIGKILL when a task is ended "
+                        f"(default: {grace})")
+    p.add_argument("--run-timeout", type=_seconds(True), metavar="SECONDS",
+                   help="limit of the whole run: running tasks are ended, the rest "
+                        f"skipped (default: {run_timeout})")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -19,9 +19,18 @@ from ..sched._call import takes_shared
 from ..sched._keys import CALLPATH_ATTR_NAME
 from ..sched.common import is_controlled_fail
 from ..sched.meta import SCHED_ATTR_NAME
+from ..watchdog import (
+    RUN_TIMEOUT,
+    TaskTimeout,
+    Watchdog,
+    describe_procs,
+    end_children,
+    end_processes,
+)
 from .context import TaskContext, set_context
 from .outcome import TaskOutcome
 from .reaper import kill_leftovers
+from .suite import ExecutableTask
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2, 3, 4
 FAILED_STATES = {"fail", "timeout", "error"}
@@ -55,11 +64,16 @@ class TaskWrapper:
     # on an object without __code__ for every call).
     pexen_takes_shared_ = True
 
-    def __init__(self, inner: Callable[..., Any], ctx: TaskContext, set_env: bool) -> None:
+    def __init__(self, inner: Callable[..., Any], ctx: TaskContext, set_env: bool,
+                 kill_grace: float = 10.0) -> None:
         self.inner = inner
         self.ctx = ctx
-        self.set_env = set_env
+        self.set_env = set_env    # in a worker process (which is a child subreaper)
+        self.kill_grace = kill_grace
         self.pass_shared = takes_shared(inner)
+        # In the controller (thread pool), an executable's leftovers are found
+        # by the token its processes carry (a scan: only for executables).
+        self.scan_token = not set_env and isinstance(inner, ExecutableTask)
         self.__name__ = ctx.task
         setattr(self, CALLPATH_ATTR_NAME, ctx.task.split("/"))
         meta = getattr(inner, SCHED_ATTR_NAME, None)
@@ -70,15 +84,46 @@ class TaskWrapper:
         set_context(self.ctx)
         if self.set_env:
             os.environ.update(self.ctx.env())
+        began = time.time()
         try:
             if self.pass_shared:
-                return self.inner(shared, **kwargs)
-            return self.inner(**kwargs)
+                ret = self.inner(shared, **kwargs)
+            else:
+                ret = self.inner(**kwargs)
+        except BaseException:
+            self._end_leftovers(began)
+            raise
         finally:
             set_context(None)
+        ended, leaked = self._end_leftovers(began)
+        if ended or leaked:
+            raise TaskOutcome("warn", leftovers_message(ended, leaked))
+        return ret
+
+    def _end_leftovers(self, began: float) -> Tuple[List[Dict[str, Any]],
+                                                    List[Dict[str, Any]]]:
+        """Nothing of a task outlives it. In a worker process (a child
+        subreaper) whatever the task left running, daemons too, is a child of
+        the worker; in the controller, an executable's processes carry its token."""
+        if self.set_env:
+            return end_children(self.kill_grace)
+        if self.scan_token:
+            return end_processes((), [self.ctx.token], self.kill_grace, since=began)
+        return [], []
 
     def __repr__(self) -> str:
         return f"<task {self.ctx.task}>"
+
+
+def leftovers_message(ended: Sequence[Dict[str, Any]],
+                      leaked: Sequence[Dict[str, Any]]) -> str:
+    """What a task that left processes running is told."""
+    parts = []
+    if ended:
+        parts.append(f"ended {describe_procs(ended)}")
+    if leaked:
+        parts.append(f"LEAKED (still running after SIGKILL): {describe_procs(leaked)}")
+    return "the task left processes running: " + "; ".join(parts)
 
 
 def outcome_of(res: Any) -> Tuple[TaskState, Optional[str]]:
@@ -87,6 +132,8 @@ def outcome_of(res: Any) -> Tuple[TaskState, Optional[str]]:
     if excinfo is None:
         return TaskState.PASS, None
     val = excinfo.val
+    if isinstance(val, TaskTimeout):
+        return (TaskState.TIMEOUT if val.started else TaskState.SKIP), str(val)
     if isinstance(val, TaskOutcome):
         return TaskState(val.outcome), str(val) or None
     message = None
@@ -111,6 +158,9 @@ class Session:
     assumed: List[Tuple[Sequence[Any], Optional[Dict[str, Any]]]] = field(default_factory=list)
     pool: str = "process"
     workers: int = 2
+    timeout: Optional[float] = None                # for tasks without `timeout`
+    kill_grace: float = 10.0
+    run_deadline: Optional[float] = None           # time.time() the run must end by
     progress: Optional[Callable[[str, str, Optional[str]], None]] = None
     writer: Optional[JournalWriter] = None         # one already made (resume)
 
@@ -178,7 +228,11 @@ class JournalListener:
                 fields["exc_text"] = excinfo.text
             if res.shared is not None:
                 fields["shared"], fields["shared_restorable"] = to_json_value(res.shared)
-            w.transition(key, state, at=ev.at, **fields)
+            detail = None
+            if res.excinfo is not None and isinstance(res.excinfo.val, TaskTimeout):
+                val = res.excinfo.val
+                detail = {"by": "watchdog", "killed": val.killed, "leaked": val.leaked}
+            w.transition(key, state, at=ev.at, detail=detail, **fields)
         elif ev.kind is EventKind.SKIPPED:
             w.transition(key, TaskState.SKIP, at=ev.at, reason=ev.reason, finished_at=ev.at)
         progress = self.session.progress
@@ -206,7 +260,8 @@ def execute(session: Session, journal_path: str) -> int:
                           attempt=session.attempts.get(key, 0) + 1, token=token,
                           data_path=os.path.join(data_root, str(session.run_id), key,
                                                  "data"))
-        wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool))
+        wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool,
+                                    kill_grace=session.kill_grace))
     stop_heartbeat = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(writer, stop_heartbeat),
                             name="pexen-heartbeat", daemon=True)
@@ -218,16 +273,26 @@ def execute(session: Session, journal_path: str) -> int:
     pool = (ThreadWorkerPool(workers=session.workers, spare=session.workers)
             if thread_pool else ProcessWorkerPool(workers=session.workers,
                                                   spare=session.workers))
+    watchdog = Watchdog(sched, pool, default_timeout=session.timeout,
+                        grace=session.kill_grace, run_deadline=session.run_deadline,
+                        time_used=session.time_used, tokens=tokens)
+    sched.add_listener(watchdog)
     previous = _install_stop_handlers()
     gen = None
     code = EXIT_OK
     try:
+        watchdog.start()
         gen = sched.run(pool)
         for _ in gen:
             pass
+        watchdog.stop()
         writer.flush()
         code = _exit_code(journal, session.run_id)
-        writer.run_event("finished", finished_at=time.time(), exit_code=code)
+        detail = None
+        if watchdog.run_timed_out:
+            code = EXIT_FAILED
+            detail = {"reason": RUN_TIMEOUT}
+        writer.run_event("finished", detail=detail, finished_at=time.time(), exit_code=code)
     except _Stop:
         _ignore_stop_signals(previous)  # a second ^C must not break the cleanup
         if gen is not None:
@@ -237,12 +302,18 @@ def execute(session: Session, journal_path: str) -> int:
         # What the tasks started in sessions of their own (executables, their
         # daemons) carries the task's token.
         kill_leftovers((), {tokens[key] for key in stopped})
+        now = time.time()
         for key in stopped:
+            fields: Dict[str, Any] = {}
+            began = listener.started.get(key)
+            if began is not None:
+                fields["time_used"] = session.time_used.get(key, 0.0) + (now - began)
             writer.transition(key, TaskState.INTERRUPTED, reason=STOPPED_BY_SIGNAL,
-                              detail={"by": "signal"})
+                              detail={"by": "signal"}, **fields)
         code = EXIT_INTERRUPTED
         writer.run_event("interrupted", exit_code=code)
     finally:
+        watchdog.stop()
         _restore_stop_handlers(previous)
         stop_heartbeat.set()
         if beat.is_alive():

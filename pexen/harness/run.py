@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -42,6 +43,9 @@ class Options:
     workers: int = 2
     pool: str = "process"
     max_attempts: int = 3
+    timeout: Optional[float] = None       # seconds, for tasks without `timeout`
+    kill_grace: float = 10.0              # SIGTERM .. SIGKILL
+    run_timeout: Optional[float] = None   # seconds from start (or resume)
 
     def check(self) -> None:
         if self.workers < 1:
@@ -50,6 +54,18 @@ class Options:
             raise HarnessError(f"--pool must be 'process' or 'thread', not {self.pool!r}")
         if self.max_attempts < 1:
             raise HarnessError(f"--max-attempts must be at least 1, not {self.max_attempts}")
+        for flag, value in (("--timeout", self.timeout), ("--run-timeout", self.run_timeout)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise HarnessError(f"{flag} must be a number of seconds > 0, not {value!r}")
+        if not (self.kill_grace >= 0 and math.isfinite(self.kill_grace)):
+            raise HarnessError(f"--kill-grace must be a number of seconds >= 0, "
+                               f"not {self.kill_grace!r}")
+
+    def config(self, run_deadline: Optional[float]) -> Dict[str, Any]:
+        """What the run row keeps of them (resume starts from it)."""
+        return {"workers": self.workers, "pool": self.pool,
+                "max_attempts": self.max_attempts, "timeout": self.timeout,
+                "kill_grace": self.kill_grace, "run_deadline": run_deadline}
 
 
 def journal_path(arg: Optional[str]) -> str:
@@ -96,14 +112,17 @@ def start(suite: str, journal: Optional[str] = None, options: Options = Options(
     path = journal_path(journal)
     j = _open(path, create=True)
     try:
+        run_deadline = (time.time() + options.run_timeout
+                        if options.run_timeout is not None else None)
         run_id = j.create_run(
-            spec.to_json(), {"workers": options.workers, "pool": options.pool,
-                             "max_attempts": options.max_attempts},
+            spec.to_json(), options.config(run_deadline),
             [(key, task_meta(task)) for key, task in tasks],
             host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
             controller_started=process_started(os.getpid()) or time.time())
         session = Session(j, run_id, tasks, attempts={}, time_used={},
                           pool=options.pool, workers=options.workers,
+                          timeout=options.timeout, kill_grace=options.kill_grace,
+                          run_deadline=run_deadline,
                           progress=progress(len(tasks), 0) if progress else None)
         code = controller.execute(session, path)
         _close_progress(session)
@@ -172,8 +191,12 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
         config = dict(run.config)
         config.update(options or {})
         opts = Options(int(config.get("workers", 2)), str(config.get("pool", "process")),
-                       int(config.get("max_attempts", 3)))
+                       int(config.get("max_attempts", 3)), config.get("timeout"),
+                       float(config.get("kill_grace", 10.0)), config.get("run_timeout"))
         opts.check()
+        # --run-timeout on resume: a new limit from now; else the run's own.
+        run_deadline = (time.time() + opts.run_timeout if opts.run_timeout is not None
+                        else config.get("run_deadline"))
         try:
             spec = SuiteSpec.from_json(run.suite)
             loaded = load_suite(spec)
@@ -184,14 +207,14 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
         claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
                               pid_started=process_started(os.getpid()) or time.time(),
                               boot_id=boot_id(),
-                              config={"workers": opts.workers, "pool": opts.pool,
-                                      "max_attempts": opts.max_attempts})
+                              config=opts.config(run_deadline))
         if controller_alive(claimed):
             raise _alive_error(claimed)
         plan = _plan_resume(j, run, loaded, opts, notify)
         session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
                           time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
-                          workers=opts.workers,
+                          workers=opts.workers, timeout=opts.timeout,
+                          kill_grace=opts.kill_grace, run_deadline=run_deadline,
                           progress=progress(plan.total, plan.done) if progress else None,
                           writer=plan.writer)
         code = controller.execute(session, path)
@@ -229,6 +252,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                    f"started and are not run: {', '.join(added[:5])}"
                    + (" ..." if len(added) > 5 else ""))
         interrupted = [row for row in rows.values() if row.state in LIVE_STATES]
+        time_used = {row.key: row.time_used or 0.0 for row in interrupted}
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
                            {r.token for r in interrupted if r.token})
@@ -238,9 +262,15 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                 writer.transition(row.key, TaskState.PENDING, reason=None)
                 continue
             if row.state != TaskState.INTERRUPTED.value:
+                used = row.time_used or 0.0
+                if row.state == TaskState.RUNNING.value and row.started_at:
+                    # charged up to the dead controller's last heartbeat
+                    last = max(run.heartbeat_at or 0.0, row.started_at)
+                    used += last - row.started_at
                 writer.transition(row.key, TaskState.INTERRUPTED,
-                                  reason="its controller died",
+                                  reason="its controller died", time_used=used,
                                   detail={"by": "controller death"})
+                time_used[row.key] = used
             if not same_boot:
                 writer.transition(row.key, TaskState.ERROR, reason="interrupted by reboot",
                                   finished_at=time.time())
@@ -280,7 +310,8 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         raise
     done = sum(1 for key in rows if writer.state_of(key).terminal)
     return _ResumePlan(to_run, {k: rows[k].attempt for k, _ in to_run},
-                       {k: rows[k].time_used or 0.0 for k, _ in to_run}, assumed,
+                       {k: time_used.get(k, rows[k].time_used or 0.0) for k, _ in to_run},
+                       assumed,
                        total=len(rows), done=done, writer=writer)
 
 

@@ -70,6 +70,7 @@ class _ResumeRow(NamedTuple):
     time_used: float
     shared: Optional[str]
     shared_restorable: Optional[bool]
+    started_at: Optional[float]
 
 
 def _run_info(row: Any) -> RunInfo:
@@ -242,7 +243,7 @@ class Journal:
         """The columns resume needs of every task of a run (one quick read)."""
         t = models.tasks.c
         stmt = (select(t.key, t.id, t.state, t.attempt, t.reason, t.pid, t.pid_started,
-                       t.token, t.time_used, t.shared, t.shared_restorable)
+                       t.token, t.time_used, t.shared, t.shared_restorable, t.started_at)
                 .where(t.run_id == run_id).order_by(t.id))
         with self._guard(), self.reader.connect() as conn:
             if conn.dialect.paramstyle == "qmark":
@@ -252,7 +253,8 @@ class Journal:
                 try:
                     cur.execute(
                         "SELECT key, id, state, attempt, reason, pid, pid_started, token, "
-                        "time_used, shared, shared_restorable FROM tasks WHERE run_id = ? "
+                        "time_used, shared, shared_restorable, started_at FROM tasks "
+                        "WHERE run_id = ? "
                         "ORDER BY id", (run_id,))
                     return list(map(_ResumeRow._make, cur.fetchall()))
                 finally:

@@ -100,6 +100,7 @@ class Plan:
         self.finished = 0
         self.skipped_deps = 0
         self.skipped_locks = 0
+        self.cancelled: Optional[str] = None
 
     # -- adding --------------------------------------------------------------
 
@@ -113,6 +114,8 @@ class Plan:
 
     def add(self, entries: Iterable[Tuple[Any, str]]) -> Skips:
         """Add (task, key) pairs; return the ones that can never run."""
+        if self.cancelled is not None:
+            return self._add_cancelled(entries)
         new: List[Node] = []
         providers_left = self.providers_left
         for task, key in entries:
@@ -354,6 +357,30 @@ class Plan:
                 self.skipped_locks += 1
                 skips.append((node, f"lock {node.parked_on!r} still held{who} "
                                     "after a failure"))
+        return skips
+
+    def cancel(self, reason: str) -> Skips:
+        """Start nothing more: skip every task not yet handed out (and every
+        task added later) with `reason`. Running tasks end as they do."""
+        self.cancelled = reason
+        self.ready.clear()
+        self.parked.clear()
+        self.waiting.clear()
+        skips: Skips = []
+        for node in self.nodes.values():
+            if node.state in (WAITING, READY, PARKED):
+                node.state = SKIPPED
+                skips.append((node, reason))
+        return skips
+
+    def _add_cancelled(self, entries: Iterable[Tuple[Any, str]]) -> Skips:
+        skips: Skips = []
+        for task, key in entries:
+            node = Node(task, key, self.seq)
+            self.seq += 1
+            self.nodes[task] = node
+            node.state = SKIPPED
+            skips.append((node, self.cancelled or "cancelled"))
         return skips
 
     def held_locks(self) -> int:

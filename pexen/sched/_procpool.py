@@ -220,6 +220,9 @@ class ProcessWorkerPool(_Pool):
             for worker in list(self._idle):
                 self._send_stop(worker)
             self._idle.clear()
+            for worker in self._workers.values():
+                if worker.kill_asked and worker.busy is None:
+                    self._send_stop(worker)
         self._poke()
         if wait:
             self._join()
@@ -261,6 +264,30 @@ class ProcessWorkerPool(_Pool):
         self._put_result(seq, TaskRes(task, None, None, _killed_info(
             f"task {self.key_of(task)} was killed before it started")))
         return True
+
+    def take_over(self, task: Any) -> Optional[str]:
+        """Drop the result `task` still gives (its caller will `deliver()`
+        one). Returns "waiting" if it had not started (it never will),
+        "running" if a worker has it, None (nothing done) if it is not
+        submitted here or its result is already in.
+
+        A task still waiting for a worker never starts. The worker running it
+        gets no other task: whoever took the task over kills it (by the pid the
+        `on_start` hook gave), and the pool replaces it when it is gone.
+        """
+        with self._lock:
+            seq = next((s for s, t in self._inflight.items() if t is task), None)
+            if seq is None:
+                return None
+            del self._inflight[seq]
+            for n, (s, _) in enumerate(self._pending):
+                if s == seq:
+                    del self._pending[n]
+                    return "waiting"
+            for worker in self._workers.values():
+                if worker.busy == seq:
+                    worker.kill_asked = True
+        return "running"
 
     def pid_of(self, task: Any) -> Optional[int]:
         """The pid of the worker running `task`, or None."""
@@ -408,18 +435,25 @@ class ProcessWorkerPool(_Pool):
         elif kind == "done":
             _, seq, ret_blob, shared_blob, exc_parts = msg
             task = self._inflight.get(seq)
-            res = self._decode(task, ret_blob, shared_blob, exc_parts)
+            res = (self._decode(task, ret_blob, shared_blob, exc_parts)
+                   if task is not None else None)
             with self._lock:
                 worker.busy = None
-                self._inflight.pop(seq, None)
-                if self._pending:
+                taken = self._inflight.pop(seq, None) is None
+                if worker.kill_asked:
+                    # It is being killed: no new task for it (a stop, should
+                    # the killer fail, so the pool can still end).
+                    if self._shutting_down:
+                        self._send_stop(worker)
+                elif self._pending:
                     seq2, msg2 = self._pending.popleft()
                     self._send_run(worker, seq2, msg2)
                 elif self._shutting_down:
                     self._send_stop(worker)
                 else:
                     self._idle.append(worker)
-            self._results.put(res)
+            if res is not None and not taken:
+                self._results.put(res)
         elif kind == "hello":
             worker.pid = msg[1]
         elif kind == "add":

@@ -23,6 +23,7 @@ from .pool import PoolError
 
 _HDR = struct.Struct("!I")
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 # In a worker process: the channel `Sched.add_tasks` uses from inside a task.
 worker_channel: Optional[_WorkerChannel] = None
@@ -117,6 +118,28 @@ def _set_pdeathsig(sig: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the zygote's EOF check remains
         pass
+
+
+def _set_subreaper() -> None:
+    """Orphans of the worker's tasks (double-forked daemons included) become
+    the worker's children, so a supervisor finds them among its descendants."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reap_exited() -> None:
+    """Reap children that have exited (orphans a task left; between tasks,
+    so no wait of a task is taken from it)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def describe_status(status: int) -> str:
@@ -264,6 +287,7 @@ class _WorkerChannel:
 def _worker_main(wid: int, task_fd: int, result_fd: int, tasks: List[Any]) -> None:
     global worker_channel
     _set_pdeathsig(signal.SIGKILL)
+    _set_subreaper()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _call._worker_flag[0] = True
@@ -287,6 +311,7 @@ def _worker_main(wid: int, task_fd: int, result_fd: int, tasks: List[Any]) -> No
         else:
             res = _call.call_task(task, shared)
         _flush_stdio()
+        _reap_exited()
         _write_frame(result_fd, _encode_result(seq, key, res))
     _flush_stdio()
     os._exit(0)

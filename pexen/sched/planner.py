@@ -278,6 +278,16 @@ class Sched:
 
     # -- running -------------------------------------------------------------
 
+    def cancel(self, reason: str) -> None:
+        """During a run, from any thread: start no more tasks. Every task not
+        yet handed to the pool (and every task added from now on) is skipped
+        with `reason`; running tasks end as they do, and `run()` ends after
+        them. Does nothing when no run is in progress."""
+        with self._lock:
+            if self._run is None:
+                return
+            self._emit_skips(self._run[0].cancel(reason))
+
     def run(self, pool: Any = None) -> Generator[TaskRes, None, None]:
         """Run every task once; yield a TaskRes per task that ran, in
         completion order. Without a pool, a ThreadWorkerPool() is used."""

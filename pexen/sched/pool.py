@@ -14,6 +14,10 @@ The protocol `Sched` drives (a custom pool implements it too)::
 Optional, used when present: `register_late(tasks)` (take tasks while
 running), `terminate()` (stop now, leaving no process), `on_start` (called
 with (task, pid) as a worker picks a task up), `on_add_tasks` and `key_of`.
+
+Both pools here also let a supervisor (the watchdog) end a task itself:
+`take_over(task)` makes the pool drop whatever result the task still gives,
+and the supervisor hands the task's one result in with `deliver(res)`.
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ class _Pool:
     def empty(self) -> bool:
         return self._active <= 0
 
+    def deliver(self, res: TaskRes) -> None:
+        """Hand in the result of a task taken over with `take_over()` (exactly
+        one per task taken over); it is yielded like any other."""
+        self._results.put(res)
+
     def full(self) -> bool:
         return self._active >= self.max_tasks
 
@@ -88,6 +97,10 @@ class ThreadWorkerPool(_Pool):
         self._active = 0
         self._running = False
         self._shutting_down = False
+        self._lock = threading.Lock()
+        self._inflight: Dict[int, Any] = {}                 # id(task) -> task
+        self._running_in: Dict[int, threading.Thread] = {}  # id(task) -> its thread
+        self._replaced = 0
 
     def register(self, tasks: Iterable[Any]) -> None:
         """Nothing to do: threads can run any callable."""
@@ -99,28 +112,69 @@ class ThreadWorkerPool(_Pool):
         if self.alive():
             raise PoolError("Cannot re-start a running pool")
         self._inq = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, args=(self._inq,),
-                             name=f"pexen-worker-{n}", daemon=True)
-            for n in range(self.wanted_workers)
-        ]
+        self._inflight = {}
+        self._running_in = {}
+        self._threads = [self._new_thread(n) for n in range(self.wanted_workers)]
         for thread in self._threads:
             thread.start()
         self._running = True
         self._shutting_down = False
 
+    def _new_thread(self, n: int) -> threading.Thread:
+        return threading.Thread(target=self._work, args=(self._inq,),
+                                name=f"pexen-worker-{n}", daemon=True)
+
     def _work(self, inq: Any) -> None:
         pid = os.getpid()
         results = self._results
+        lock = self._lock
+        inflight = self._inflight
+        running_in = self._running_in
+        me = threading.current_thread()
         while True:
             item = inq.get()
             if item is None:
                 return
             task, shared = item
+            tid = id(task)
+            with lock:
+                if tid not in inflight:
+                    continue  # taken over before it started
+                running_in[tid] = me
             on_start = self.on_start
             if on_start is not None:
                 on_start(task, pid)
-            results.put(call_task(task, shared))
+            res = call_task(task, shared)
+            with lock:
+                del running_in[tid]
+                taken = inflight.pop(tid, None) is None
+            if taken:
+                return  # a new thread has taken this one's place
+            results.put(res)
+
+    def take_over(self, task: Any) -> Optional[str]:
+        """Drop the result `task` still gives (its caller will `deliver()`
+        one). Returns "waiting" if it had not started (it never will),
+        "running" if a worker has it, None (nothing done) if it is not
+        submitted here or its result is already in.
+
+        A thread cannot be killed: if the task is running, its thread is left
+        to it (a daemon thread, ending when the task ends, its result dropped)
+        and a new worker thread takes its place.
+        """
+        tid = id(task)
+        with self._lock:
+            if self._inflight.pop(tid, None) is None:
+                return None
+            thread = self._running_in.get(tid)
+            if thread is not None and thread in self._threads:
+                self._threads.remove(thread)  # never joined: it may hang for good
+                self._replaced += 1
+                if not self._shutting_down:
+                    spare = self._new_thread(len(self._threads))
+                    self._threads.append(spare)
+                    spare.start()
+        return "waiting" if thread is None else "running"
 
     def submit(self, task: Any, shared: Optional[Dict[str, Any]] = None) -> None:
         if self._shutting_down:
@@ -128,6 +182,7 @@ class ThreadWorkerPool(_Pool):
         if not self._running:
             raise PoolError("The pool is not running")
         self._active += 1
+        self._inflight[id(task)] = task
         self._inq.put((task, {} if shared is None else shared))
 
     def shutdown(self, wait: bool = False) -> None:
@@ -168,7 +223,7 @@ class ThreadWorkerPool(_Pool):
 
     def statistics(self) -> PoolStatistics:
         return PoolStatistics(workers=sum(t.is_alive() for t in self._threads),
-                              active=self._active, replaced=0)
+                              active=self._active, replaced=self._replaced)
 
 
 @dataclass(frozen=True)

@@ -371,7 +371,8 @@ def test_resume_options_and_named_run(tmp_path):
     assert res.returncode == 0, res.stderr
     _, run = states(tmp_path / "pexen-journal.sqlite")
     # what was not given stays as the run started
-    assert run.config == {"workers": 1, "pool": "process", "max_attempts": 5}
+    assert run.config == {"workers": 1, "pool": "process", "max_attempts": 5,
+                          "timeout": None, "kill_grace": 10.0, "run_deadline": None}
     assert oct(os.stat(tmp_path / "pexen-journal.sqlite.d").st_mode & 0o777) == "0o700"
     res = harness("resume", "7", cwd=tmp_path)
     assert res.returncode == 4 and "no run 7" in res.stderr
