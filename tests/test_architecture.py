@@ -68,3 +68,7 @@ def test_public_functions_have_docstrings():
             obj = getattr(mod, name)
             if callable(obj) and not name.isupper():
                 assert obj.__doc__, f"{mod.__name__}.{name} has no docstring"
+
+
+def test_watchdog_knows_only_the_engine():
+    assert imported_rooms(PKG / "watchdog.py") <= {"sched", "util"}

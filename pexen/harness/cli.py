@@ -101,8 +101,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"suite: {data['suite']}")
         if data["controller"] == "alive":
             beat = data["heartbeat_age"]
-            print(f"controller alive (pid {run.controller_pid}), last heartbeat "
-                  f"{beat:.0f} s ago" if beat is not None else "controller alive")
+            line = f"controller alive (pid {run.controller_pid})"
+            if beat is not None:
+                line += f", last heartbeat {beat:.0f} s ago"
+                if data["heartbeat_stale"]:
+                    line += (f": stale (expected every {HEARTBEAT_SECONDS:g} s; the "
+                             "controller may be hung or stopped)")
+            print(line)
         elif data["controller"] == "dead":
             print(f"controller gone (pid {run.controller_pid}); continue with "
                   f"pexen-harness resume {run.id}")

@@ -166,6 +166,9 @@ def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
     except OSError:
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Not the controller's handler (it may have one by now): a SIGTERM to a
+    # worker, from the watchdog say, ends it, unless its task says otherwise.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 from ._call import call_task
 from .common import ExceptionInfo, SchedulerError, TaskRes
 
+_WAKE_SECONDS = 0.2
+
 
 class PoolError(SchedulerError):
     """A worker pool was used the wrong way; the message says how."""
@@ -61,8 +63,15 @@ class _Pool:
     def iter_results(self) -> Any:
         """TaskRes of submitted tasks as they end, until none is left."""
         results = self._results
+        empty = queue.Empty
         while self._active > 0:
-            res = results.get()
+            try:
+                # Never block for good: a signal that the kernel hands to
+                # another thread must still reach the main thread's handler
+                # (^C, SIGTERM) while it waits here.
+                res = results.get(True, _WAKE_SECONDS)
+            except empty:
+                continue
             self._active -= 1
             yield res
 

@@ -22,13 +22,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "examples" / "smoke"
 
 
-def harness(*args, cwd, env=None, timeout=120):
+def harness(*args, cwd, env=None, timeout=120, stdout=subprocess.PIPE):
     full_env = dict(os.environ)
     full_env.pop("PEXEN_JOURNAL", None)
     if env:
         full_env.update(env)
     return subprocess.run([sys.executable, "-m", "pexen.harness.cli", *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+                          env=full_env, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout)
 
 
 def spawn(*args, cwd):
