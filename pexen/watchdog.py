@@ -53,6 +53,7 @@ ProcInfo = Dict[str, Any]   # {"pid": int, "name": str, "cmdline": str}
 
 _PR_SET_CHILD_SUBREAPER = 36
 _POLL = 0.02
+_RESCAN = 0.25
 
 
 class TaskTimeout(TaskKilledError):
@@ -212,23 +213,31 @@ def end_processes(roots: Iterable[Tuple[int, Optional[float]]] = (),
     procs = victims.find()
     if not procs:
         return [], []
+    # A scan of the process table is the costly part (several ender threads
+    # may run at once): between the scans, only the processes found are polled.
     victims.signal(procs, signal.SIGTERM)
     victims.signal(procs, signal.SIGCONT)
-    end = time.monotonic() + grace
-    while True:
-        new = victims.find()
-        if new:
+    now = time.monotonic()
+    end, scanned = now + grace, now
+    while victims.alive() and now < end:
+        time.sleep(_POLL)
+        now = time.monotonic()
+        if now - scanned >= _RESCAN:
+            scanned = now
+            new = victims.find()  # forked while dying
             victims.signal(new, signal.SIGTERM)
             victims.signal(new, signal.SIGCONT)
-        if not victims.alive() or time.monotonic() >= end:
-            break
-        time.sleep(_POLL)
+    if grace > 0:
+        victims.find()
     end = time.monotonic() + confirm
     while True:
-        new = victims.find()
         alive = victims.alive()
         if not alive:
-            break
+            # Confirm with a last scan: a process forked just before its
+            # parent died would otherwise be missed.
+            alive = victims.find()
+            if not alive:
+                break
         victims.signal(alive, signal.SIGKILL)
         if time.monotonic() >= end:
             break
@@ -292,7 +301,8 @@ def describe_procs(procs: Iterable[ProcInfo], limit: int = 5) -> str:
 # -- the watchdog ------------------------------------------------------------------
 
 class _Running:
-    __slots__ = ("key", "task", "pid", "pid_started", "deadline", "ending", "started")
+    __slots__ = ("key", "task", "pid", "pid_started", "deadline", "ending", "started",
+                 "started_at")
 
     def __init__(self, key: str, task: Any) -> None:
         self.key = key
@@ -302,6 +312,7 @@ class _Running:
         self.deadline: Optional[float] = None   # time.monotonic()
         self.ending = False
         self.started = False
+        self.started_at: Optional[float] = None   # time.time()
 
 
 def task_timeout(task: Any) -> Optional[float]:
@@ -367,6 +378,7 @@ class Watchdog:
                 if entry is None:
                     entry = self._running[ev.key] = _Running(ev.key, ev.task)
                 entry.started = True
+                entry.started_at = ev.at
                 entry.pid = ev.pid
                 entry.pid_started = pid_started
                 self._cond.notify_all()
@@ -454,7 +466,9 @@ class Watchdog:
             if entry.pid and entry.pid != self._me:
                 roots.append((entry.pid, entry.pid_started))
             token = self.tokens.get(entry.key)
-            killed, leaked = end_processes(roots, [token] if token else [], self.grace)
+            # Whatever carries the token was started by the task: not before it.
+            killed, leaked = end_processes(roots, [token] if token else [], self.grace,
+                                           since=entry.started_at)
         message = reason if entry.started else f"not started: {reason}"
         if killed:
             message += f"; ended {describe_procs(killed)}"
