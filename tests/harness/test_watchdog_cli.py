@@ -96,6 +96,55 @@ def test_hung_executables_end_as_timeout_with_nothing_left(tmp_path, pool):
     assert detail.count('"name": "sleep"') >= 2  # the child and the daemon
 
 
+LOCKED_SUITE = textwrap.dedent('''
+    import os
+
+    from pexen.harness.suite import ExecutableTask
+    from pexen.sched import meta
+
+    HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "suite")
+
+
+    def tasks():
+        out = []
+        for name in sorted(os.listdir(HERE)):
+            key = name[:-3]
+            hung = ExecutableTask(os.path.join(HERE, name), key)
+            meta.assign_val(hung, timeout=1, claims=[f"lock-{key}"], provides=[key])
+            after = ExecutableTask(os.path.join(HERE, "../passes.sh"), f"{key}-same-lock")
+            meta.assign_val(after, claims=[f"lock-{key}"], priority=5)
+            child = ExecutableTask(os.path.join(HERE, "../passes.sh"), f"{key}-dependent")
+            meta.assign_val(child, requires=[key])
+            out += [hung, after, child]
+        return out
+''')
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_each_hung_executable_releases_its_lock_and_skips_dependents(tmp_path, pool):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for name, body in HOSTILE.items():
+        write_exe(suite / f"{name}.sh", body)
+    write_exe(tmp_path / "passes.sh", "exit 0")
+    (tmp_path / "locked.py").write_text(LOCKED_SUITE)
+    journal = tmp_path / "pexen-journal.sqlite"
+    with open(tmp_path / "out", "w") as out:
+        res = harness("start", "locked:tasks", "--kill-grace", "1", "-j", "6", "--pool", pool,
+                      cwd=tmp_path, stdout=out)
+    assert res.returncode == 1, res.stderr
+    rows, run = states(journal)
+    assert run.state == "finished"
+    for name in HOSTILE:
+        hung, after, child = (rows[name], rows[f"{name}-same-lock"],
+                              rows[f"{name}-dependent"])
+        assert hung.state == "timeout", (name, hung.reason)
+        # the lock was released only once the tree was confirmed dead
+        assert after.state == "pass" and after.started_at >= hung.finished_at, name
+        assert child.state == "skip" and f"its provider {name} failed" in child.reason
+    no_process_left(journal)
+
+
 PY_SUITE = textwrap.dedent('''
     import os
     import subprocess

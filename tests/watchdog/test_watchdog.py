@@ -225,3 +225,34 @@ def test_stop_signal_is_not_needed_to_end_a_stopped_task():
     results, _, _ = run_watched([stops_itself], pool, grace=5)
     val = results["stops_itself"].excinfo.val
     assert isinstance(val, TaskTimeout) and val.leaked == []
+
+
+def test_a_process_that_survives_sigkill_is_reported_leaked(monkeypatch):
+    """(A process stuck in the kernel ignores SIGKILL; simulated here by a
+    kill that never lands.) It is named as leaked, and the task still ends,
+    its locks released, so the run goes on."""
+    import pexen.watchdog as wd
+
+    real_signal = wd._Victims.signal
+
+    def no_sigkill(self, procs, sig):
+        if sig != signal.SIGKILL:
+            real_signal(self, procs, sig)
+
+    monkeypatch.setattr(wd._Victims, "signal", no_sigkill)
+
+    @meta.func_meta(timeout=0.3, claims=["disk"])
+    def stuck():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(5)
+
+    @meta.func_meta(claims=["disk"])
+    def after():
+        return "ran"
+
+    pool = ProcessWorkerPool(workers=2, spare=0)
+    results, _, _ = run_watched([stuck, after], pool, grace=0.1)
+    val = results["stuck"].excinfo.val
+    assert isinstance(val, TaskTimeout)
+    assert [p["pid"] for p in val.leaked] and "LEAKED" in str(val)
+    assert results["after"].ret == "ran"
