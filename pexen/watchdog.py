@@ -241,7 +241,9 @@ def end_processes(roots: Iterable[Tuple[int, Optional[float]]] = (),
         victims.signal(alive, signal.SIGKILL)
         if time.monotonic() >= end:
             break
-        time.sleep(_POLL)
+        # psutil confirms (a zombie, dead but not yet reaped by its parent,
+        # counts as gone: `alive()` drops it)
+        psutil.wait_procs(alive, timeout=_POLL)
     alive_pids = {p.pid for p in victims.alive()}
     ended = [info for pid, info in victims.infos.items() if pid not in alive_pids]
     leaked = [info for pid, info in victims.infos.items() if pid in alive_pids]

@@ -195,7 +195,7 @@ def test_run_deadline_ends_running_and_skips_the_rest():
 
     pool = ProcessWorkerPool(workers=1, spare=1)
     results, skipped, wd = run_watched([first, second, third, never], pool,
-                                       run_deadline=time.time() + 0.5, grace=0)
+                                       run_deadline=time.time() + 2, grace=0)
     assert wd.run_timed_out
     first_val = results["first"].excinfo.val
     assert isinstance(first_val, TaskTimeout) and first_val.started
