@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -16,7 +17,8 @@ from typing import Any, Callable, Dict, List, Optional
 from ..journal import JournalError
 from ..sched import SchedulerError
 from ..util import PexenError
-from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS
+from .capture import log_paths
+from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS, data_root
 from .progress import Progress
 from .run import (
     HarnessError,
@@ -119,6 +121,49 @@ def cmd_status(args: argparse.Namespace) -> int:
         j.close()
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    path = journal_path(args.journal)
+    j = _open(path, create=False)
+    try:
+        if args.run is None:
+            run = j.newest()
+            if run is None:
+                raise HarnessError(f"{j.where} has no runs yet")
+        else:
+            run = pick_run(j, args.run)
+        row = next((t for t in j.tasks(run.id) if t.key == args.key), None)
+    finally:
+        j.close()
+    if row is None:
+        raise HarnessError(f"run {run.id} has no task {args.key!r} (pexen-harness status "
+                           f"{run.id} --json lists them)")
+    attempt = row.attempt if args.attempt is None else args.attempt
+    if row.attempt == 0:
+        raise HarnessError(f"task {args.key} of run {run.id} has not run yet")
+    if not 1 <= attempt <= row.attempt:
+        raise HarnessError(f"task {args.key} of run {run.id} has attempts 1 to "
+                           f"{row.attempt}, not {attempt}")
+    root = run.config.get("data_root") or data_root(path)
+    paths = log_paths(os.path.join(root, str(run.id), args.key), attempt)
+    streams = [("stdout", paths[0]), ("stderr", paths[1])]
+    if args.stdout or args.stderr:
+        streams = [s for s, wanted in zip(streams, (args.stdout, args.stderr)) if wanted]
+    out = sys.stdout.buffer
+    for name, log in streams:
+        if not os.path.exists(log):
+            if not (args.stdout or args.stderr):
+                print(f"==> {name} of {args.key} (run {run.id}, attempt {attempt}): "
+                      "nothing written <==", flush=True)
+            continue
+        if not (args.stdout or args.stderr):
+            print(f"==> {name} of {args.key} (run {run.id}, attempt {attempt}): {log} <==",
+                  flush=True)
+        with open(log, "rb") as f:
+            shutil.copyfileobj(f, out)
+        out.flush()
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     j = _open(journal_path(args.journal), create=False)
     try:
@@ -182,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--journal", help=journal_help)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("log", help="print what a task wrote to stdout and stderr",
+                       description="Print the stdout and stderr files of task KEY in "
+                                   "RUN (default: the newest run), of its last attempt "
+                                   "or of --attempt N.")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("run", metavar="RUN", nargs="?", type=int)
+    p.add_argument("--attempt", type=int, help="(default: the last)")
+    p.add_argument("--stdout", action="store_true",
+                   help="only the stdout file, as it is (no header)")
+    p.add_argument("--stderr", action="store_true",
+                   help="only the stderr file, as it is (no header)")
+    p.add_argument("--journal", help=journal_help)
+    p.set_defaults(func=cmd_log)
 
     p = sub.add_parser("list", help="list the runs of a journal",
                        description="List the runs of the journal.")

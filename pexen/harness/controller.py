@@ -27,6 +27,7 @@ from ..watchdog import (
     end_children,
     end_processes,
 )
+from .capture import FdCapture, ThreadCapture, install, log_paths
 from .context import TaskContext, set_context
 from .outcome import TaskOutcome
 from .reaper import kill_leftovers
@@ -70,6 +71,7 @@ class TaskWrapper:
         self.ctx = ctx
         self.set_env = set_env    # in a worker process (which is a child subreaper)
         self.kill_grace = kill_grace
+        self.logs = log_paths(os.path.dirname(ctx.data_path), ctx.attempt)
         self.pass_shared = takes_shared(inner)
         # In the controller (thread pool), an executable's leftovers are found
         # by the token its processes carry (a scan: only for executables).
@@ -84,18 +86,23 @@ class TaskWrapper:
         set_context(self.ctx)
         if self.set_env:
             os.environ.update(self.ctx.env())
+            capture: Any = FdCapture(*self.logs)
+        else:
+            capture = ThreadCapture(*self.logs)
         began = time.time()
         try:
-            if self.pass_shared:
-                ret = self.inner(shared, **kwargs)
-            else:
-                ret = self.inner(**kwargs)
-        except BaseException:
-            self._end_leftovers(began)
-            raise
+            with capture:
+                try:
+                    if self.pass_shared:
+                        ret = self.inner(shared, **kwargs)
+                    else:
+                        ret = self.inner(**kwargs)
+                except BaseException:
+                    self._end_leftovers(began)
+                    raise
+                ended, leaked = self._end_leftovers(began)
         finally:
             set_context(None)
-        ended, leaked = self._end_leftovers(began)
         if ended or leaked:
             raise TaskOutcome("warn", leftovers_message(ended, leaked))
         return ret
@@ -246,10 +253,8 @@ def execute(session: Session, journal_path: str) -> int:
     journal = session.journal
     writer = session.writer or journal.writer(session.run_id)
     thread_pool = session.pool == "thread"
-    # Next to a file journal; for a database URL, in the current directory.
-    data_root = (f"{journal_path}.d" if "://" not in journal_path
-                 else os.path.abspath("pexen-data"))
-    os.makedirs(data_root, mode=0o700, exist_ok=True)
+    root = data_root(journal_path)
+    os.makedirs(root, mode=0o700, exist_ok=True)
     tokens: Dict[str, str] = {}
     wrappers = []
     nonce = uuid.uuid4().hex[:16]
@@ -258,8 +263,7 @@ def execute(session: Session, journal_path: str) -> int:
         tokens[key] = token
         ctx = TaskContext(journal=journal_path, run_id=session.run_id, task=key,
                           attempt=session.attempts.get(key, 0) + 1, token=token,
-                          data_path=os.path.join(data_root, str(session.run_id), key,
-                                                 "data"))
+                          data_path=os.path.join(root, str(session.run_id), key, "data"))
         wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool,
                                     kill_grace=session.kill_grace))
     stop_heartbeat = threading.Event()
@@ -280,6 +284,9 @@ def execute(session: Session, journal_path: str) -> int:
     previous = _install_stop_handlers()
     gen = None
     code = EXIT_OK
+    switch = install() if thread_pool else None
+    if switch is not None:
+        switch.__enter__()
     try:
         watchdog.start()
         gen = sched.run(pool)
@@ -314,12 +321,26 @@ def execute(session: Session, journal_path: str) -> int:
         writer.run_event("interrupted", exit_code=code)
     finally:
         watchdog.stop()
+        if switch is not None:
+            switch.__exit__(None, None, None)
         _restore_stop_handlers(previous)
         stop_heartbeat.set()
         if beat.is_alive():
             beat.join()
         writer.close()
     return code
+
+
+def data_root(journal_path: str) -> str:
+    """Where tasks' data directories and output files go: next to a file
+    journal (PATH.d); for a database URL, ./pexen-data."""
+    return (f"{journal_path}.d" if "://" not in journal_path
+            else os.path.abspath("pexen-data"))
+
+
+def attempt_dir(journal_path: str, run_id: int, key: str) -> str:
+    """A task's directory: its data directory and its output files."""
+    return os.path.join(data_root(journal_path), str(run_id), key)
 
 
 def _exit_code(journal: Journal, run_id: int) -> int:

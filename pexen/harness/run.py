@@ -61,11 +61,13 @@ class Options:
             raise HarnessError(f"--kill-grace must be a number of seconds >= 0, "
                                f"not {self.kill_grace!r}")
 
-    def config(self, run_deadline: Optional[float]) -> Dict[str, Any]:
-        """What the run row keeps of them (resume starts from it)."""
+    def config(self, run_deadline: Optional[float], journal: str) -> Dict[str, Any]:
+        """What the run row keeps of them (resume starts from it), and where
+        the tasks' files are (`data_root`: ROOT/RUN/KEY/ATTEMPT.out|.err)."""
         return {"workers": self.workers, "pool": self.pool,
                 "max_attempts": self.max_attempts, "timeout": self.timeout,
-                "kill_grace": self.kill_grace, "run_deadline": run_deadline}
+                "kill_grace": self.kill_grace, "run_deadline": run_deadline,
+                "data_root": controller.data_root(journal)}
 
 
 def journal_path(arg: Optional[str]) -> str:
@@ -115,7 +117,7 @@ def start(suite: str, journal: Optional[str] = None, options: Options = Options(
         run_deadline = (time.time() + options.run_timeout
                         if options.run_timeout is not None else None)
         run_id = j.create_run(
-            spec.to_json(), options.config(run_deadline),
+            spec.to_json(), options.config(run_deadline, path),
             [(key, task_meta(task)) for key, task in tasks],
             host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
             controller_started=process_started(os.getpid()) or time.time())
@@ -207,7 +209,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
         claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
                               pid_started=process_started(os.getpid()) or time.time(),
                               boot_id=boot_id(),
-                              config=opts.config(run_deadline))
+                              config=opts.config(run_deadline, path))
         if controller_alive(claimed):
             raise _alive_error(claimed)
         plan = _plan_resume(j, run, loaded, opts, notify)

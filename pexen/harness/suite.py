@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from ..factory import ModTreeFactory
 from ..sched._keys import CALLPATH_ATTR_NAME, auto_name, describe, explicit_key
 from ..util import PexenError
+from .capture import current as current_capture
 from .context import NoContextError, context
 from .outcome import EXIT_ERROR, EXIT_SKIP, TaskOutcome
 
@@ -183,7 +184,7 @@ class ExecutableTask:
     The executable runs with its directory as cwd, stdin from /dev/null, in a
     session of its own (so a whole process group can be killed), with the
     PEXEN_* variables of the current task context added to the environment;
-    its stdout and stderr are inherited. Exit 0 passes (returns
+    its stdout and stderr go to the attempt's output files (`capture`). Exit 0 passes (returns
     ``{"returncode": 0}``), 77 skips, 99 is an error, death by a signal is an
     error, any other status fails (`TaskOutcome`).
     """
@@ -207,10 +208,14 @@ class ExecutableTask:
 
     def __call__(self) -> Dict[str, int]:
         """Run the executable; see the class docstring for the outcomes."""
+        # In a worker process fds 1 and 2 already go to the attempt's files;
+        # in the controller (thread pool) the output goes to them by hand.
+        capture = current_capture()
+        out, err = capture.fds() if capture is not None else (None, None)
         try:
             proc = subprocess.Popen([self.path], cwd=os.path.dirname(self.path),
                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env=self._env())
+                                    stdout=out, stderr=err, env=self._env())
         except OSError as exc:  # not there any more, bad interpreter line, ...
             raise TaskOutcome("error", f"cannot execute {self.path}: "
                                        f"{exc.strerror or _exc_summary(exc)}") from None

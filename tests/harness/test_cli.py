@@ -373,7 +373,8 @@ def test_resume_options_and_named_run(tmp_path):
     _, run = states(tmp_path / "pexen-journal.sqlite")
     # what was not given stays as the run started
     assert run.config == {"workers": 1, "pool": "process", "max_attempts": 5,
-                          "timeout": None, "kill_grace": 10.0, "run_deadline": None}
+                          "timeout": None, "kill_grace": 10.0, "run_deadline": None,
+                          "data_root": str(tmp_path / "pexen-journal.sqlite") + ".d"}
     assert oct(os.stat(tmp_path / "pexen-journal.sqlite.d").st_mode & 0o777) == "0o700"
     res = harness("resume", "7", cwd=tmp_path)
     assert res.returncode == 4 and "no run 7" in res.stderr

@@ -1,0 +1,150 @@
+"""Each attempt's stdout and stderr go to files next to the journal, for
+Python tasks (both pools) and executables; `pexen-harness log` prints them."""
+
+import textwrap
+
+import pytest
+
+from .test_cli import harness, states
+
+SUITE = textwrap.dedent(r'''
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    from pexen.harness.suite import ExecutableTask
+    from pexen.sched import meta
+
+    HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+    def python_print():
+        print("printed by python_print")
+        print("warned by python_print", file=sys.stderr)
+
+
+    def fd_level():
+        os.write(1, b"os.write to fd 1\n")
+        libc = ctypes.CDLL(None)
+        libc.puts(b"puts from C")
+        libc.fflush(None)
+        subprocess.run(["sh", "-c", "echo from a child; echo child err >&2"], check=True)
+
+
+    def quiet():
+        pass
+
+
+    def fails_loudly():
+        print("about to fail")
+        raise RuntimeError("boom")
+
+
+    def tasks():
+        exe = ExecutableTask(os.path.join(HERE, "talks.sh"), "talks")
+        return [python_print, fd_level, quiet, fails_loudly, exe]
+''')
+
+
+def make_suite(tmp_path):
+    (tmp_path / "capsuite.py").write_text(SUITE)
+    talks = tmp_path / "talks.sh"
+    talks.write_text("#!/bin/sh\necho exe out\necho exe err >&2\nexit 0\n")
+    talks.chmod(0o755)
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_output_goes_to_files_per_attempt(tmp_path, pool):
+    make_suite(tmp_path)
+    res = harness("start", "capsuite:tasks", "--pool", pool, cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    # the task output is not in the controller's output (the Jenkins console)
+    assert "printed by python_print" not in res.stdout + res.stderr
+    assert "exe out" not in res.stdout
+    base = tmp_path / "pexen-journal.sqlite.d" / "1"
+    assert (base / "python_print" / "1.out").read_text() == "printed by python_print\n"
+    assert (base / "python_print" / "1.err").read_text() == "warned by python_print\n"
+    assert (base / "talks" / "1.out").read_text() == "exe out\n"
+    assert (base / "talks" / "1.err").read_text() == "exe err\n"
+    assert "about to fail" in (base / "fails_loudly" / "1.out").read_text()
+    # a quiet task leaves no empty files
+    assert not (base / "quiet" / "1.out").exists()
+    if pool == "process":
+        # fd level: C code and child processes are captured too
+        out = (base / "fd_level" / "1.out").read_text()
+        assert "os.write to fd 1" in out and "puts from C" in out and "from a child" in out
+        assert (base / "fd_level" / "1.err").read_text() == "child err\n"
+
+
+def test_log_prints_an_attempts_output(tmp_path):
+    make_suite(tmp_path)
+    harness("start", "capsuite:tasks", cwd=tmp_path)
+    res = harness("log", "python_print", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("==> stdout of python_print (run 1, attempt 1): ")
+    assert lines[1] == "printed by python_print"
+    assert lines[2].startswith("==> stderr of python_print (run 1, attempt 1): ")
+    assert lines[3] == "warned by python_print"
+    raw = harness("log", "talks", "1", "--stderr", "--attempt", "1", cwd=tmp_path)
+    assert raw.returncode == 0 and raw.stdout == "exe err\n"
+    quiet = harness("log", "quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and "stdout of quiet (run 1, attempt 1): nothing written" \
+        in quiet.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (("log", "nope"), "run 1 has no task 'nope'"),
+    (("log", "quiet", "7"), "has no run 7"),
+    (("log", "quiet", "--attempt", "2"), "task quiet of run 1 has attempts 1 to 1, not 2"),
+    (("log", "quiet", "--attempt", "0"), "not 0"),
+])
+def test_log_bad_input(tmp_path, args, message):
+    make_suite(tmp_path)
+    harness("start", "capsuite:tasks", cwd=tmp_path)
+    res = harness(*args, cwd=tmp_path)
+    assert res.returncode == 4
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_log_without_a_journal(tmp_path):
+    res = harness("log", "anything", cwd=tmp_path)
+    assert res.returncode == 4 and "journal" in res.stderr
+    assert not (tmp_path / "pexen-journal.sqlite").exists()
+
+
+def test_output_of_each_attempt_is_kept(tmp_path):
+    (tmp_path / "again.py").write_text(textwrap.dedent('''
+        import os
+        import signal
+        import time
+
+        import psutil
+
+        import pexen
+
+
+        def counts():
+            print("attempt", pexen.context().attempt, flush=True)
+            if pexen.context().attempt == 1:
+                # the controller (the fork server's parent) dies under the task
+                controller = psutil.Process(os.getppid()).ppid()
+                os.kill(controller, signal.SIGKILL)
+                time.sleep(60)
+
+
+        def tasks():
+            return [counts]
+    '''))
+    first = harness("start", "again:tasks", cwd=tmp_path)
+    assert first.returncode == -9, first.stderr
+    second = harness("resume", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    assert rows["counts"].attempt == 2 and rows["counts"].state == "pass"
+    base = tmp_path / "pexen-journal.sqlite.d" / "1" / "counts"
+    assert (base / "1.out").read_text() == "attempt 1\n"
+    assert (base / "2.out").read_text() == "attempt 2\n"
+    old = harness("log", "counts", "--attempt", "1", "--stdout", cwd=tmp_path)
+    assert old.stdout == "attempt 1\n"
