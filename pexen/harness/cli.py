@@ -19,6 +19,7 @@ from ..sched import SchedulerError
 from ..util import PexenError
 from .capture import log_paths
 from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS, data_root
+from .export import check_target, export_run
 from .progress import Progress
 from .run import (
     HarnessError,
@@ -40,9 +41,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     grace = Options.kill_grace if args.kill_grace is None else args.kill_grace
     options = Options(args.workers, args.pool, args.max_attempts, args.timeout, grace,
                       args.run_timeout)
+    check_target(args.xunit)
     run_id, code = start(args.suite, args.journal, options, _progress)
     print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
-    return code
+    return _export_after(args, run_id, code)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -50,9 +52,58 @@ def cmd_resume(args: argparse.Namespace) -> int:
              for name in ("workers", "pool", "max_attempts", "timeout", "kill_grace",
                           "run_timeout")
              if getattr(args, name) is not None}
+    check_target(args.xunit)
     run_id, code = resume(args.journal, args.run, given, _progress)
     print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
+    return _export_after(args, run_id, code)
+
+
+def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
+    """--xunit on start/resume: the file is written when the session ends,
+    however it ends (finished, failed, interrupted)."""
+    if not args.xunit:
+        return code
+    path = journal_path(args.journal)
+    j = _open(path, create=False)
+    try:
+        counts = export_run(j, j.run(run_id), path, args.xunit, args.xunit_subresults)
+    except OSError as exc:
+        print(f"pexen-harness: error: cannot write --xunit {args.xunit}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        j.close()
+    print(f"xunit: {args.xunit} ({_counted(counts)})")
     return code
+
+
+def _counted(counts: Dict[str, int]) -> str:
+    return (f"{counts['tests']} tests, {counts['failures']} failures, {counts['errors']} "
+            f"errors, {counts['skipped']} skipped")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    check_target(args.xunit)
+    path = journal_path(args.journal)
+    if "://" not in path and not os.path.exists(path):
+        raise HarnessError(f"no journal at {path} (give --journal)")
+    j = _open(path, create=False)
+    try:
+        if args.run is None:
+            run = j.newest()
+            if run is None:
+                raise HarnessError(f"{j.where} has no runs yet")
+        else:
+            run = pick_run(j, args.run)
+        try:
+            counts = export_run(j, run, path, args.xunit, args.xunit_subresults)
+        except OSError as exc:
+            raise HarnessError(f"cannot write --xunit {args.xunit}: "
+                               f"{exc.strerror or exc}", EXIT_INTERNAL) from None
+    finally:
+        j.close()
+    print(f"run {run.id} ({run.state}): {args.xunit} ({_counted(counts)})")
+    return EXIT_OK
 
 
 def _verdict(code: int) -> str:
@@ -207,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, default=3,
                    help="attempts of a task whose controller died under it (default 3)")
     _watchdog_arguments(p, "none", "10", "none")
+    _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("resume", help="continue a run after its controller died",
@@ -219,7 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, help="(default: as the run started)")
     _watchdog_arguments(p, "as the run started", "as the run started",
                         "the run's own limit")
+    _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("export", help="write a run's results as JUnit XML",
+                       description="Write RUN (default: the newest run), as the journal "
+                                   "has it now, as a JUnit XML file for Jenkins.")
+    p.add_argument("run", metavar="RUN", nargs="?", type=int)
+    p.add_argument("--journal", help=journal_help)
+    _xunit_arguments(p, required=True)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("status", help="show a run (default: the newest)",
                        description="Show the state of RUN (default: the newest run).")
@@ -262,6 +323,15 @@ def _seconds(positive: bool) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _xunit_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--xunit", metavar="FILE", required=required,
+                   help="the JUnit XML file to write" + (
+                       "" if required else " when the session ends (also when stopped)"))
+    p.add_argument("--xunit-subresults", choices=("message", "cases"), default="message",
+                   help="sub-results in the task's message (default), or as test cases "
+                        "of their own")
 
 
 def _watchdog_arguments(p: argparse.ArgumentParser, timeout: str, grace: str,

@@ -122,6 +122,14 @@ class TaskWrapper:
         return f"<task {self.ctx.task}>"
 
 
+def storable(text: Optional[str]) -> Optional[str]:
+    """`text` as UTF-8 can hold it: a lone surrogate (from a task's message,
+    or bytes decoded with surrogateescape) becomes a backslash escape."""
+    if text is None or text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def leftovers_message(ended: Sequence[Dict[str, Any]],
                       leaked: Sequence[Dict[str, Any]]) -> str:
     """What a task that left processes running is told."""
@@ -224,15 +232,15 @@ class JournalListener:
             state, message = outcome_of(res)
             began = self.started.pop(key, ev.at)
             fields: Dict[str, Any] = {
-                "finished_at": ev.at, "reason": message,
+                "finished_at": ev.at, "reason": storable(message),
                 "time_used": self.session.time_used.get(key, 0.0) + (ev.at - began),
             }
             if res.excinfo is None:
                 fields["ret"], fields["ret_restorable"] = to_json_value(res.ret)
             else:
                 excinfo = res.excinfo
-                fields["exc_type"] = getattr(excinfo.type, "__name__", None)
-                fields["exc_text"] = excinfo.text
+                fields["exc_type"] = storable(getattr(excinfo.type, "__name__", None))
+                fields["exc_text"] = storable(excinfo.text)
             if res.shared is not None:
                 fields["shared"], fields["shared_restorable"] = to_json_value(res.shared)
             detail = None
@@ -241,7 +249,8 @@ class JournalListener:
                 detail = {"by": "watchdog", "killed": val.killed, "leaked": val.leaked}
             w.transition(key, state, at=ev.at, detail=detail, **fields)
         elif ev.kind is EventKind.SKIPPED:
-            w.transition(key, TaskState.SKIP, at=ev.at, reason=ev.reason, finished_at=ev.at)
+            w.transition(key, TaskState.SKIP, at=ev.at, reason=storable(ev.reason),
+                         finished_at=ev.at)
         progress = self.session.progress
         if progress is not None and ev.kind in (EventKind.FINISHED, EventKind.SKIPPED):
             progress(key, w.state_of(key).value,

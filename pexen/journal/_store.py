@@ -213,6 +213,17 @@ class Journal:
         return [EventInfo(r.id, r.run_id, r.key, r.from_state, r.to_state, r.at,
                           json.loads(r.detail) if r.detail else None) for r in rows]
 
+    def events_to(self, run_id: int, to_state: str) -> List[EventInfo]:
+        """The run's transitions into `to_state`, oldest first (e.g. every
+        attempt cut short: "interrupted")."""
+        stmt = (select(models.events).where(models.events.c.run_id == run_id,
+                                            models.events.c.to_state == to_state)
+                .order_by(models.events.c.id))
+        with self._guard(), self.reader.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [EventInfo(r.id, r.run_id, r.key, r.from_state, r.to_state, r.at,
+                          json.loads(r.detail) if r.detail else None) for r in rows]
+
     def follow(self, run_id: int, after: int = 0, poll: float = 0.2,
                stop: Optional[Callable[[], bool]] = None) -> Iterator[EventInfo]:
         """Yield the run's events as they are committed, until `stop()` is true
@@ -260,6 +271,23 @@ class Journal:
                 finally:
                     cur.close()
             return list(conn.execute(stmt).all())
+
+    def export_rows(self, run_id: int) -> List[Any]:
+        """(key, state, attempt, reason, time_used, exc_type, exc_text) of every
+        task of a run, by id: what an exporter needs, read in one go."""
+        t = models.tasks.c
+        cols = (t.key, t.state, t.attempt, t.reason, t.time_used, t.exc_type, t.exc_text)
+        with self._guard(), self.reader.connect() as conn:
+            if conn.dialect.paramstyle == "qmark":
+                cur = conn.connection.driver_connection.cursor()
+                try:
+                    cur.execute("SELECT key, state, attempt, reason, time_used, exc_type, "
+                                "exc_text FROM tasks WHERE run_id = ? ORDER BY id", (run_id,))
+                    return cur.fetchall()
+                finally:
+                    cur.close()
+            return [tuple(row) for row in conn.execute(
+                select(*cols).where(t.run_id == run_id).order_by(t.id)).all()]
 
     def set_heartbeat(self, run_id: int, at: Optional[float] = None) -> None:
         with self._guard(), self.engine.begin() as conn:

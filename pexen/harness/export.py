@@ -1,0 +1,92 @@
+"""`pexen-harness export`: a run's results as JUnit XML, from the journal
+only (mid-run, after a crash, after resume)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any, Dict, List, Optional
+
+from .. import xunit
+from ..journal import Journal, RunInfo
+from .capture import log_paths
+from .controller import data_root
+
+UNFINISHED = {"pending": "not started", "queued": "queued, not started",
+              "running": "still running", "rebooting": "rebooting",
+              "interrupted": "interrupted"}
+_WHY = {"controller death": "its controller died", "signal": "stopped by a signal"}
+
+
+def suite_name(run: RunInfo) -> str:
+    """A name that stays the same from run to run of one suite: the
+    directory's name, or the module's."""
+    target = str(run.suite.get("target") or "pexen")
+    kind = run.suite.get("kind")
+    if kind == "dir" or "/" in target:
+        name = os.path.basename(os.path.normpath(target))
+    else:
+        name = target.split(":", 1)[0]
+    return re.sub(r"[^\w.-]+", "_", name) or "pexen"
+
+
+def cases_of(j: Journal, run: RunInfo, journal_path: str) -> List[xunit.Case]:
+    """One xunit.Case per task of the run, as the journal has it now."""
+    root = run.config.get("data_root") or data_root(journal_path)
+    cut: Dict[str, List[Any]] = {}
+    for ev in j.events_to(run.id, "interrupted"):
+        if ev.key is not None:
+            cut.setdefault(ev.key, []).append(ev)
+    cases = []
+    run_dir = os.path.join(root, str(run.id))
+    exists = os.path.exists
+    for key, state, attempt, message, time_used, exc_type, exc_text in j.export_rows(run.id):
+        task_dir = os.path.join(run_dir, key)
+        cuts = cut.get(key, [])
+        if state == "interrupted" and cuts:
+            cuts = cuts[:-1]   # the attempt cut last is the task's present state
+        if state in UNFINISHED:
+            why = UNFINISHED[state]
+            if state == "interrupted":
+                why += f" ({message or 'its controller died'}; pexen-harness resume " \
+                       "continues the run)"
+            message, state = f"not finished: {why}", "skip"
+        attempts = []
+        for n, ev in enumerate(cuts, start=1):
+            by = (ev.detail or {}).get("by")
+            out, err = log_paths(task_dir, n)
+            attempts.append(xunit.Attempt(n, "interrupted", _WHY.get(by, by), out, err))
+        out = err = None
+        if attempt:
+            out, err = log_paths(task_dir, attempt)
+            out = out if exists(out) else None
+            err = err if exists(err) else None
+        cases.append(xunit.Case(key, state, message, time_used or 0.0, exc_type, exc_text,
+                                out, err, attempts))
+    return cases
+
+
+def export_run(j: Journal, run: RunInfo, journal_path: str, path: str,
+               subresults: str = "message", cap: int = xunit.DEFAULT_CAP) -> Dict[str, int]:
+    """Write run `run`'s JUnit XML file to `path` (atomically)."""
+    return xunit.write(path, suite_name(run), cases_of(j, run, journal_path),
+                       timestamp=run.created_at, hostname=run.host or socket.gethostname(),
+                       cap=cap, subresults=subresults,
+                       properties=[("pexen.run", run.id), ("pexen.suite",
+                                                           run.suite.get("target", ""))])
+
+
+def check_target(path: Optional[str]) -> None:
+    """Refuse, before anything runs, an --xunit file that cannot be written."""
+    if path is None:
+        return
+    from .run import HarnessError
+
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise HarnessError(f"--xunit {path}: is a directory")
+    if not os.path.isdir(directory):
+        raise HarnessError(f"--xunit {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise HarnessError(f"--xunit {path}: directory {directory} is not writable")
