@@ -119,8 +119,21 @@ class _Stop(Exception):
     """SIGINT or SIGTERM reached the controller."""
 
 
+_QUEUED_COLUMNS = ("queued_at", "token", "attempt")
+_STARTED_COLUMNS = ("started_at", "pid", "pid_started", "boot_id")
+# A task finishes once in a run: the columns an outcome does not have are
+# still null, and written as such so every finish has the same columns.
+_FINISHED_COLUMNS = ("finished_at", "reason", "time_used", "ret", "ret_restorable",
+                     "exc_type", "exc_text", "shared", "shared_restorable")
+_SKIPPED_COLUMNS = ("reason", "finished_at")
+
+
 class JournalListener:
-    """Turns the engine's lifecycle events into journal transitions."""
+    """Turns the engine's lifecycle events into journal transitions.
+
+    It runs for every event of every task (in the thread running the engine,
+    or a worker thread for `started`): it checks the move and queues one tuple
+    of column values for the journal writer, nothing more."""
 
     def __init__(self, writer: JournalWriter, session: Session, tokens: Dict[str, str],
                  thread_pool: bool, on_first: Callable[[], None]) -> None:
@@ -131,12 +144,14 @@ class JournalListener:
         self.boot = boot_id()
         self.thread_pool = thread_pool
         self.own_start = process_started(os.getpid())
+        self.own_pid = os.getpid()
         self.started: Dict[str, float] = {}
 
     def __call__(self, ev: TaskEvent) -> None:
         w = self.writer
         key = ev.key
-        if ev.kind is EventKind.QUEUED:
+        kind = ev.kind
+        if kind is EventKind.QUEUED:
             if self.on_first is not None:
                 # The pool has started (forked) by now: other threads may start.
                 self.on_first()
@@ -145,9 +160,9 @@ class JournalListener:
             # when it starts: the start may not reach the disk before a crash,
             # and a task that kills the machine at once must still use up its
             # attempts (else a panicking test could loop the machine forever).
-            w.transition(key, TaskState.QUEUED, at=ev.at, queued_at=ev.at,
-                         token=self.tokens[key],
-                         attempt=self.session.attempts.get(key, 0) + 1)
+            at = ev.at
+            w.move(key, TaskState.QUEUED, at, _QUEUED_COLUMNS,
+                   (at, self.tokens[key], self.session.attempts.get(key, 0) + 1))
             if not self.thread_pool:
                 # Under the process pool the attempt is on disk before the task
                 # can run: a test that takes the machine down at once must still
@@ -156,35 +171,45 @@ class JournalListener:
                 # that are often tiny, journals asynchronously: see
                 # doc/harness.md, "Attempts".)
                 w.flush()
-        elif ev.kind is EventKind.STARTED:
-            self.started[key] = ev.at
-            pid_started = (self.own_start if self.thread_pool or ev.pid == os.getpid()
-                           else process_started(ev.pid))
-            w.transition(key, TaskState.RUNNING, at=ev.at, started_at=ev.at, pid=ev.pid,
-                         pid_started=pid_started, boot_id=self.boot)
-        elif ev.kind is EventKind.FINISHED:
+            return
+        if kind is EventKind.STARTED:
+            at = ev.at
+            self.started[key] = at
+            pid = ev.pid
+            pid_started = (self.own_start if self.thread_pool or pid == self.own_pid
+                           else process_started(pid))
+            w.move(key, TaskState.RUNNING, at, _STARTED_COLUMNS,
+                   (at, pid, pid_started, self.boot))
+            return
+        if kind is EventKind.FINISHED:
             res = ev.result
+            at = ev.at
             state, message = outcome_of(res)
-            began = self.started.pop(key, ev.at)
-            fields: Dict[str, Any] = {
-                "finished_at": ev.at, "reason": message,
-                "time_used": self.session.time_used.get(key, 0.0) + (ev.at - began),
-            }
-            if res.excinfo is None:
-                fields["ret"], fields["ret_restorable"] = to_json_value(res.ret)
+            used = self.session.time_used.get(key, 0.0) + (at - self.started.pop(key, at))
+            excinfo = res.excinfo
+            if excinfo is None:
+                ret, ret_ok = to_json_value(res.ret)
+                exc_type = exc_text = None
             else:
-                excinfo = res.excinfo
-                fields["exc_type"] = getattr(excinfo.type, "__name__", None)
-                fields["exc_text"] = excinfo.text
+                ret = ret_ok = None
+                exc_type = getattr(excinfo.type, "__name__", None)
+                exc_text = excinfo.text
             if res.shared is not None:
-                fields["shared"], fields["shared_restorable"] = to_json_value(res.shared)
-            w.transition(key, state, at=ev.at, **fields)
-        elif ev.kind is EventKind.SKIPPED:
-            w.transition(key, TaskState.SKIP, at=ev.at, reason=ev.reason, finished_at=ev.at)
+                shared, shared_ok = to_json_value(res.shared)
+            else:
+                shared = shared_ok = None
+            w.move(key, state, at, _FINISHED_COLUMNS,
+                   (at, message, used, ret, ret_ok, exc_type, exc_text, shared, shared_ok))
+            reason = ev.reason or message
+        elif kind is EventKind.SKIPPED:
+            state = TaskState.SKIP
+            reason = ev.reason
+            w.move(key, state, ev.at, _SKIPPED_COLUMNS, (reason, ev.at))
+        else:
+            return
         progress = self.session.progress
-        if progress is not None and ev.kind in (EventKind.FINISHED, EventKind.SKIPPED):
-            progress(key, w.state_of(key).value,
-                     ev.reason or w.last_reason.get(key))
+        if progress is not None:
+            progress(key, state.value, reason)
 
 
 def execute(session: Session, journal_path: str) -> int:
