@@ -115,23 +115,33 @@ class Journal:
                 controller_pid=controller_pid, controller_started=controller_started,
                 heartbeat_at=now)).inserted_primary_key[0]
             if tasks:
-                conn.execute(models.tasks.insert(), [
-                    {"run_id": run_id, "key": key, "state": "pending", "attempt": 0,
-                     "reboot_count": 0, "time_used": 0.0, "meta": json.dumps(meta)}
-                    for key, meta in tasks])
+                self._insert_tasks(conn, run_id, tasks)
             conn.execute(models.events.insert().values(
                 run_id=run_id, key=None, from_state=None, to_state="running", at=now,
                 detail=json.dumps({"tasks": len(tasks)})))
         return int(run_id)
 
+    @staticmethod
+    def _insert_tasks(conn: Any, run_id: int,
+                      tasks: Sequence[Tuple[str, Dict[str, Any]]]) -> None:
+        if conn.dialect.paramstyle == "qmark":
+            # the plain driver, in the transaction of `conn`: a tuple per row
+            # (a run may have a hundred thousand tasks)
+            conn.exec_driver_sql(
+                "INSERT INTO tasks (run_id, key, state, attempt, reboot_count, time_used, "
+                "meta) VALUES (?, ?, 'pending', 0, 0, 0.0, ?)",
+                [(run_id, key, _meta_json(meta)) for key, meta in tasks])
+            return
+        conn.execute(models.tasks.insert(), [
+            {"run_id": run_id, "key": key, "state": "pending", "attempt": 0,
+             "reboot_count": 0, "time_used": 0.0, "meta": json.dumps(meta)}
+            for key, meta in tasks])
+
     def add_tasks(self, run_id: int, tasks: Sequence[Tuple[str, Dict[str, Any]]]
                   ) -> Dict[str, int]:
         """Add task rows (pending) to a run; returns their ids."""
         with self._guard(), self.engine.begin() as conn:
-            conn.execute(models.tasks.insert(), [
-                {"run_id": run_id, "key": key, "state": "pending", "attempt": 0,
-                 "reboot_count": 0, "time_used": 0.0, "meta": json.dumps(meta)}
-                for key, meta in tasks])
+            self._insert_tasks(conn, run_id, tasks)
             rows = conn.execute(select(models.tasks.c.key, models.tasks.c.id).where(
                 models.tasks.c.run_id == run_id,
                 models.tasks.c.key.in_([k for k, _ in tasks]))).all()
@@ -304,9 +314,17 @@ def open_journal(where: str, *, create: bool = True) -> Journal:
     return Journal(where, engine, reader)
 
 
+_NO_META: Dict[str, Any] = {"requires": [], "provides": [], "claims": [], "uses": [],
+                            "priority": 0, "timeout": None}
+_NO_META_JSON = json.dumps(_NO_META)
+
+
 def task_meta(task: Any) -> Dict[str, Any]:
     """The metadata of a task as JSON (for the journal's `meta` column)."""
     from ..sched import meta
+
+    if getattr(task, meta.SCHED_ATTR_NAME, None) is None:
+        return dict(_NO_META)  # the usual case: no metadata at all
 
     def items(values: Iterable[Any]) -> List[Any]:
         return sorted((v if isinstance(v, (str, int, float)) else repr(v) for v in values),
@@ -320,3 +338,9 @@ def task_meta(task: Any) -> Dict[str, Any]:
         "priority": meta.get_priority(task),
         "timeout": meta.get_timeout(task),
     }
+
+
+def _meta_json(meta: Dict[str, Any]) -> str:
+    if meta == _NO_META and type(meta["priority"]) is int:
+        return _NO_META_JSON
+    return json.dumps(meta)
