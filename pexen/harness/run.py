@@ -87,29 +87,31 @@ def start(suite: str, journal: Optional[str] = None, options: Options = Options(
           progress: Optional[Callable[..., Any]] = None) -> Tuple[int, int]:
     """Start a new run of `suite`; return (run id, exit code)."""
     options.check()
-    try:
-        spec = parse_suite(suite)
-        tasks = load_suite(spec)
-    except SuiteError as exc:
-        raise HarnessError(str(exc)) from None
-    _check_tasks(tasks, spec)
-    path = journal_path(journal)
-    j = _open(path, create=True)
-    try:
-        run_id = j.create_run(
-            spec.to_json(), {"workers": options.workers, "pool": options.pool,
-                             "max_attempts": options.max_attempts},
-            [(key, task_meta(task)) for key, task in tasks],
-            host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
-            controller_started=process_started(os.getpid()) or time.time())
-        session = Session(j, run_id, tasks, attempts={}, time_used={},
-                          pool=options.pool, workers=options.workers,
-                          progress=progress(len(tasks), 0) if progress else None)
-        code = controller.execute(session, path)
-        _close_progress(session)
-        return run_id, code
-    finally:
-        j.close()
+    with controller.quiet_gc() as ready:
+        try:
+            spec = parse_suite(suite)
+            tasks = load_suite(spec)
+        except SuiteError as exc:
+            raise HarnessError(str(exc)) from None
+        _check_tasks(tasks, spec)
+        path = journal_path(journal)
+        j = _open(path, create=True)
+        try:
+            run_id = j.create_run(
+                spec.to_json(), {"workers": options.workers, "pool": options.pool,
+                                 "max_attempts": options.max_attempts},
+                [(key, task_meta(task)) for key, task in tasks],
+                host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
+                controller_started=process_started(os.getpid()) or time.time())
+            session = Session(j, run_id, tasks, attempts={}, time_used={},
+                              pool=options.pool, workers=options.workers,
+                              progress=progress(len(tasks), 0) if progress else None,
+                              ready=ready)
+            code = controller.execute(session, path)
+            _close_progress(session)
+            return run_id, code
+        finally:
+            j.close()
 
 
 def _close_progress(session: Session) -> None:
@@ -161,44 +163,45 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
     if "://" not in path and not os.path.exists(path):
         raise HarnessError(f"no journal at {path} (start a run with pexen-harness "
                            "start, or give --journal)")
-    j = _open(path, create=False)
-    try:
-        run = pick_run(j, run_id)
-        if run.state == "finished":
-            raise HarnessError(f"run {run.id} has finished; nothing to resume")
-        if controller_alive(run):
-            raise _alive_error(run)
-        # Options not given stay as the run was started (or last resumed).
-        config = dict(run.config)
-        config.update(options or {})
-        opts = Options(int(config.get("workers", 2)), str(config.get("pool", "process")),
-                       int(config.get("max_attempts", 3)))
-        opts.check()
+    with controller.quiet_gc() as ready:
+        j = _open(path, create=False)
         try:
-            spec = SuiteSpec.from_json(run.suite)
-            loaded = load_suite(spec)
-        except SuiteError as exc:
-            raise HarnessError(f"run {run.id} cannot be resumed: its suite no longer "
-                               f"loads: {exc}") from None
-        _check_tasks(loaded, spec)  # before anything is written
-        claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
-                              pid_started=process_started(os.getpid()) or time.time(),
-                              boot_id=boot_id(),
-                              config={"workers": opts.workers, "pool": opts.pool,
-                                      "max_attempts": opts.max_attempts})
-        if controller_alive(claimed):
-            raise _alive_error(claimed)
-        plan = _plan_resume(j, run, loaded, opts, notify)
-        session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
-                          time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
-                          workers=opts.workers,
-                          progress=progress(plan.total, plan.done) if progress else None,
-                          writer=plan.writer)
-        code = controller.execute(session, path)
-        _close_progress(session)
-        return run.id, code
-    finally:
-        j.close()
+            run = pick_run(j, run_id)
+            if run.state == "finished":
+                raise HarnessError(f"run {run.id} has finished; nothing to resume")
+            if controller_alive(run):
+                raise _alive_error(run)
+            # Options not given stay as the run was started (or last resumed).
+            config = dict(run.config)
+            config.update(options or {})
+            opts = Options(int(config.get("workers", 2)), str(config.get("pool", "process")),
+                           int(config.get("max_attempts", 3)))
+            opts.check()
+            try:
+                spec = SuiteSpec.from_json(run.suite)
+                loaded = load_suite(spec)
+            except SuiteError as exc:
+                raise HarnessError(f"run {run.id} cannot be resumed: its suite no longer "
+                                   f"loads: {exc}") from None
+            _check_tasks(loaded, spec)  # before anything is written
+            claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
+                                  pid_started=process_started(os.getpid()) or time.time(),
+                                  boot_id=boot_id(),
+                                  config={"workers": opts.workers, "pool": opts.pool,
+                                          "max_attempts": opts.max_attempts})
+            if controller_alive(claimed):
+                raise _alive_error(claimed)
+            plan = _plan_resume(j, run, loaded, opts, notify)
+            session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
+                              time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
+                              workers=opts.workers,
+                              progress=progress(plan.total, plan.done) if progress else None,
+                              writer=plan.writer, ready=ready)
+            code = controller.execute(session, path)
+            _close_progress(session)
+            return run.id, code
+        finally:
+            j.close()
 
 
 @dataclass
