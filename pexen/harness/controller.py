@@ -262,13 +262,16 @@ def execute(session: Session, journal_path: str) -> int:
     tokens: Dict[str, str] = {}
     wrappers = []
     nonce = uuid.uuid4().hex[:16]
+    run_root = os.path.join(data_root, str(session.run_id))
+    attempts = session.attempts
     for n, (key, task) in enumerate(session.tasks):
         token = f"{nonce}-{n}"
         tokens[key] = token
-        ctx = TaskContext(journal=journal_path, run_id=session.run_id, task=key,
-                          attempt=session.attempts.get(key, 0) + 1, token=token,
-                          data_path=os.path.join(data_root, str(session.run_id), key,
-                                                 "data"))
+        # what os.path.join makes of a relative key, for less
+        data_path = (f"{run_root}/{key}/data" if not key.startswith("/")
+                     else os.path.join(run_root, key, "data"))
+        ctx = TaskContext(journal_path, session.run_id, key, attempts.get(key, 0) + 1,
+                          token, data_path)
         wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool))
     stop_heartbeat = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(writer, stop_heartbeat),

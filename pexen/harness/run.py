@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..journal import Journal, JournalError, RunInfo, TaskState, open_journal, task_meta
+from ..journal._store import ResumeRow
+from ..journal.states import TERMINAL
 from ..sched import DepcheckError, MutexError, Sched, TaskKeyError
 from ..sched.meta import SCHED_ATTR_NAME
 from ..util import PexenError
@@ -27,6 +29,7 @@ from .suite import SuiteError, SuiteSpec, load_suite, parse_suite
 
 DEFAULT_JOURNAL = "pexen-journal.sqlite"
 LIVE_STATES = {"queued", "running", "rebooting", "interrupted"}
+ENDED_STATES = {state.value for state in TERMINAL}
 
 
 class HarnessError(PexenError):
@@ -221,9 +224,12 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
     left running are killed if alive and run again (attempt + 1), up to
     max_attempts; a changed boot id ends them `error`. The rows are read once,
     and the writer made here goes on to the controller."""
-    rows = {row.key: row for row in j.resume_rows(run.id)}
+    # (key, id, state, attempt), and the other columns of the few tasks
+    # that need them, by id: see Journal.resume_rows
+    found, extras = j.resume_rows(run.id)
+    rows = {row[0]: row for row in found}
     by_key = dict(loaded)
-    writer = j.writer(run.id, {row.key: (row.id, row.state) for row in rows.values()})
+    writer = j.writer(run.id, {key: (row[1], row[2]) for key, row in rows.items()})
     same_boot = run.boot_id == boot_id()
     try:
         added = [k for k in by_key if k not in rows]
@@ -231,7 +237,8 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
             notify(f"note: {len(added)} task(s) are new in the suite since run {run.id} "
                    f"started and are not run: {', '.join(added[:5])}"
                    + (" ..." if len(added) > 5 else ""))
-        interrupted = [row for row in rows.values() if row.state in LIVE_STATES]
+        interrupted = [ResumeRow(*row, *extras.get(row[1], ())) for row in found
+                       if row[2] in LIVE_STATES]
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
                            {r.token for r in interrupted if r.token})
@@ -254,37 +261,50 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                                          f"(--max-attempts {opts.max_attempts})")
             else:
                 writer.transition(row.key, TaskState.PENDING, reason=None)
-        for key in rows:
-            if key not in by_key and not writer.state_of(key).terminal:
+        gone = [key for key, row in rows.items()
+                if key not in by_key and row[2] not in ENDED_STATES]
+        for key in gone:
+            if not writer.state_of(key).terminal:
                 writer.transition(key, TaskState.ERROR, finished_at=time.time(),
                                   reason="no longer in the suite")
+        # The state of each task now: as read, but for those moved above.
+        state_now = {row.key: writer.state_of(row.key).value for row in interrupted}
+        state_now.update((key, writer.state_of(key).value) for key in gone)
         to_run: List[Tuple[str, Any]] = []
         assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]] = []
         provided_ok = set()
+        done = 0
         for key, row in rows.items():
+            state = state_now.get(key) or row[2]
+            if state in ENDED_STATES:
+                done += 1
             task = by_key.get(key)
             if task is None:
                 continue
-            state = writer.state_of(key)
-            if state in (TaskState.PASS, TaskState.WARN):
+            if state == "pass" or state == "warn":
                 provides = list(_meta_get(task, "provides"))
                 if provides:
                     provided_ok.update(provides)
-                    shared = (json.loads(row.shared)
-                              if row.shared and row.shared != "{}" and row.shared_restorable
-                              else None)
+                    # only a restorable, non-empty shared dict is in extras
+                    extra = extras.get(row[1])
+                    shared = json.loads(extra[5]) if extra and extra[5] else None
                     assumed.append((provides, shared if isinstance(shared, dict) else None))
-            elif state is TaskState.PENDING:
+            elif state == "pending":
                 to_run.append((key, task))
+        before = len(to_run)
         to_run = _skip_unreachable(writer, to_run, provided_ok)
+        done += before - len(to_run)
         writer.flush()
     except BaseException:
         writer.close()
         raise
-    done = sum(1 for key in rows if writer.state_of(key).terminal)
-    return _ResumePlan(to_run, {k: rows[k].attempt for k, _ in to_run},
-                       {k: rows[k].time_used or 0.0 for k, _ in to_run}, assumed,
+    return _ResumePlan(to_run, {k: rows[k][3] for k, _ in to_run},
+                       {k: _time_used(extras.get(rows[k][1])) for k, _ in to_run}, assumed,
                        total=len(rows), done=done, writer=writer)
+
+
+def _time_used(extra: Optional[Tuple[Any, ...]]) -> float:
+    return (extra[4] or 0.0) if extra else 0.0
 
 
 def _meta_get(task: Any, name: str) -> Any:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from . import _open, models
 from ._writer import JournalWriter
 from .errors import JournalError
+from .states import TERMINAL
 
 
 @dataclass(frozen=True)
@@ -58,18 +59,30 @@ class EventInfo:
     detail: Optional[Dict[str, Any]]
 
 
-class _ResumeRow(NamedTuple):
+class ResumeRow(NamedTuple):
+    """A task as resume sees it (a row of `resume_rows` with its extras)."""
+
     key: str
     id: int
     state: str
     attempt: int
-    reason: Optional[str]
-    pid: Optional[int]
-    pid_started: Optional[float]
-    token: Optional[str]
-    time_used: float
-    shared: Optional[str]
-    shared_restorable: Optional[bool]
+    reason: Optional[str] = None
+    pid: Optional[int] = None
+    pid_started: Optional[float] = None
+    token: Optional[str] = None
+    time_used: Optional[float] = None
+    shared: Optional[str] = None
+    shared_restorable: Optional[bool] = None
+
+
+_ENDED = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL)) + ")"
+_EXTRAS_SQL = (
+    "SELECT id, reason, pid, pid_started, token, time_used, shared, shared_restorable "
+    "FROM tasks WHERE run_id = ? AND ("
+    "state IN ('queued', 'running', 'rebooting', 'interrupted') "
+    f"OR (state NOT IN {_ENDED} AND time_used <> 0) "
+    "OR (state IN ('pass', 'warn') AND shared_restorable AND shared IS NOT NULL "
+    "AND shared <> '{}'))")
 
 
 def _run_info(row: Any) -> RunInfo:
@@ -248,26 +261,43 @@ class Journal:
             states = {k: (i, s) for k, i, s in rows}
         return JournalWriter(self.engine, run_id, states, self.where)
 
-    def resume_rows(self, run_id: int) -> List[Any]:
-        """The columns resume needs of every task of a run (one quick read)."""
+    def resume_rows(self, run_id: int) -> Tuple[List[Tuple[str, int, str, int]],
+                                                Dict[int, Tuple[Any, ...]]]:
+        """What resume needs of the tasks of a run, in two quick reads:
+        `(key, id, state, attempt)` of every task, by id; and, by task id,
+        `(reason, pid, pid_started, token, time_used, shared,
+        shared_restorable)` of the few tasks whose other columns matter: those
+        left queued, running, rebooting or interrupted, those not ended with
+        time used, and those that passed (or warned) with a restorable,
+        non-empty shared dict. (Every column read costs: resume reads every
+        task of the run, most of them ended.)"""
         t = models.tasks.c
-        stmt = (select(t.key, t.id, t.state, t.attempt, t.reason, t.pid, t.pid_started,
-                       t.token, t.time_used, t.shared, t.shared_restorable)
-                .where(t.run_id == run_id).order_by(t.id))
         with self._guard(), self.reader.connect() as conn:
             if conn.dialect.paramstyle == "qmark":
-                # the plain driver: a tuple per row is several times cheaper
-                # than a Row, and resume reads every task of the run
+                # the plain driver: a tuple per row, no Row objects
                 cur = conn.connection.driver_connection.cursor()
                 try:
-                    cur.execute(
-                        "SELECT key, id, state, attempt, reason, pid, pid_started, token, "
-                        "time_used, shared, shared_restorable FROM tasks WHERE run_id = ? "
-                        "ORDER BY id", (run_id,))
-                    return list(map(_ResumeRow._make, cur.fetchall()))
+                    cur.execute("SELECT key, id, state, attempt FROM tasks "
+                                "WHERE run_id = ? ORDER BY id", (run_id,))
+                    rows = cur.fetchall()
+                    cur.execute(_EXTRAS_SQL, (run_id,))
+                    extras = {row[0]: row[1:] for row in cur.fetchall()}
                 finally:
                     cur.close()
-            return list(conn.execute(stmt).all())
+                return rows, extras
+            found = conn.execute(
+                select(t.key, t.id, t.state, t.attempt, t.reason, t.pid, t.pid_started,
+                       t.token, t.time_used, t.shared, t.shared_restorable)
+                .where(t.run_id == run_id).order_by(t.id)).all()
+        ended = {s.value for s in TERMINAL}
+        rows, extras = [], {}
+        for row in found:
+            rows.append(tuple(row[:4]))
+            if row.state not in ended or (row.state in ("pass", "warn")
+                                          and row.shared_restorable and row.shared
+                                          and row.shared != "{}"):
+                extras[row.id] = tuple(row[4:])
+        return rows, extras
 
     def set_heartbeat(self, run_id: int, at: Optional[float] = None) -> None:
         with self._guard(), self.engine.begin() as conn:

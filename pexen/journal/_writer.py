@@ -57,6 +57,7 @@ _Item = Tuple[Optional[str], Optional[str], Optional[str], float, Tuple[str, ...
 
 _STOP = object()
 _VALUE: Dict[TaskState, str] = {s: s.value for s in TaskState}
+_MEMBER: Dict[str, TaskState] = {s.value: s for s in TaskState}
 
 
 class _Marker:
@@ -77,7 +78,9 @@ class JournalWriter:
         self.run_id = run_id
         self.where = where
         self._ids = {key: tid for key, (tid, _) in tasks.items()}
-        self._state = {key: TaskState(state) for key, (_, state) in tasks.items()}
+        member = _MEMBER
+        self._state = {key: member.get(state) or TaskState(state)
+                       for key, (_, state) in tasks.items()}
         self.last_reason: Dict[str, Optional[str]] = {}
         self._queue: Any = queue.SimpleQueue()
         self._lock = threading.Lock()
