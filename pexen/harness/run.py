@@ -225,7 +225,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
     max_attempts; a changed boot id ends them `error`. The rows are read once,
     and the writer made here goes on to the controller."""
     # (key, id, state, attempt), and the other columns of the few tasks
-    # that need them, by id: see Journal.resume_rows
+    # that need them, by key: see Journal.resume_rows
     found, extras = j.resume_rows(run.id)
     rows = {row[0]: row for row in found}
     by_key = dict(loaded)
@@ -237,7 +237,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
             notify(f"note: {len(added)} task(s) are new in the suite since run {run.id} "
                    f"started and are not run: {', '.join(added[:5])}"
                    + (" ..." if len(added) > 5 else ""))
-        interrupted = [ResumeRow(*row, *extras.get(row[1], ())) for row in found
+        interrupted = [ResumeRow(*row, *extras.get(row[0], ())) for row in found
                        if row[2] in LIVE_STATES]
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
@@ -286,7 +286,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                 if provides:
                     provided_ok.update(provides)
                     # only a restorable, non-empty shared dict is in extras
-                    extra = extras.get(row[1])
+                    extra = extras.get(key)
                     shared = json.loads(extra[5]) if extra and extra[5] else None
                     assumed.append((provides, shared if isinstance(shared, dict) else None))
             elif state == "pending":
@@ -298,13 +298,10 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
     except BaseException:
         writer.close()
         raise
+    used = {key: extra[4] for key, extra in extras.items() if extra[4]}
     return _ResumePlan(to_run, {k: rows[k][3] for k, _ in to_run},
-                       {k: _time_used(extras.get(rows[k][1])) for k, _ in to_run}, assumed,
+                       {k: used.get(k, 0.0) for k, _ in to_run}, assumed,
                        total=len(rows), done=done, writer=writer)
-
-
-def _time_used(extra: Optional[Tuple[Any, ...]]) -> float:
-    return (extra[4] or 0.0) if extra else 0.0
 
 
 def _meta_get(task: Any, name: str) -> Any:

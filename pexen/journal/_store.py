@@ -77,7 +77,7 @@ class ResumeRow(NamedTuple):
 
 _ENDED = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL)) + ")"
 _EXTRAS_SQL = (
-    "SELECT id, reason, pid, pid_started, token, time_used, shared, shared_restorable "
+    "SELECT key, reason, pid, pid_started, token, time_used, shared, shared_restorable "
     "FROM tasks WHERE run_id = ? AND ("
     "state IN ('queued', 'running', 'rebooting', 'interrupted') "
     f"OR (state NOT IN {_ENDED} AND time_used <> 0) "
@@ -262,9 +262,9 @@ class Journal:
         return JournalWriter(self.engine, run_id, states, self.where)
 
     def resume_rows(self, run_id: int) -> Tuple[List[Tuple[str, int, str, int]],
-                                                Dict[int, Tuple[Any, ...]]]:
+                                                Dict[str, Tuple[Any, ...]]]:
         """What resume needs of the tasks of a run, in two quick reads:
-        `(key, id, state, attempt)` of every task, by id; and, by task id,
+        `(key, id, state, attempt)` of every task, by id; and, by task key,
         `(reason, pid, pid_started, token, time_used, shared,
         shared_restorable)` of the few tasks whose other columns matter: those
         left queued, running, rebooting or interrupted, those not ended with
@@ -296,7 +296,7 @@ class Journal:
             if row.state not in ended or (row.state in ("pass", "warn")
                                           and row.shared_restorable and row.shared
                                           and row.shared != "{}"):
-                extras[row.id] = tuple(row[4:])
+                extras[row.key] = tuple(row[4:])
         return rows, extras
 
     def set_heartbeat(self, run_id: int, at: Optional[float] = None) -> None:
