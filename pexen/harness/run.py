@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..journal import Journal, JournalError, RunInfo, TaskState, open_journal, task_meta
+from ..journal._store import ResumeRow
+from ..journal.states import TERMINAL
 from ..sched import DepcheckError, MutexError, Sched, TaskKeyError
 from ..sched.meta import SCHED_ATTR_NAME
 from ..util import PexenError
@@ -28,6 +30,7 @@ from .suite import SuiteError, SuiteSpec, load_suite, parse_suite
 
 DEFAULT_JOURNAL = "pexen-journal.sqlite"
 LIVE_STATES = {"queued", "running", "rebooting", "interrupted"}
+ENDED_STATES = {state.value for state in TERMINAL}
 
 
 class HarnessError(PexenError):
@@ -105,32 +108,34 @@ def start(suite: str, journal: Optional[str] = None, options: Options = Options(
           progress: Optional[Callable[..., Any]] = None) -> Tuple[int, int]:
     """Start a new run of `suite`; return (run id, exit code)."""
     options.check()
-    try:
-        spec = parse_suite(suite)
-        tasks = load_suite(spec)
-    except SuiteError as exc:
-        raise HarnessError(str(exc)) from None
-    _check_tasks(tasks, spec)
-    path = journal_path(journal)
-    j = _open(path, create=True)
-    try:
-        run_deadline = (time.time() + options.run_timeout
-                        if options.run_timeout is not None else None)
-        run_id = j.create_run(
-            spec.to_json(), options.config(run_deadline, path),
-            [(key, task_meta(task)) for key, task in tasks],
-            host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
-            controller_started=process_started(os.getpid()) or time.time())
-        session = Session(j, run_id, tasks, attempts={}, time_used={},
-                          pool=options.pool, workers=options.workers,
-                          timeout=options.timeout, kill_grace=options.kill_grace,
-                          run_deadline=run_deadline,
-                          progress=progress(len(tasks), 0) if progress else None)
-        code = controller.execute(session, path)
-        _close_progress(session)
-        return run_id, code
-    finally:
-        j.close()
+    with controller.quiet_gc() as ready:
+        try:
+            spec = parse_suite(suite)
+            tasks = load_suite(spec)
+        except SuiteError as exc:
+            raise HarnessError(str(exc)) from None
+        _check_tasks(tasks, spec)
+        path = journal_path(journal)
+        j = _open(path, create=True)
+        try:
+            run_deadline = (time.time() + options.run_timeout
+                            if options.run_timeout is not None else None)
+            run_id = j.create_run(
+                spec.to_json(), options.config(run_deadline, path),
+                [(key, task_meta(task)) for key, task in tasks],
+                host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
+                controller_started=process_started(os.getpid()) or time.time())
+            session = Session(j, run_id, tasks, attempts={}, time_used={},
+                              pool=options.pool, workers=options.workers,
+                              timeout=options.timeout, kill_grace=options.kill_grace,
+                              run_deadline=run_deadline,
+                              progress=progress(len(tasks), 0) if progress else None,
+                              ready=ready)
+            code = controller.execute(session, path)
+            _close_progress(session)
+            return run_id, code
+        finally:
+            j.close()
 
 
 def _close_progress(session: Session) -> None:
@@ -182,48 +187,49 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
     if "://" not in path and not os.path.exists(path):
         raise HarnessError(f"no journal at {path} (start a run with pexen-harness "
                            "start, or give --journal)")
-    j = _open(path, create=False)
-    try:
-        run = pick_run(j, run_id)
-        if run.state == "finished":
-            raise HarnessError(f"run {run.id} has finished; nothing to resume")
-        if controller_alive(run):
-            raise _alive_error(run)
-        # Options not given stay as the run was started (or last resumed).
-        config = dict(run.config)
-        config.update(options or {})
-        opts = Options(int(config.get("workers", 2)), str(config.get("pool", "process")),
-                       int(config.get("max_attempts", 3)), config.get("timeout"),
-                       float(config.get("kill_grace", 10.0)), config.get("run_timeout"))
-        opts.check()
-        # --run-timeout on resume: a new limit from now; else the run's own.
-        run_deadline = (time.time() + opts.run_timeout if opts.run_timeout is not None
-                        else config.get("run_deadline"))
+    with controller.quiet_gc() as ready:
+        j = _open(path, create=False)
         try:
-            spec = SuiteSpec.from_json(run.suite)
-            loaded = load_suite(spec)
-        except SuiteError as exc:
-            raise HarnessError(f"run {run.id} cannot be resumed: its suite no longer "
-                               f"loads: {exc}") from None
-        _check_tasks(loaded, spec)  # before anything is written
-        claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
-                              pid_started=process_started(os.getpid()) or time.time(),
-                              boot_id=boot_id(),
-                              config=opts.config(run_deadline, path))
-        if controller_alive(claimed):
-            raise _alive_error(claimed)
-        plan = _plan_resume(j, run, loaded, opts, notify)
-        session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
-                          time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
-                          workers=opts.workers, timeout=opts.timeout,
-                          kill_grace=opts.kill_grace, run_deadline=run_deadline,
-                          progress=progress(plan.total, plan.done) if progress else None,
-                          writer=plan.writer)
-        code = controller.execute(session, path)
-        _close_progress(session)
-        return run.id, code
-    finally:
-        j.close()
+            run = pick_run(j, run_id)
+            if run.state == "finished":
+                raise HarnessError(f"run {run.id} has finished; nothing to resume")
+            if controller_alive(run):
+                raise _alive_error(run)
+            # Options not given stay as the run was started (or last resumed).
+            config = dict(run.config)
+            config.update(options or {})
+            opts = Options(int(config.get("workers", 2)), str(config.get("pool", "process")),
+                           int(config.get("max_attempts", 3)), config.get("timeout"),
+                           float(config.get("kill_grace", 10.0)), config.get("run_timeout"))
+            opts.check()
+            # --run-timeout on resume: a new limit from now; else the run's own.
+            run_deadline = (time.time() + opts.run_timeout if opts.run_timeout is not None
+                            else config.get("run_deadline"))
+            try:
+                spec = SuiteSpec.from_json(run.suite)
+                loaded = load_suite(spec)
+            except SuiteError as exc:
+                raise HarnessError(f"run {run.id} cannot be resumed: its suite no longer "
+                                   f"loads: {exc}") from None
+            _check_tasks(loaded, spec)  # before anything is written
+            claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
+                                  pid_started=process_started(os.getpid()) or time.time(),
+                                  boot_id=boot_id(),
+                                  config=opts.config(run_deadline, path))
+            if controller_alive(claimed):
+                raise _alive_error(claimed)
+            plan = _plan_resume(j, run, loaded, opts, notify)
+            session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
+                              time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
+                              workers=opts.workers, timeout=opts.timeout,
+                              kill_grace=opts.kill_grace, run_deadline=run_deadline,
+                              progress=progress(plan.total, plan.done) if progress else None,
+                              writer=plan.writer, ready=ready)
+            code = controller.execute(session, path)
+            _close_progress(session)
+            return run.id, code
+        finally:
+            j.close()
 
 
 @dataclass
@@ -243,9 +249,12 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
     left running are killed if alive and run again (attempt + 1), up to
     max_attempts; a changed boot id ends them `error`. The rows are read once,
     and the writer made here goes on to the controller."""
-    rows = {row.key: row for row in j.resume_rows(run.id)}
+    # (key, id, state, attempt), and the other columns of the few tasks
+    # that need them, by key: see Journal.resume_rows
+    found, extras = j.resume_rows(run.id)
+    rows = {row[0]: row for row in found}
     by_key = dict(loaded)
-    writer = j.writer(run.id, {row.key: (row.id, row.state) for row in rows.values()})
+    writer = j.writer(run.id, {key: (row[1], row[2]) for key, row in rows.items()})
     same_boot = run.boot_id == boot_id()
     try:
         added = [k for k in by_key if k not in rows]
@@ -253,7 +262,8 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
             notify(f"note: {len(added)} task(s) are new in the suite since run {run.id} "
                    f"started and are not run: {', '.join(added[:5])}"
                    + (" ..." if len(added) > 5 else ""))
-        interrupted = [row for row in rows.values() if row.state in LIVE_STATES]
+        interrupted = [ResumeRow(*row, *extras.get(row[0], ())) for row in found
+                       if row[2] in LIVE_STATES]
         time_used = {row.key: row.time_used or 0.0 for row in interrupted}
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
@@ -283,37 +293,47 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                                          f"(--max-attempts {opts.max_attempts})")
             else:
                 writer.transition(row.key, TaskState.PENDING, reason=None)
-        for key in rows:
-            if key not in by_key and not writer.state_of(key).terminal:
+        gone = [key for key, row in rows.items()
+                if key not in by_key and row[2] not in ENDED_STATES]
+        for key in gone:
+            if not writer.state_of(key).terminal:
                 writer.transition(key, TaskState.ERROR, finished_at=time.time(),
                                   reason="no longer in the suite")
+        # The state of each task now: as read, but for those moved above.
+        state_now = {row.key: writer.state_of(row.key).value for row in interrupted}
+        state_now.update((key, writer.state_of(key).value) for key in gone)
         to_run: List[Tuple[str, Any]] = []
         assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]] = []
         provided_ok = set()
+        done = 0
         for key, row in rows.items():
+            state = state_now.get(key) or row[2]
+            if state in ENDED_STATES:
+                done += 1
             task = by_key.get(key)
             if task is None:
                 continue
-            state = writer.state_of(key)
-            if state in (TaskState.PASS, TaskState.WARN):
+            if state == "pass" or state == "warn":
                 provides = list(_meta_get(task, "provides"))
                 if provides:
                     provided_ok.update(provides)
-                    shared = (json.loads(row.shared)
-                              if row.shared and row.shared != "{}" and row.shared_restorable
-                              else None)
+                    # only a restorable, non-empty shared dict is in extras
+                    extra = extras.get(key)
+                    shared = json.loads(extra[5]) if extra and extra[5] else None
                     assumed.append((provides, shared if isinstance(shared, dict) else None))
-            elif state is TaskState.PENDING:
+            elif state == "pending":
                 to_run.append((key, task))
+        before = len(to_run)
         to_run = _skip_unreachable(writer, to_run, provided_ok)
+        done += before - len(to_run)
         writer.flush()
     except BaseException:
         writer.close()
         raise
-    done = sum(1 for key in rows if writer.state_of(key).terminal)
-    return _ResumePlan(to_run, {k: rows[k].attempt for k, _ in to_run},
-                       {k: time_used.get(k, rows[k].time_used or 0.0) for k, _ in to_run},
-                       assumed,
+    used = {key: extra[4] for key, extra in extras.items() if extra[4]}
+    used.update(time_used)
+    return _ResumePlan(to_run, {k: rows[k][3] for k, _ in to_run},
+                       {k: used.get(k, 0.0) for k, _ in to_run}, assumed,
                        total=len(rows), done=done, writer=writer)
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from . import _open, models
 from ._writer import JournalWriter
 from .errors import JournalError
+from .states import TERMINAL
 
 
 @dataclass(frozen=True)
@@ -58,19 +59,32 @@ class EventInfo:
     detail: Optional[Dict[str, Any]]
 
 
-class _ResumeRow(NamedTuple):
+class ResumeRow(NamedTuple):
+    """A task as resume sees it (a row of `resume_rows` with its extras)."""
+
     key: str
     id: int
     state: str
     attempt: int
-    reason: Optional[str]
-    pid: Optional[int]
-    pid_started: Optional[float]
-    token: Optional[str]
-    time_used: float
-    shared: Optional[str]
-    shared_restorable: Optional[bool]
-    started_at: Optional[float]
+    reason: Optional[str] = None
+    pid: Optional[int] = None
+    pid_started: Optional[float] = None
+    token: Optional[str] = None
+    time_used: Optional[float] = None
+    shared: Optional[str] = None
+    shared_restorable: Optional[bool] = None
+    started_at: Optional[float] = None
+
+
+_ENDED = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL)) + ")"
+_EXTRAS_SQL = (
+    "SELECT key, reason, pid, pid_started, token, time_used, shared, shared_restorable, "
+    "started_at "
+    "FROM tasks WHERE run_id = ? AND ("
+    "state IN ('queued', 'running', 'rebooting', 'interrupted') "
+    f"OR (state NOT IN {_ENDED} AND time_used <> 0) "
+    "OR (state IN ('pass', 'warn') AND shared_restorable AND shared IS NOT NULL "
+    "AND shared <> '{}'))")
 
 
 def _run_info(row: Any) -> RunInfo:
@@ -116,23 +130,33 @@ class Journal:
                 controller_pid=controller_pid, controller_started=controller_started,
                 heartbeat_at=now)).inserted_primary_key[0]
             if tasks:
-                conn.execute(models.tasks.insert(), [
-                    {"run_id": run_id, "key": key, "state": "pending", "attempt": 0,
-                     "reboot_count": 0, "time_used": 0.0, "meta": json.dumps(meta)}
-                    for key, meta in tasks])
+                self._insert_tasks(conn, run_id, tasks)
             conn.execute(models.events.insert().values(
                 run_id=run_id, key=None, from_state=None, to_state="running", at=now,
                 detail=json.dumps({"tasks": len(tasks)})))
         return int(run_id)
 
+    @staticmethod
+    def _insert_tasks(conn: Any, run_id: int,
+                      tasks: Sequence[Tuple[str, Dict[str, Any]]]) -> None:
+        if conn.dialect.paramstyle == "qmark":
+            # the plain driver, in the transaction of `conn`: a tuple per row
+            # (a run may have a hundred thousand tasks)
+            conn.exec_driver_sql(
+                "INSERT INTO tasks (run_id, key, state, attempt, reboot_count, time_used, "
+                "meta) VALUES (?, ?, 'pending', 0, 0, 0.0, ?)",
+                [(run_id, key, _meta_json(meta)) for key, meta in tasks])
+            return
+        conn.execute(models.tasks.insert(), [
+            {"run_id": run_id, "key": key, "state": "pending", "attempt": 0,
+             "reboot_count": 0, "time_used": 0.0, "meta": json.dumps(meta)}
+            for key, meta in tasks])
+
     def add_tasks(self, run_id: int, tasks: Sequence[Tuple[str, Dict[str, Any]]]
                   ) -> Dict[str, int]:
         """Add task rows (pending) to a run; returns their ids."""
         with self._guard(), self.engine.begin() as conn:
-            conn.execute(models.tasks.insert(), [
-                {"run_id": run_id, "key": key, "state": "pending", "attempt": 0,
-                 "reboot_count": 0, "time_used": 0.0, "meta": json.dumps(meta)}
-                for key, meta in tasks])
+            self._insert_tasks(conn, run_id, tasks)
             rows = conn.execute(select(models.tasks.c.key, models.tasks.c.id).where(
                 models.tasks.c.run_id == run_id,
                 models.tasks.c.key.in_([k for k, _ in tasks]))).all()
@@ -250,27 +274,43 @@ class Journal:
             states = {k: (i, s) for k, i, s in rows}
         return JournalWriter(self.engine, run_id, states, self.where)
 
-    def resume_rows(self, run_id: int) -> List[Any]:
-        """The columns resume needs of every task of a run (one quick read)."""
+    def resume_rows(self, run_id: int) -> Tuple[List[Tuple[str, int, str, int]],
+                                                Dict[str, Tuple[Any, ...]]]:
+        """What resume needs of the tasks of a run, in two quick reads:
+        `(key, id, state, attempt)` of every task, by id; and, by task key,
+        `(reason, pid, pid_started, token, time_used, shared,
+        shared_restorable, started_at)` of the few tasks whose other columns matter: those
+        left queued, running, rebooting or interrupted, those not ended with
+        time used, and those that passed (or warned) with a restorable,
+        non-empty shared dict. (Every column read costs: resume reads every
+        task of the run, most of them ended.)"""
         t = models.tasks.c
-        stmt = (select(t.key, t.id, t.state, t.attempt, t.reason, t.pid, t.pid_started,
-                       t.token, t.time_used, t.shared, t.shared_restorable, t.started_at)
-                .where(t.run_id == run_id).order_by(t.id))
         with self._guard(), self.reader.connect() as conn:
             if conn.dialect.paramstyle == "qmark":
-                # the plain driver: a tuple per row is several times cheaper
-                # than a Row, and resume reads every task of the run
+                # the plain driver: a tuple per row, no Row objects
                 cur = conn.connection.driver_connection.cursor()
                 try:
-                    cur.execute(
-                        "SELECT key, id, state, attempt, reason, pid, pid_started, token, "
-                        "time_used, shared, shared_restorable, started_at FROM tasks "
-                        "WHERE run_id = ? "
-                        "ORDER BY id", (run_id,))
-                    return list(map(_ResumeRow._make, cur.fetchall()))
+                    cur.execute("SELECT key, id, state, attempt FROM tasks "
+                                "WHERE run_id = ? ORDER BY id", (run_id,))
+                    rows = cur.fetchall()
+                    cur.execute(_EXTRAS_SQL, (run_id,))
+                    extras = {row[0]: row[1:] for row in cur.fetchall()}
                 finally:
                     cur.close()
-            return list(conn.execute(stmt).all())
+                return rows, extras
+            found = conn.execute(
+                select(t.key, t.id, t.state, t.attempt, t.reason, t.pid, t.pid_started,
+                       t.token, t.time_used, t.shared, t.shared_restorable, t.started_at)
+                .where(t.run_id == run_id).order_by(t.id)).all()
+        ended = {s.value for s in TERMINAL}
+        rows, extras = [], {}
+        for row in found:
+            rows.append(tuple(row[:4]))
+            if row.state not in ended or (row.state in ("pass", "warn")
+                                          and row.shared_restorable and row.shared
+                                          and row.shared != "{}"):
+                extras[row.key] = tuple(row[4:])
+        return rows, extras
 
     def export_rows(self, run_id: int) -> List[Any]:
         """(key, state, attempt, reason, time_used, exc_type, exc_text) of every
@@ -334,9 +374,17 @@ def open_journal(where: str, *, create: bool = True) -> Journal:
     return Journal(where, engine, reader)
 
 
+_NO_META: Dict[str, Any] = {"requires": [], "provides": [], "claims": [], "uses": [],
+                            "priority": 0, "timeout": None}
+_NO_META_JSON = json.dumps(_NO_META)
+
+
 def task_meta(task: Any) -> Dict[str, Any]:
     """The metadata of a task as JSON (for the journal's `meta` column)."""
     from ..sched import meta
+
+    if getattr(task, meta.SCHED_ATTR_NAME, None) is None:
+        return dict(_NO_META)  # the usual case: no metadata at all
 
     def items(values: Iterable[Any]) -> List[Any]:
         return sorted((v if isinstance(v, (str, int, float)) else repr(v) for v in values),
@@ -350,3 +398,9 @@ def task_meta(task: Any) -> Dict[str, Any]:
         "priority": meta.get_priority(task),
         "timeout": meta.get_timeout(task),
     }
+
+
+def _meta_json(meta: Dict[str, Any]) -> str:
+    if meta == _NO_META and type(meta["priority"]) is int:
+        return _NO_META_JSON
+    return json.dumps(meta)

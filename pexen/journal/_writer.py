@@ -2,11 +2,16 @@
 
 Transitions are checked against the state table when they are handed over
 (in the caller's thread, so an illegal move is raised where it happens) and
-queued; the writer thread takes everything queued at that moment and commits
-it in one transaction: the events appended, the task rows updated. Commits
-happen in order, so a committed event implies every earlier one is
+queued as plain tuples; the writer thread takes everything queued at that
+moment and commits it in one transaction: the events appended, the task rows
+updated (all of a task's changes in the batch folded into one row update).
+Commits happen in order, so a committed event implies every earlier one is
 committed. `flush()` waits until everything handed over so far is on disk
 (synchronous=FULL): the sync points DESIGN.md names use it.
+
+The caller's side does as little as it can (the harness calls it for every
+event of every task): `move()` takes the columns as a tuple of names and a
+tuple of values, and queues one tuple.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from . import models
 from .errors import JournalError
-from .states import TaskState, advance
+from .states import TRANSITIONS, TaskState, advance
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,24 @@ class Transition:
                 "detail": self.detail}
 
 
+# The queued items are tuples:
+#   (key, from_state, to_state, at, columns, values, detail JSON)
+# key None: the run's row; to_state None: columns only, no event.
+_Item = Tuple[Optional[str], Optional[str], Optional[str], float, Tuple[str, ...],
+              Tuple[Any, ...], Optional[str]]
+
 _STOP = object()
+_VALUE: Dict[TaskState, str] = {s: s.value for s in TaskState}
+_MEMBER: Dict[str, TaskState] = {s.value: s for s in TaskState}
+
+
+class _Marker:
+    """Put in the queue by flush(): set once everything before it is committed."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
 
 
 class JournalWriter:
@@ -56,16 +78,17 @@ class JournalWriter:
         self.run_id = run_id
         self.where = where
         self._ids = {key: tid for key, (tid, _) in tasks.items()}
-        self._state = {key: TaskState(state) for key, (_, state) in tasks.items()}
+        member = _MEMBER
+        self._state = {key: member.get(state) or TaskState(state)
+                       for key, (_, state) in tasks.items()}
         self.last_reason: Dict[str, Optional[str]] = {}
         self._queue: Any = queue.SimpleQueue()
-        self._lock = threading.Condition()
-        self._put_seq = 0
-        self._done_seq = 0
+        self._lock = threading.Lock()
         self._error: Optional[BaseException] = None
         self._closed = False
         self.commits = 0
         self.events_written = 0
+        self._sql: Dict[Tuple[str, ...], str] = {}
         # Started on the first transition, not here: a process pool forks its
         # fork server when the run starts, and should find no other thread.
         self._thread: Optional[threading.Thread] = None
@@ -80,6 +103,20 @@ class JournalWriter:
         self._ids[key] = task_id
         self._state[key] = TaskState(state)
 
+    def move(self, key: str, to_state: TaskState, at: float, columns: Tuple[str, ...],
+             values: Tuple[Any, ...]) -> None:
+        """Move task `key` to `to_state` at `at`, setting `columns` of its row
+        to `values` (no detail): the quick form of `transition()`, for the
+        harness's events."""
+        current = self._state[key]
+        if to_state not in TRANSITIONS[current]:
+            advance(current, to_state, key)  # raises
+        self._state[key] = to_state
+        if self._thread is None or self._error is not None or self._closed:
+            self._check_open()
+        self._queue.put((key, _VALUE[current], _VALUE[to_state], at, columns, values,
+                         None))
+
     def transition(self, key: str, to_state: TaskState, at: Optional[float] = None,
                    detail: Optional[Dict[str, Any]] = None, **fields: Any) -> None:
         """Move task `key` to `to_state`, setting the given task columns."""
@@ -88,47 +125,52 @@ class JournalWriter:
         self._state[key] = to_state
         if "reason" in fields:
             self.last_reason[key] = fields["reason"]
-        self._put(Transition(self.run_id, key, current.value, to_state.value,
-                             time.time() if at is None else at, fields, detail))
+        self._put((key, _VALUE[current], _VALUE[to_state],
+                   time.time() if at is None else at, tuple(fields),
+                   tuple(fields.values()), json.dumps(detail) if detail else None))
 
     def update_task(self, key: str, **fields: Any) -> None:
         """Set task columns without a state change (no event row)."""
-        state = self._state[key].value
-        self._put(Transition(self.run_id, key, state, state, time.time(), fields,
-                             {"update": True}))
+        if key not in self._state:
+            raise KeyError(key)
+        self._put((key, None, None, time.time(), tuple(fields), tuple(fields.values()),
+                   None))
 
     def run_event(self, to_state: str, detail: Optional[Dict[str, Any]] = None,
                   **fields: Any) -> None:
         """A state change of the run itself (fields go to the runs row)."""
-        self._put(Transition(self.run_id, None, None, to_state, time.time(), fields,
-                             detail))
+        self._put((None, None, to_state, time.time(), tuple(fields),
+                   tuple(fields.values()), json.dumps(detail) if detail else None))
 
     def update_run(self, **fields: Any) -> None:
         """Set columns of the runs row (the heartbeat), without an event and
         without touching the run's state."""
-        self._put(Transition(self.run_id, None, None, "", time.time(), fields,
-                             {"update": True}))
+        self._put((None, None, None, time.time(), tuple(fields), tuple(fields.values()),
+                   None))
 
-    def _put(self, item: Transition) -> None:
+    def _check_open(self) -> None:
         if self._error is not None:
             raise JournalError(f"the journal writer failed earlier: {self._error}")
         if self._closed:
             raise JournalError("the journal writer is closed")
-        with self._lock:
-            self._put_seq += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop,
-                                                name="pexen-journal-writer", daemon=True)
-                self._thread.start()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    thread = threading.Thread(target=self._loop,
+                                              name="pexen-journal-writer", daemon=True)
+                    thread.start()
+                    self._thread = thread
+
+    def _put(self, item: _Item) -> None:
+        self._check_open()
         self._queue.put(item)
 
     def flush(self, timeout: Optional[float] = None) -> None:
         """Wait until everything handed over so far is committed."""
-        with self._lock:
-            target = self._put_seq
-            if not self._lock.wait_for(
-                    lambda: self._done_seq >= target or self._error is not None,
-                    timeout):
+        if self._thread is not None and self._thread.is_alive():
+            marker = _Marker()
+            self._queue.put(marker)
+            if not marker.done.wait(timeout):
                 raise JournalError(f"{self.where}: the writer did not commit within "
                                    f"{timeout} s")
         if self._error is not None:
@@ -142,6 +184,14 @@ class JournalWriter:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
+            # a flush() that raced with close() must not wait for ever
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if type(item) is _Marker:
+                    item.done.set()
         if self._error is not None:
             raise JournalError(f"{self.where}: writing failed: {self._error}")
 
@@ -149,115 +199,126 @@ class JournalWriter:
 
     def _loop(self) -> None:
         q = self._queue
-        while True:
-            item = q.get()
-            batch: List[Transition] = []
-            stop = item is _STOP
-            if not stop:
-                batch.append(item)
-            while not stop:
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                else:
-                    batch.append(item)
-            if batch and self._error is None:
-                try:
-                    self._commit(batch)
-                except BaseException as exc:
-                    self._error = exc
-            with self._lock:
-                self._done_seq += len(batch)
-                self._lock.notify_all()
-            if stop:
-                return
+        raw = None
+        try:
+            while True:
+                item = q.get()
+                batch: List[Any] = []
+                markers: List[_Marker] = []
+                stop = False
+                while True:
+                    if item is _STOP:
+                        stop = True
+                        break
+                    if type(item) is _Marker:
+                        markers.append(item)
+                    else:
+                        batch.append(item)
+                    try:
+                        item = q.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch and self._error is None:
+                    try:
+                        if raw is None and self._engine.dialect.paramstyle == "qmark":
+                            raw = self._engine.raw_connection()
+                        self._commit(batch, raw)
+                    except BaseException as exc:
+                        self._error = exc
+                for marker in markers:
+                    marker.done.set()
+                if stop:
+                    return
+        finally:
+            if raw is not None:
+                raw.close()
 
-    _sql: Dict[Any, str]
-
-    @staticmethod
-    def _placeholder(conn: Any) -> Optional[str]:
-        style = conn.dialect.paramstyle
-        if style == "qmark":
-            return "?"
-        if style in ("format", "pyformat"):
-            return "%s"
-        return None
-
-    def _sql_insert(self, mark: str) -> str:
-        return ("INSERT INTO events (run_id, key, from_state, to_state, at, detail) "
-                f"VALUES ({', '.join([mark] * 6)})")
-
-    def _sql_update(self, cols: Tuple[str, ...], mark: str) -> str:
-        cache = self.__dict__.setdefault("_sql", {})
-        sql = cache.get((cols, mark))
-        if sql is None:
-            sets = ", ".join(f"{c} = {mark}" for c in cols)
-            sql = cache[(cols, mark)] = f"UPDATE tasks SET {sets} WHERE id = {mark}"
-        return sql
-
-    def _commit_core(self, conn: Any, event_rows: List[Dict[str, Any]],
-                     updates: Dict[Tuple[str, ...], List[Dict[str, Any]]],
-                     run_fields: Dict[str, Any]) -> None:
-        if event_rows:
-            conn.execute(models.events.insert(), event_rows)
-        for cols, rows in updates.items():
-            stmt = (update(models.tasks).where(models.tasks.c.id == bindparam("_id"))
-                    .values({c: bindparam(c) for c in cols}))
-            conn.execute(stmt, rows)
-        if run_fields:
-            conn.execute(update(models.runs).where(models.runs.c.id == self.run_id)
-                         .values(**run_fields))
-
-    def _commit(self, batch: List[Transition]) -> None:
+    def _commit(self, batch: List[_Item], raw: Any) -> None:
+        run_id = self.run_id
         event_rows = []
         final: Dict[str, Dict[str, Any]] = {}   # key -> the task row's new values
         run_fields: Dict[str, Any] = {}
-        ids = self._ids
-        for tr in batch:
-            is_update = tr.detail is not None and tr.detail.get("update")
-            if not is_update:
-                event_rows.append({
-                    "run_id": tr.run_id, "key": tr.key, "from_state": tr.from_state,
-                    "to_state": tr.to_state, "at": tr.at,
-                    "detail": json.dumps(tr.detail) if tr.detail else None})
-            if tr.key is None:
-                run_fields.update(tr.fields)
-                if not is_update:  # a heartbeat updates columns, never the state
-                    run_fields["state"] = tr.to_state
+        for key, frm, to, at, cols, values, detail in batch:
+            if to is not None:
+                event_rows.append((run_id, key, frm, to, at, detail))
+            if key is None:
+                run_fields.update(zip(cols, values))
+                if to is not None:  # a heartbeat updates columns, never the state
+                    run_fields["state"] = to
                 continue
             # Fold all of a task's changes in this batch into one row update
             # (later values win), so the order of updates cannot matter.
-            values = final.get(tr.key)
-            if values is None:
-                values = final[tr.key] = {"_id": ids[tr.key]}
-            values.update(tr.fields)
-            values["state"] = tr.to_state
-        updates: Dict[Tuple[str, ...], List[Dict[str, Any]]] = {}
-        for values in final.values():
-            updates.setdefault(tuple(sorted(k for k in values if k != "_id")),
-                               []).append(values)
-        with self._engine.begin() as conn:
-            mark = self._placeholder(conn)
-            if mark is None:  # a driver with another paramstyle: the Core path
-                self._commit_core(conn, event_rows, updates, run_fields)
+            values_of = final.get(key)
+            if values_of is None:
+                values_of = final[key] = dict(zip(cols, values))
             else:
-                # Plain SQL, built once per column set: building SQLAlchemy
-                # statements for every commit cost more than the commit.
-                if event_rows:
-                    conn.exec_driver_sql(self._sql_insert(mark), [
-                        (r["run_id"], r["key"], r["from_state"], r["to_state"], r["at"],
-                         r["detail"]) for r in event_rows])
-                for cols, rows in updates.items():
-                    conn.exec_driver_sql(self._sql_update(cols, mark), [
-                        tuple(r[c] for c in cols) + (r["_id"],) for r in rows])
-                if run_fields:
-                    cols = tuple(sorted(run_fields))
-                    conn.exec_driver_sql(
-                        f"UPDATE runs SET {', '.join(f'{c} = {mark}' for c in cols)} "
-                        f"WHERE id = {mark}",
-                        tuple(run_fields[c] for c in cols) + (self.run_id,))
+                values_of.update(zip(cols, values))
+            if to is not None:
+                values_of["state"] = to
+        ids = self._ids
+        updates: Dict[Tuple[str, ...], List[Tuple[Any, ...]]] = {}
+        for key, values_of in final.items():
+            row = (*values_of.values(), ids[key])
+            rows = updates.get(tuple(values_of))
+            if rows is None:
+                updates[tuple(values_of)] = [row]
+            else:
+                rows.append(row)
+        if raw is None:  # a driver with another paramstyle: the Core path
+            with self._engine.begin() as conn:
+                self._commit_core(conn, event_rows, updates, run_fields)
+        else:
+            self._commit_sqlite(raw.driver_connection, event_rows, updates, run_fields)
         self.commits += 1
         self.events_written += len(event_rows)
+
+    def _sql_update(self, table: str, cols: Tuple[str, ...]) -> str:
+        sql = self._sql.get(cols) if table == "tasks" else None
+        if sql is None:
+            sets = ", ".join(f"{c} = ?" for c in cols)
+            sql = f"UPDATE {table} SET {sets} WHERE id = ?"
+            if table == "tasks":
+                self._sql[cols] = sql
+        return sql
+
+    def _commit_sqlite(self, con: Any, event_rows: List[Tuple[Any, ...]],
+                       updates: Dict[Tuple[str, ...], List[Tuple[Any, ...]]],
+                       run_fields: Dict[str, Any]) -> None:
+        # Plain SQL on the driver's connection, one transaction (BEGIN
+        # IMMEDIATE, as the engine's writing transactions): building
+        # SQLAlchemy statements, or even checking a connection out of the
+        # pool, for every commit cost more than the commit.
+        cur = con.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if event_rows:
+                    cur.executemany(
+                        "INSERT INTO events (run_id, key, from_state, to_state, at, "
+                        "detail) VALUES (?, ?, ?, ?, ?, ?)", event_rows)
+                for cols, rows in updates.items():
+                    cur.executemany(self._sql_update("tasks", cols), rows)
+                if run_fields:
+                    cur.execute(self._sql_update("runs", tuple(run_fields)),
+                                (*run_fields.values(), self.run_id))
+                cur.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise
+        finally:
+            cur.close()
+
+    def _commit_core(self, conn: Any, event_rows: List[Tuple[Any, ...]],
+                     updates: Dict[Tuple[str, ...], List[Tuple[Any, ...]]],
+                     run_fields: Dict[str, Any]) -> None:
+        names = ("run_id", "key", "from_state", "to_state", "at", "detail")
+        if event_rows:
+            conn.execute(models.events.insert(), [dict(zip(names, r)) for r in event_rows])
+        for cols, rows in updates.items():
+            stmt = (update(models.tasks).where(models.tasks.c.id == bindparam("_id"))
+                    .values({c: bindparam(c) for c in cols}))
+            conn.execute(stmt, [dict(zip(cols + ("_id",), r)) for r in rows])
+        if run_fields:
+            conn.execute(update(models.runs).where(models.runs.c.id == self.run_id)
+                         .values(**run_fields))

@@ -57,6 +57,20 @@ def states(path):
         return {t.key: t for t in j.tasks(run.id)}, run
 
 
+def has_run(path):
+    """The journal exists and holds a run (the file is created, and its schema
+    made, a moment before the run). Read-only: the controller may be making it."""
+    if not path.exists():
+        return False
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT count(*) FROM runs").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+    finally:
+        con.close()
+
+
 def test_smoke_example(tmp_path):
     res = harness("start", str(SMOKE), cwd=tmp_path)
     assert res.returncode == 1, res.stderr
@@ -265,7 +279,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
                 break
             except subprocess.TimeoutExpired:
                 pass
-            if not jpath.exists():
+            if not has_run(jpath):
                 continue  # not started yet: kill later
             completed_before = {k for k, r in states(jpath)[0].items() if r.state == "pass"}
             runs_before = _executions(tmp_path)
