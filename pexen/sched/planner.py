@@ -28,7 +28,7 @@ from ._events import EventKind, Listener, TaskEvent, outcome_of
 from ._keys import auto_name, describe, explicit_key
 from ._plan import Node, Plan, Skips, bucket_add, bucket_items
 from .common import SchedulerError, TaskRes
-from .meta import SCHED_ATTR_NAME, SchedMeta, _convert
+from .meta import _SET_FIELDS, SCHED_ATTR_NAME, SchedMeta, _convert
 
 
 class DepcheckError(SchedulerError):
@@ -195,7 +195,9 @@ class Sched:
                             f"{type(meta).__name__}, not a SchedMeta")
         data = meta.set_fields()
         for field, value in data.items():
-            if type(value) is set:  # the common case, already checked when set
+            # The common cases, already checked when set: a set, or a packed
+            # one (a tuple is stored only for a set field, and cannot change).
+            if type(value) is set or (type(value) is tuple and field in _SET_FIELDS):
                 continue
             try:
                 converted = _convert(field, value)
@@ -206,9 +208,9 @@ class Sched:
                 data[field] = converted
         uses = data.get("uses")
         claims = data.get("claims")
-        if uses and claims and not uses.isdisjoint(claims):
-            raise MutexError(f"Task {key or describe(task)} has {uses & claims} in both "
-                             "claims and uses", task)
+        if uses and claims and not set(uses).isdisjoint(claims):
+            raise MutexError(f"Task {key or describe(task)} has {set(uses) & set(claims)} "
+                             "in both claims and uses", task)
 
     def _depcheck(self, batch: List[Tuple[Any, str]]) -> None:
         """Simulate the batch on top of the set (every task of which can run):

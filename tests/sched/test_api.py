@@ -363,3 +363,28 @@ def test_assume_provided_is_refused_during_a_run():
     with pytest.raises(sched.SchedulerError):
         s.assume_provided(["x"])
     gen.close()
+
+
+def test_set_fields_given_as_lists_read_as_sets_and_mutations_stick():
+    import pickle
+
+    from pexen.sched import meta
+
+    a = make("packed")
+    assign_val(a, requires=["x", "y", "x"], provides=("p",), claims=frozenset({1}))
+    m = meta.retrieve_meta(a)
+    assert m == meta.SchedMeta(requires={"x", "y"}, provides={"p"}, claims={1})
+    assert pickle.loads(pickle.dumps(m)) == m
+    assert "{'p'}" in repr(m)
+    assert m.data["requires"] == {"x", "y"}
+    req = meta.get_requires(a)
+    assert type(req) is set and req == {"x", "y"}
+    req.add("z")
+    assert m.requires == {"x", "y", "z"} and m.requires is req
+    m.provides.discard("p")
+    assert meta.get_provides(a) == set()
+    mine = {"q"}
+    m.uses = mine
+    assert m.uses is mine  # a set given is kept as it is
+    with pytest.raises(TypeError, match="unhashable"):
+        assign_val(a, claims=[["no"]])
