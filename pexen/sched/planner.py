@@ -124,19 +124,23 @@ class Sched:
             _zygote.worker_channel.add_tasks(list(new))
             return
         with self._lock:
-            batch = self._check_batch(new)
-            if not batch:
+            tasks, keys = self._check_batch(new)
+            if not tasks:
                 return
             run = self._run
             if run is not None:
                 plan, pool = run
-                self._register_late(pool, batch)
-            self._commit(batch)
+                self._register_late(pool, tasks, keys)
+            self._commit(tasks, keys)
             if run is not None:
-                self._emit_skips(plan.add(batch))
+                self._emit_skips(plan.add(zip(tasks, keys)))
 
-    def _check_batch(self, new: Iterable[Any]) -> List[Tuple[Any, str]]:
-        batch: List[Tuple[Any, str]] = []
+    def _check_batch(self, new: Iterable[Any]) -> Tuple[List[Any], List[str]]:
+        """The new tasks of a valid batch and their keys, in two lists (no
+        pair per task: at 100k tasks, objects that live through the checks
+        cost collections of the cyclic GC)."""
+        tasks: List[Any] = []
+        explicit: List[Optional[str]] = []
         seen = set()
         new_keys: Dict[str, Any] = {}
         for task in new:
@@ -154,17 +158,18 @@ class Sched:
                         f"two tasks have the key {key!r}: {describe(other)} and "
                         f"{describe(task)}")
                 new_keys[key] = task
-            batch.append((task, key))
-        if not batch:
-            return []
+            tasks.append(task)
+            explicit.append(key)
+        if not tasks:
+            return [], []
         # Name the tasks no factory named: explicit keys win, the others get
         # their __name__, with '#2', '#3', ... where that is taken.
         taken = self._keys
         counts = self._name_counts
         used: Dict[str, int] = {}  # committed to counts with the batch
-        named: List[Tuple[Any, str]] = []
+        keys: List[str] = []
         batch_keys: set = set()
-        for task, key in batch:
+        for task, key in zip(tasks, explicit):
             if key is None:
                 base = auto_name(task)
                 n = used.get(base, counts.get(base, 0))
@@ -177,11 +182,11 @@ class Sched:
                 if n:  # only names used more than once are counted
                     used[base] = n + 1
             batch_keys.add(key)
-            named.append((task, key))
+            keys.append(key)
         if __debug__:
-            self._depcheck(named)
+            self._depcheck(tasks, keys)
         counts.update(used)  # the batch is valid: from here on it is added
-        return named
+        return tasks, keys
 
     @staticmethod
     def _check_meta(task: Any, key: Optional[str]) -> None:
@@ -212,50 +217,49 @@ class Sched:
             raise MutexError(f"Task {key or describe(task)} has {set(uses) & set(claims)} "
                              "in both claims and uses", task)
 
-    def _depcheck(self, batch: List[Tuple[Any, str]]) -> None:
+    def _depcheck(self, tasks: List[Any], keys: List[str]) -> None:
         """Simulate the batch on top of the set (every task of which can run):
         each require must be met by someone who can run himself."""
         avail = self._provided
-        need: Dict[int, int] = {}
-        index: Dict[Any, Any] = {}   # require -> the entries needing it (a bucket)
-        go: List[Tuple[Any, str]] = []
-        for entry in batch:
+        need = [0] * len(tasks)      # unmet requires, by index in the batch
+        index: Dict[Any, Any] = {}   # require -> the indexes needing it (a bucket)
+        go: List[int] = []
+        for i, task in enumerate(tasks):
             n = 0
-            for r in _field(entry[0], "requires"):
+            for r in _field(task, "requires"):
                 if r in avail:
                     continue
                 n += 1
-                bucket_add(index, r, entry)
+                bucket_add(index, r, i)
             if n:
-                need[id(entry[0])] = n
+                need[i] = n
             else:
-                go.append(entry)
+                go.append(i)
         newly: set = set()
         while go:
-            task, _ = go.pop()
-            for p in _field(task, "provides"):
+            for p in _field(tasks[go.pop()], "provides"):
                 if p in avail or p in newly:
                     continue
                 newly.add(p)
-                for entry in bucket_items(index.pop(p, None)):
-                    n = need[id(entry[0])] - 1
-                    need[id(entry[0])] = n
+                for i in bucket_items(index.pop(p, None)):
+                    n = need[i] - 1
+                    need[i] = n
                     if n == 0:
-                        go.append(entry)
+                        go.append(i)
         if index:
-            remain = {r: [k for _, k in bucket_items(entries)]
+            remain = {r: [keys[i] for i in bucket_items(entries)]
                       for r, entries in index.items()}
-            who = "; ".join(f"{r!r} by {', '.join(keys)}" for r, keys in remain.items())
+            who = "; ".join(f"{r!r} by {', '.join(ks)}" for r, ks in remain.items())
             raise DepcheckError(f"Unsatisfied requires remain: {list(remain)} "
                                 f"(required {who})", remain)
 
-    def _commit(self, batch: List[Tuple[Any, str]]) -> None:
-        for task, key in batch:
+    def _commit(self, tasks: List[Any], keys: List[str]) -> None:
+        for task, key in zip(tasks, keys):
             self._tasks[task] = key
             self._keys[key] = task
             self._provided.update(_field(task, "provides"))
             self._required.update(_field(task, "requires"))
-        for task, _ in batch:
+        for task in tasks:
             for p in _field(task, "provides"):
                 if p not in self._required and p not in self._warned:
                     self._warned.add(p)
@@ -264,18 +268,18 @@ class Sched:
                                   stacklevel=4)
 
     @staticmethod
-    def _register_late(pool: Any, batch: List[Tuple[Any, str]]) -> None:
+    def _register_late(pool: Any, tasks: List[Any], keys: List[str]) -> None:
         register_late = getattr(pool, "register_late", None)
         if register_late is None:
             raise _pool.PoolError(
                 f"{type(pool).__name__} cannot take tasks while it runs (it has no "
                 "register_late method); add the tasks before run()")
         try:
-            register_late([task for task, _ in batch])
+            register_late(list(tasks))
         except _pool.PoolError as exc:
-            keys = {id(t): k for t, k in batch}
+            by_id = {id(t): k for t, k in zip(tasks, keys)}
             task = getattr(exc, "task", None)
-            prefix = f"task {keys[id(task)]}: " if id(task) in keys else ""
+            prefix = f"task {by_id[id(task)]}: " if id(task) in by_id else ""
             raise _pool.PoolError(f"{prefix}{exc}") from None
 
     # -- running -------------------------------------------------------------
