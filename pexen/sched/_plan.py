@@ -3,8 +3,12 @@
 Every event costs O(log n) amortised: an index from each provide to the tasks
 waiting on it (with a count of unmet requires per task), a lock table for
 claims (exclusive) and uses (shared) with a priority-ordered queue of parked
-tasks per lock, and a ready heap keyed by (priority, insertion order). Nothing
-here re-sorts, scans all waiting tasks, or pops from the front of a list.
+tasks per lock, and the ready tasks ordered by (priority, insertion order):
+a run of nodes that became ready in that order (a deque: no entry object per
+task, the common case: independent tasks, or all children of one provide),
+and a heap of (priority, seq, node) for the others; the smaller head of the two
+goes first. Nothing here re-sorts, scans all waiting tasks, or pops from the
+front of a list. A finished task's node is dropped from the index.
 
 The plan does no I/O and knows no pool: `Sched` feeds it tasks and results and
 hands what `pop_dispatchable()` returns to a pool.
@@ -13,7 +17,8 @@ hands what `pop_dispatchable()` returns to a pool.
 from __future__ import annotations
 
 import heapq
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from collections import deque
+from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
 from .common import SchedulerError, TaskRes, is_controlled_fail
 from .meta import SCHED_ATTR_NAME
@@ -80,9 +85,14 @@ Skips = List[Tuple[Node, str]]
 class Plan:
     """The state of one run of a Sched."""
 
-    def __init__(self, default_shared: Dict[str, Any]) -> None:
+    def __init__(self, default_shared: Dict[str, Any],
+                 keys: Optional[Dict[Any, str]] = None) -> None:
         self.default_shared = default_shared
-        self.nodes: Dict[Any, Node] = {}
+        self.keys = keys                     # task -> key, for key_of after the end
+        self.nodes: Dict[Any, Node] = {}     # the tasks not finished
+        # Ready tasks: `ready_run` in increasing (prio, seq); `ready` a heap of
+        # (prio, seq, node) for those that came out of that order.
+        self.ready_run: Deque[Node] = deque()
         self.ready: List[Tuple[Any, int, Node]] = []
         self.running: Dict[Any, Node] = {}
         # dependencies
@@ -125,7 +135,6 @@ class Plan:
         skips: Skips = []
         doomed: List[Tuple[Node, str]] = []
         satisfied = self.satisfied
-        ready = self.ready
         waiting = self.waiting
         for node in new:
             unmet = 0
@@ -146,8 +155,7 @@ class Plan:
             if reason is not None:
                 doomed.append((node, reason))
             elif unmet == 0:
-                node.state = READY
-                heapq.heappush(ready, (node.prio, node.seq, node))
+                self._make_ready(node)
         for node, reason in doomed:
             self._skip(node, reason, skips)
         return skips
@@ -160,12 +168,42 @@ class Plan:
 
     # -- dispatching ---------------------------------------------------------
 
+    def _make_ready(self, node: Node) -> None:
+        node.state = READY
+        run = self.ready_run
+        if run:
+            last = run[-1]
+            # (last.prio, last.seq) < (node.prio, node.seq), as tuples compare
+            if (last.seq < node.seq if last.prio == node.prio
+                    else last.prio < node.prio):
+                run.append(node)
+            else:
+                heapq.heappush(self.ready, (node.prio, node.seq, node))
+        else:
+            run.append(node)
+
     def pop_dispatchable(self) -> Optional[Node]:
         """The most important ready task that could take its locks (now held),
         or None. Tasks whose locks are taken are parked on the lock."""
+        run = self.ready_run
         ready = self.ready
-        while ready:
-            prio, seq, node = heapq.heappop(ready)
+        while True:
+            if run:
+                head = run[0]
+                if ready:
+                    top = ready[0]
+                    # the heap's top goes first if (top[0], top[1]) < (head.prio, head.seq)
+                    if (top[1] < head.seq if top[0] == head.prio
+                            else top[0] < head.prio):
+                        node = heapq.heappop(ready)[2]
+                    else:
+                        node = run.popleft()
+                else:
+                    node = run.popleft()
+            elif ready:
+                node = heapq.heappop(ready)[2]
+            else:
+                return None
             if node.state != READY:
                 continue
             woken = node.woken_from
@@ -175,7 +213,8 @@ class Plan:
                 if lock is not None:
                     node.state = PARKED
                     node.parked_on = lock
-                    heapq.heappush(self.parked.setdefault(lock, []), (prio, seq, node))
+                    heapq.heappush(self.parked.setdefault(lock, []),
+                                   (node.prio, node.seq, node))
                     if woken is not None and woken != lock:
                         self._wake(woken)
                     continue
@@ -206,6 +245,7 @@ class Plan:
                 f"internal error: a pool returned a result for {res.task!r}, which "
                 "is not running (this is a bug in pexen or in the pool)")
         node.state = DONE
+        del self.nodes[node.task]  # its result is yielded; nothing here needs it
         self.finished += 1
         excinfo = res.excinfo
         if excinfo is None:
@@ -242,8 +282,7 @@ class Plan:
                     w.shared.update(shared)
                 w.unmet -= 1
                 if w.unmet == 0:
-                    w.state = READY
-                    heapq.heappush(self.ready, (w.prio, w.seq, w))
+                    self._make_ready(w)
 
     def _pop_waiters(self, provide: Any) -> Iterable[Node]:
         return bucket_items(self.waiting.pop(provide, None))
@@ -322,10 +361,9 @@ class Plan:
         heapq.heappop(queue)
         if not queue:
             del self.parked[lock]
-        head.state = READY
         head.parked_on = None
         head.woken_from = lock
-        heapq.heappush(self.ready, (head.prio, head.seq, head))
+        self._make_ready(head)
         return True
 
     def unstick(self) -> bool:
@@ -361,5 +399,8 @@ class Plan:
 
     def key_of(self, task: Any) -> str:
         node = self.nodes.get(task)
-        return node.key if node is not None else repr(task)
+        if node is not None:
+            return node.key
+        key = self.keys.get(task) if self.keys is not None else None
+        return key if key is not None else repr(task)
 

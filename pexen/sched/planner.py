@@ -295,7 +295,7 @@ class Sched:
                 return
             if pool is None:
                 pool = _pool.ThreadWorkerPool()
-            plan = Plan(dict(self.default_shared))
+            plan = Plan(dict(self.default_shared), self._tasks)
             for provided, shared in self._assumed:
                 plan.assume(provided, shared)
             self._run = (plan, pool)
