@@ -30,6 +30,8 @@ from ._plan import Node, Plan, Skips, bucket_add, bucket_items
 from .common import SchedulerError, TaskRes
 from .meta import _SET_FIELDS, SCHED_ATTR_NAME, SchedMeta, _convert
 
+_PROVIDED, _REQUIRED = 1, 2  # bits of Sched._deps
+
 
 class DepcheckError(SchedulerError):
     """A `requires` that no task `provides`; `.remain` maps each unmet
@@ -66,8 +68,9 @@ class Sched:
         self._lock = threading.RLock()
         self._tasks: Dict[Any, str] = {}        # task -> key, in insertion order
         self._keys: Dict[str, Any] = {}         # key -> task
-        self._provided: set = set()             # what some task provides
-        self._required: set = set()             # what some task requires
+        # what some task provides (_PROVIDED) and/or requires (_REQUIRED): one
+        # table, not two sets (in a chain every item is both)
+        self._deps: Dict[Any, int] = {}
         self._warned: set = set()
         self._name_counts: Dict[str, int] = {}  # automatic name -> times used
         self._listeners: List[Listener] = list(listeners)
@@ -108,8 +111,8 @@ class Sched:
                 raise SchedulerError("assume_provided() during a run")
             provided = frozenset(provides)
             for p in provided:
-                self._provided.add(p)
-                self._required.add(p)  # no "provided but not required" warning
+                # required too: no "provided but not required" warning
+                self._deps[p] = _PROVIDED | _REQUIRED
             self._assumed.append((provided, dict(shared) if shared else None))
 
     def add_tasks(self, new: Iterable[Callable[..., Any]]) -> None:
@@ -220,14 +223,14 @@ class Sched:
     def _depcheck(self, tasks: List[Any], keys: List[str]) -> None:
         """Simulate the batch on top of the set (every task of which can run):
         each require must be met by someone who can run himself."""
-        avail = self._provided
+        deps = self._deps
         need = [0] * len(tasks)      # unmet requires, by index in the batch
         index: Dict[Any, Any] = {}   # require -> the indexes needing it (a bucket)
         go: List[int] = []
         for i, task in enumerate(tasks):
             n = 0
             for r in _field(task, "requires"):
-                if r in avail:
+                if deps.get(r, 0) & _PROVIDED:
                     continue
                 n += 1
                 bucket_add(index, r, i)
@@ -238,7 +241,7 @@ class Sched:
         newly: set = set()
         while go:
             for p in _field(tasks[go.pop()], "provides"):
-                if p in avail or p in newly:
+                if p in newly or deps.get(p, 0) & _PROVIDED:
                     continue
                 newly.add(p)
                 for i in bucket_items(index.pop(p, None)):
@@ -254,14 +257,18 @@ class Sched:
                                 f"(required {who})", remain)
 
     def _commit(self, tasks: List[Any], keys: List[str]) -> None:
+        deps = self._deps
+        get = deps.get
         for task, key in zip(tasks, keys):
             self._tasks[task] = key
             self._keys[key] = task
-            self._provided.update(_field(task, "provides"))
-            self._required.update(_field(task, "requires"))
+            for p in _field(task, "provides"):
+                deps[p] = get(p, 0) | _PROVIDED
+            for r in _field(task, "requires"):
+                deps[r] = get(r, 0) | _REQUIRED
         for task in tasks:
             for p in _field(task, "provides"):
-                if p not in self._required and p not in self._warned:
+                if not deps[p] & _REQUIRED and p not in self._warned:
                     self._warned.add(p)
                     warnings.warn(f"Dep '{p}' provided by {task}, but not required "
                                   "by any task", category=util.PexenWarning,
