@@ -26,7 +26,7 @@ from .. import util
 from . import pool as _pool
 from ._events import EventKind, Listener, TaskEvent, outcome_of
 from ._keys import auto_name, describe, explicit_key
-from ._plan import Node, Plan, Skips, bucket_add, bucket_items
+from ._plan import Plan, Skips, bucket_add, bucket_items
 from .common import SchedulerError, TaskRes
 from .meta import _SET_FIELDS, SCHED_ATTR_NAME, SchedMeta, _convert
 
@@ -136,7 +136,7 @@ class Sched:
                 self._register_late(pool, tasks, keys)
             self._commit(tasks, keys)
             if run is not None:
-                self._emit_skips(plan.add(zip(tasks, keys)))
+                self._emit_skips(plan, plan.add(zip(tasks, keys)))
 
     def _check_batch(self, new: Iterable[Any]) -> Tuple[List[Any], List[str]]:
         """The new tasks of a valid batch and their keys, in two lists (no
@@ -319,7 +319,7 @@ class Sched:
             if hasattr(pool, "key_of"):
                 pool.key_of = plan.key_of
             with self._lock:
-                self._emit_skips(plan.add(self._tasks.items()))
+                self._emit_skips(plan, plan.add(self._tasks.items()))
             pool.start()
             results = pool.iter_results()
             while True:
@@ -342,15 +342,15 @@ class Sched:
                 with self._lock:
                     node, skips = plan.finish(res)
                     if emit is not None:
-                        emit(TaskEvent(EventKind.FINISHED, node.key, node.task,
+                        emit(TaskEvent(EventKind.FINISHED, plan.key[node], res.task,
                                        result=res, outcome=outcome_of(res)))
-                    self._emit_skips(skips)
+                    self._emit_skips(plan, skips)
                 yield res
             pool.shutdown(wait=True)
             for res in results:
                 raise SchedulerError(f"internal error: a result after the end: {res}")
             with self._lock:
-                self._emit_skips(plan.end())
+                self._emit_skips(plan, plan.end())
             completed = True
         finally:
             with self._lock:
@@ -372,25 +372,27 @@ class Sched:
             node = plan.pop_dispatchable()
             if node is None:
                 return
+            task = plan.task[node]
             if emit is not None:
-                emit(TaskEvent(EventKind.QUEUED, node.key, node.task))
-            pool.submit(node.task, plan.shared_for(node))
+                emit(TaskEvent(EventKind.QUEUED, plan.key[node], task))
+            pool.submit(task, plan.shared_for(node))
 
     def _emit(self, event: TaskEvent) -> None:
         for listener in self._listeners:
             listener(event)
 
-    def _emit_skips(self, skips: Skips) -> None:
+    def _emit_skips(self, plan: Plan, skips: Skips) -> None:
         if not skips or not self._listeners:
             return
         for node, reason in skips:
-            self._emit(TaskEvent(EventKind.SKIPPED, node.key, node.task, reason=reason))
+            self._emit(TaskEvent(EventKind.SKIPPED, plan.key[node], plan.task[node],
+                                 reason=reason))
 
     def _started_hook(self, plan: Plan,
                       errors: List[BaseException]) -> Callable[[Any, int], None]:
         def started(task: Any, pid: int) -> None:
-            node: Optional[Node] = plan.nodes.get(task)
-            key = node.key if node is not None else describe(task)
+            node = plan.nodes.get(task)
+            key = plan.key[node] if node is not None else describe(task)
             try:
                 self._emit(TaskEvent(EventKind.STARTED, key, task, pid=pid))
             except BaseException as exc:  # raised again in the thread running run()

@@ -36,22 +36,23 @@ def test_ready_tasks_go_in_priority_then_insertion_order(seed):
     order = []
     while True:
         while not running or rng.random() < 0.7:
-            ready = [node for node in plan.nodes.values() if node.state == READY]
+            ready = [node for node in plan.nodes.values() if plan.state[node] == READY]
             node = plan.pop_dispatchable()
             if node is None:
                 break
-            # the first ready one in (priority, seq) that can take its locks
+            # the first ready one in (priority, insertion order) that can take
+            # its locks
             assert node in ready
-            takeable = [r for r in ready if r is node or not any(
-                c in plan.excl for c in r.claims)]
-            assert (node.prio, node.seq) == min((r.prio, r.seq) for r in takeable)
+            takeable = [r for r in ready if r == node or not any(
+                c in plan.excl for c in plan.claims[r])]
+            assert (plan.prio[node], node) == min((plan.prio[r], r) for r in takeable)
             running.append(node)
-            order.append(node.key)
+            order.append(plan.key[node])
         if not running:
             if plan.unstick():
                 continue
             break
         node = running.pop(rng.randrange(len(running)))
-        plan.finish(TaskRes(node.task))
+        plan.finish(TaskRes(plan.task[node]))
     assert sorted(order) == sorted(t.__name__ for t in tasks)
     assert plan.nodes == {}
