@@ -388,3 +388,22 @@ def test_set_fields_given_as_lists_read_as_sets_and_mutations_stick():
     assert m.uses is mine  # a set given is kept as it is
     with pytest.raises(TypeError, match="unhashable"):
         assign_val(a, claims=[["no"]])
+
+
+def test_unset_fields_read_as_defaults_and_stay_unset_for_readers():
+    import copy
+
+    from pexen.sched import meta
+
+    m = meta.SchedMeta(priority=3)
+    assert m.set_fields() == {"priority": 3}
+    assert m.get("requires") == frozenset() and m.get("kwargs") == {}
+    assert m.set_fields() == {"priority": 3}  # get() stores nothing
+    m.kwargs["x"] = 1  # a default read through the attribute is stored
+    assert m.set_fields() == {"priority": 3, "kwargs": {"x": 1}}
+    del m.priority
+    assert m.priority == 0 and meta.SchedMeta(kwargs={"x": 1}) == m
+    assert copy.copy(m) == m and copy.deepcopy(m).set_fields() == m.set_fields()
+    bare = meta.SchedMeta.__new__(meta.SchedMeta)  # as unpickling may make it
+    assert bare.get("claims") == frozenset() and bare.set_fields() == {}
+    assert bare.uses == set() and bare == meta.SchedMeta()
