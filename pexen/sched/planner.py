@@ -203,10 +203,16 @@ class Sched:
                             f"{type(meta).__name__}, not a SchedMeta")
         data = meta.set_fields()
         for field, value in data.items():
-            # The common cases, already checked when set: a set, or a packed
-            # one (a tuple is stored only for a set field, and cannot change).
-            if type(value) is set or (type(value) is tuple and field in _SET_FIELDS):
+            if type(value) is set:  # the common case, already checked when set
                 continue
+            if type(value) is tuple and field in _SET_FIELDS:
+                # A packed set (it cannot change), unless stored by going
+                # around the checks: then an item may be unhashable.
+                try:
+                    hash(value)
+                    continue
+                except TypeError:
+                    pass
             try:
                 converted = _convert(field, value)
             except (TypeError, ValueError) as exc:

@@ -291,6 +291,7 @@ def test_non_callable_task_is_refused():
 
 @pytest.mark.parametrize("field, value, exc", [
     ("requires", "dep", TypeError),
+    ("claims", ("ok", ["unhashable"]), TypeError),
     ("priority", "high", TypeError),
     ("kwargs", ["a"], TypeError),
     ("timeout", -1, ValueError),
