@@ -120,14 +120,16 @@ class Plan:
 
     def add(self, entries: Iterable[Tuple[Any, str]]) -> Skips:
         """Add (task, key) pairs; return the ones that can never run."""
-        first = len(self.task)
         providers_left = self.providers_left
         nodes = self.nodes
         tasks, keys, prios = self.task, self.key, self.prio
         requires, provides = self.requires, self.provides
         claims, uses = self.claims, self.uses
+        new: List[int] = []  # the nodes' int objects, shared by every index
         for task, key in entries:
-            nodes[task] = len(tasks)
+            node = len(tasks)
+            new.append(node)
+            nodes[task] = node
             tasks.append(task)
             keys.append(key)
             meta = getattr(task, SCHED_ATTR_NAME, None)
@@ -146,7 +148,7 @@ class Plan:
             uses.append(_frozen(meta, "uses"))
             for p in gives:
                 providers_left[p] = providers_left.get(p, 0) + 1
-        count = len(tasks) - first
+        count = len(new)
         self.unmet.extend([0] * count)
         self.state.extend(bytes(count))  # WAITING
         self.shared.extend([None] * count)
@@ -155,7 +157,7 @@ class Plan:
         satisfied = self.satisfied
         waiting = self.waiting
         shared_of = self.shared
-        for node in range(first, len(tasks)):
+        for node in new:
             unmet = 0
             reason = None
             for r in requires[node]:
