@@ -12,7 +12,8 @@ marked PASS/FAIL.
 Every (shape, size) is measured in a fresh interpreter
 (``python bench/sched_scaling.py --one SHAPE N``) that prints its timings and
 its peak RSS (``ru_maxrss``) as one JSON line, so that one measurement's memory
-does not leak into the next one's peak.
+does not leak into the next one's peak; up to 20k tasks in three of them, their
+repetitions pooled (see `default_procs`).
 
 What is timed: ``Sched(tasks)`` (the checks of ``add_tasks``) plus consuming
 ``run()`` to the end (planning, thread start, dispatch, the calls, results,
@@ -62,6 +63,16 @@ TARGET_US_INDEPENDENT = 25.0     # µs/task, independent, at 100k
 TARGET_GROWTH = 1.3              # per-task cost largest size / smallest, any shape
 TARGET_VS_TPE = 2.0              # per-task cost / ThreadPoolExecutor's, independent
 TARGET_RSS_MB = 150.0            # peak RSS at 100k, any shape
+
+
+def default_procs(n: int) -> int:
+    """Fresh processes per measurement. A run of 1k tasks lasts tens of ms, and
+    where the OS puts its three threads (one core or two) stays the same for the
+    whole process and changes its cost by up to 2x; a run of 100k tasks lasts
+    seconds and averages over that within the process. The repetitions of
+    several processes are pooled, so that one placement does not decide the
+    figure of a small size."""
+    return 3 if n <= 20_000 else 1
 
 
 def default_reps(n: int) -> int:
@@ -309,8 +320,21 @@ def verdict(ok: Optional[bool]) -> str:
     return "n/a " if ok is None else ("PASS" if ok else "FAIL")
 
 
+def merge_results(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+    """Pool the repetitions of two processes measuring the same case."""
+    out = dict(a)
+    for key in ("total_s", "add_s", "run_s", "gc_s"):
+        out[key] = a[key] + b[key]
+    out["reps"] = a["reps"] + b["reps"]
+    out["gc_collections"] = [x + y for x, y in zip(a["gc_collections"],
+                                                   b["gc_collections"])]
+    out["maxrss_kib"] = max(a["maxrss_kib"], b["maxrss_kib"])
+    return out
+
+
 def report(results: Dict[Tuple[str, int], Optional[Dict[str, Any]]], sizes: List[int],
-           args: argparse.Namespace, reps_of: Dict[int, int]) -> bool:
+           args: argparse.Namespace, reps_of: Dict[int, int],
+           procs_of: Dict[int, int]) -> bool:
     """Print the tables and the targets; return True if a measurement crashed."""
     small, large = min(sizes), max(sizes)
     lsmall, llarge = size_label(small), size_label(large)
@@ -322,8 +346,10 @@ def report(results: Dict[Tuple[str, int], Optional[Dict[str, Any]]], sizes: List
     print(f"Python {platform.python_version()} ({platform.python_implementation()}), "
           f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs{loads}")
     print("µs/task = wall time of Sched(tasks) + consuming run(), / n; median of "
-          + ", ".join(f"{reps_of[n]} reps at {size_label(n)}" for n in sizes)
-          + "; each (shape, size) in a fresh process")
+          + ", ".join(f"{reps_of[n]} reps"
+                      + (f" x {procs_of[n]} processes" if procs_of[n] > 1 else "")
+                      + f" at {size_label(n)}" for n in sizes)
+          + "; each process measures one (shape, size)")
     print("xTPE = our µs/task / ThreadPoolExecutor's at the same size; "
           "RSS = peak RSS of that process, MiB"
           + ("" if args.gc == "on" else f"; cyclic GC: --gc {args.gc}"))
@@ -462,6 +488,7 @@ def main_parent(args: argparse.Namespace) -> int:
     args.load_before = load
     sizes = sorted(set(args.sizes))
     reps_of = {n: args.reps or default_reps(n) for n in sizes}
+    procs_of = {n: args.procs or default_procs(n) for n in sizes}
     samename_max = 1_000 if args.quick else SAMENAME_MAX
     cases: List[Tuple[str, int]] = []
     for n in sizes:
@@ -471,15 +498,20 @@ def main_parent(args: argparse.Namespace) -> int:
     results: Dict[Tuple[str, int], Optional[Dict[str, Any]]] = {}
     t_start = time.perf_counter()
     for i, (shape, n) in enumerate(cases, 1):
-        reps = reps_of[n]
+        reps, procs = reps_of[n], procs_of[n]
         if shape == SAMENAME:
-            reps = min(reps, 3 if n <= 2_000 else 1)
-        print(f"[{i}/{len(cases)}] {shape} n={n} reps={reps} ...", end=" ",
+            reps, procs = min(reps, 3 if n <= 2_000 else 1), 1
+        print(f"[{i}/{len(cases)}] {shape} n={n} reps={reps}x{procs} ...", end=" ",
               file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        res, err = run_child(shape, n, reps, args.workers, args.spare, args.gc)
-        if res is not None:
-            res["reps"] = reps
+        res, err = None, ""
+        for _ in range(procs):
+            one, one_err = run_child(shape, n, reps, args.workers, args.spare, args.gc)
+            err += one_err
+            if one is None:
+                res = None
+                break
+            res = one if res is None else merge_results(res, one)
         results[(shape, n)] = res
         us = us_per_task(res)
         print(f"{time.perf_counter() - t0:.1f} s"
@@ -488,7 +520,7 @@ def main_parent(args: argparse.Namespace) -> int:
         if err.strip():
             print("    " + err.strip().replace("\n", "\n    "), file=sys.stderr)
     print(f"total time {time.perf_counter() - t_start:.0f} s", file=sys.stderr)
-    crashed = report(results, sizes, args, reps_of)
+    crashed = report(results, sizes, args, reps_of, procs_of)
     return 1 if crashed else 0
 
 
@@ -579,10 +611,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="comma-separated task counts; default 1000,10000,100000")
     parser.add_argument("--quick", action="store_true",
                         help="a fast smoke run: 1k and 10k only (unless --sizes), "
-                             "3 reps (unless --reps)")
+                             "3 reps (unless --reps), 1 process (unless --procs)")
     parser.add_argument("--reps", type=int, default=None,
                         help="repetitions for every size (default: 7 up to 2k "
                              "tasks, 5 up to 20k, 3 above)")
+    parser.add_argument("--procs", type=int, default=None,
+                        help="fresh processes per (shape, size), their repetitions "
+                             "pooled (default: 3 up to 20k tasks, 1 above)")
     parser.add_argument("--no-name-probe", action="store_true",
                         help=f"skip the {SAMENAME} row")
     parser.add_argument("--gc", choices=("on", "freeze", "off"), default="on",
@@ -601,6 +636,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--workers must be >= 1 and --spare >= 0")
     if args.reps is not None and args.reps < 1:
         parser.error("--reps must be >= 1")
+    if args.procs is not None and args.procs < 1:
+        parser.error("--procs must be >= 1")
 
     for opt, shapes in ((args.one, ALL_CASES), (args.profile, SHAPES + (SAMENAME,))):
         if opt is not None:
@@ -622,6 +659,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.sizes = list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     if args.quick and args.reps is None:
         args.reps = 3
+    if args.quick and args.procs is None:
+        args.procs = 1
     return main_parent(args)
 
 

@@ -3,8 +3,13 @@
 Every event costs O(log n) amortised: an index from each provide to the tasks
 waiting on it (with a count of unmet requires per task), a lock table for
 claims (exclusive) and uses (shared) with a priority-ordered queue of parked
-tasks per lock, and a ready heap keyed by (priority, insertion order). Nothing
-here re-sorts, scans all waiting tasks, or pops from the front of a list.
+tasks per lock, and the ready tasks ordered by (priority, insertion order):
+a run of nodes that became ready in that order (a deque: no entry object per
+task, the common case: independent tasks, or all children of one provide),
+and a heap of (priority, node) for the others; the smaller head of the two
+goes first. Nothing here re-sorts, scans all waiting tasks, or pops from the
+front of a list. A task is a node, an index into per-task lists (no object
+per task); a finished one is dropped from the index by task.
 
 The plan does no I/O and knows no pool: `Sched` feeds it tasks and results and
 hands what `pop_dispatchable()` returns to a pool.
@@ -13,7 +18,8 @@ hands what `pop_dispatchable()` returns to a pool.
 from __future__ import annotations
 
 import heapq
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from collections import deque
+from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
 from .common import SchedulerError, TaskRes, is_controlled_fail
 from .meta import SCHED_ATTR_NAME
@@ -23,34 +29,12 @@ WAITING, READY, PARKED, RUNNING, DONE, SKIPPED = range(6)
 _NOTHING: tuple = ()
 
 
-class Node:
-    """One task in one run."""
-
-    __slots__ = ("task", "key", "seq", "prio", "requires", "provides", "claims",
-                 "uses", "unmet", "state", "shared", "parked_on", "woken_from")
-
-    def __init__(self, task: Any, key: str, seq: int) -> None:
-        self.task = task
-        self.key = key
-        self.seq = seq
-        meta = getattr(task, SCHED_ATTR_NAME, None)
-        if meta is None:
-            self.prio = 0
-            self.requires = self.provides = self.claims = self.uses = _NOTHING
-        else:
-            get = meta.get
-            self.prio = get("priority")
-            # Tuple copies (small, and not tracked by the cyclic GC when they
-            # hold strings): a set mutated during the run cannot corrupt the counts.
-            self.requires = tuple(get("requires"))
-            self.provides = tuple(get("provides"))
-            self.claims = tuple(get("claims"))
-            self.uses = tuple(get("uses"))
-        self.unmet = 0
-        self.state = WAITING
-        self.shared: Optional[Dict[str, Any]] = None
-        self.parked_on: Any = None
-        self.woken_from: Any = None
+def _frozen(meta: Any, name: str) -> tuple:
+    """A field of a task's metadata as a tuple: the packed value itself, or a
+    copy of a set (so that a set mutated during the run cannot corrupt the
+    counts; small, and untracked by the cyclic GC when it holds strings)."""
+    value = meta.get(name)
+    return value if type(value) is tuple else tuple(value)
 
 
 def bucket_add(buckets: Dict[Any, Any], key: Any, item: Any) -> None:
@@ -74,29 +58,52 @@ def bucket_items(value: Any) -> Any:
 
 
 # (node, reason) pairs; the caller turns them into events.
-Skips = List[Tuple[Node, str]]
+Skips = List[Tuple[int, str]]
 
 
 class Plan:
-    """The state of one run of a Sched."""
+    """The state of one run of a Sched.
 
-    def __init__(self, default_shared: Dict[str, Any]) -> None:
+    A task of the run is a node: its index in the per-task lists below, in
+    the order the tasks were added (the tie-break among equal priorities). The
+    lists, not an object per task: at 100k tasks, 100k long-lived objects make
+    the cyclic GC run full collections over everything the process holds.
+    """
+
+    def __init__(self, default_shared: Dict[str, Any],
+                 keys: Optional[Dict[Any, str]] = None) -> None:
         self.default_shared = default_shared
-        self.nodes: Dict[Any, Node] = {}
-        self.ready: List[Tuple[Any, int, Node]] = []
-        self.running: Dict[Any, Node] = {}
+        self.keys = keys                     # task -> key, for key_of after the end
+        self.nodes: Dict[Any, int] = {}      # task -> node, while not finished
+        # per node
+        self.task: List[Any] = []
+        self.key: List[str] = []
+        self.prio: List[Any] = []
+        self.requires: List[tuple] = []
+        self.provides: List[tuple] = []
+        self.claims: List[tuple] = []
+        self.uses: List[tuple] = []
+        self.unmet: List[int] = []
+        self.state = bytearray()
+        self.shared: List[Optional[Dict[str, Any]]] = []
+        self.parked_on: Dict[int, Any] = {}   # node -> the lock it waits for
+        self.woken_from: Dict[int, Any] = {}  # node -> the lock that woke it
+        # Ready nodes: `ready_run` in increasing (prio, node); `ready` a heap of
+        # (prio, node) for those that came out of that order.
+        self.ready_run: Deque[int] = deque()
+        self.ready: List[Tuple[Any, int]] = []
+        self.running: Dict[Any, int] = {}    # task -> node
         # dependencies
         self.satisfied: set = set()
-        self.waiting: Dict[Any, Any] = {}   # provide -> a Node or a list of them
+        self.waiting: Dict[Any, Any] = {}   # provide -> a node or a list of them
         self.providers_left: Dict[Any, int] = {}
         self.culprit: Dict[Any, str] = {}
         # locks
-        self.excl: Dict[Any, Node] = {}
+        self.excl: Dict[Any, int] = {}      # lock -> the node claiming it
         self.shared_count: Dict[Any, int] = {}
-        self.parked: Dict[Any, List[Tuple[Any, int, Node]]] = {}
+        self.parked: Dict[Any, List[Tuple[Any, int]]] = {}
         self.assumed_shared: Dict[Any, List[Dict[str, Any]]] = {}
         # counters
-        self.seq = 0
         self.finished = 0
         self.skipped_deps = 0
         self.skipped_locks = 0
@@ -114,45 +121,69 @@ class Plan:
 
     def add(self, entries: Iterable[Tuple[Any, str]]) -> Skips:
         """Add (task, key) pairs; return the ones that can never run."""
-        if self.cancelled is not None:
-            return self._add_cancelled(entries)
-        new: List[Node] = []
         providers_left = self.providers_left
+        nodes = self.nodes
+        tasks, keys, prios = self.task, self.key, self.prio
+        requires, provides = self.requires, self.provides
+        claims, uses = self.claims, self.uses
+        new: List[int] = []  # the nodes' int objects, shared by every index
         for task, key in entries:
-            node = Node(task, key, self.seq)
-            self.seq += 1
-            self.nodes[task] = node
+            node = len(tasks)
             new.append(node)
-            for p in node.provides:
+            nodes[task] = node
+            tasks.append(task)
+            keys.append(key)
+            meta = getattr(task, SCHED_ATTR_NAME, None)
+            if meta is None:
+                prios.append(0)
+                requires.append(_NOTHING)
+                provides.append(_NOTHING)
+                claims.append(_NOTHING)
+                uses.append(_NOTHING)
+                continue
+            prios.append(meta.get("priority"))
+            requires.append(_frozen(meta, "requires"))
+            gives = _frozen(meta, "provides")
+            provides.append(gives)
+            claims.append(_frozen(meta, "claims"))
+            uses.append(_frozen(meta, "uses"))
+            for p in gives:
                 providers_left[p] = providers_left.get(p, 0) + 1
+        count = len(new)
+        self.unmet.extend([0] * count)
+        self.state.extend(bytes(count))  # WAITING
+        self.shared.extend([None] * count)
         skips: Skips = []
-        doomed: List[Tuple[Node, str]] = []
+        doomed: List[Tuple[int, str]] = []
         satisfied = self.satisfied
-        ready = self.ready
         waiting = self.waiting
+        shared_of = self.shared
         for node in new:
             unmet = 0
             reason = None
-            for r in node.requires:
+            for r in requires[node]:
                 if r in satisfied:
                     for shared in self.assumed_shared.get(r, ()):
-                        if node.shared is None:
-                            node.shared = dict(self.default_shared)
-                        node.shared.update(shared)
+                        if shared_of[node] is None:
+                            shared_of[node] = dict(self.default_shared)
+                        shared_of[node].update(shared)
                     continue
                 if providers_left.get(r, 0) > 0:
                     bucket_add(waiting, r, node)
                     unmet += 1
                 elif reason is None:
                     reason = self._why_unmet(r)
-            node.unmet = unmet
             if reason is not None:
+                self.unmet[node] = unmet
                 doomed.append((node, reason))
-            elif unmet == 0:
-                node.state = READY
-                heapq.heappush(ready, (node.prio, node.seq, node))
+            elif unmet:
+                self.unmet[node] = unmet
+            else:
+                self._make_ready(node)
         for node, reason in doomed:
             self._skip(node, reason, skips)
+        if self.cancelled is not None:
+            self._cancel(new, skips)
         return skips
 
     def _why_unmet(self, req: Any) -> str:
@@ -163,22 +194,52 @@ class Plan:
 
     # -- dispatching ---------------------------------------------------------
 
-    def pop_dispatchable(self) -> Optional[Node]:
+    def _make_ready(self, node: int) -> None:
+        self.state[node] = READY
+        run = self.ready_run
+        if run:
+            last = run[-1]
+            prio = self.prio
+            # (prio[last], last) < (prio[node], node), as tuples compare
+            if (last < node if prio[last] == prio[node] else prio[last] < prio[node]):
+                run.append(node)
+            else:
+                heapq.heappush(self.ready, (prio[node], node))
+        else:
+            run.append(node)
+
+    def pop_dispatchable(self) -> Optional[int]:
         """The most important ready task that could take its locks (now held),
         or None. Tasks whose locks are taken are parked on the lock."""
+        run = self.ready_run
         ready = self.ready
-        while ready:
-            prio, seq, node = heapq.heappop(ready)
-            if node.state != READY:
+        state = self.state
+        prio = self.prio
+        while True:
+            if run:
+                head = run[0]
+                if ready:
+                    top = ready[0]
+                    # the heap's top goes first if top < (prio[head], head)
+                    if (top[1] < head if top[0] == prio[head] else top[0] < prio[head]):
+                        node = heapq.heappop(ready)[1]
+                    else:
+                        node = run.popleft()
+                else:
+                    node = run.popleft()
+            elif ready:
+                node = heapq.heappop(ready)[1]
+            else:
+                return None
+            if state[node] != READY:
                 continue
-            woken = node.woken_from
-            node.woken_from = None
-            if node.claims or node.uses:
+            if self.claims[node] or self.uses[node]:
+                woken = self.woken_from.pop(node, None)
                 lock = self._conflict(node)
                 if lock is not None:
-                    node.state = PARKED
-                    node.parked_on = lock
-                    heapq.heappush(self.parked.setdefault(lock, []), (prio, seq, node))
+                    state[node] = PARKED
+                    self.parked_on[node] = lock
+                    heapq.heappush(self.parked.setdefault(lock, []), (prio[node], node))
                     if woken is not None and woken != lock:
                         self._wake(woken)
                     continue
@@ -187,20 +248,21 @@ class Plan:
                     # It took the lock it was woken for; if shared, the next
                     # waiter may share it too.
                     self._wake(woken)
-            node.state = RUNNING
-            self.running[node.task] = node
+            state[node] = RUNNING
+            self.running[self.task[node]] = node
             return node
-        return None
 
-    def shared_for(self, node: Node) -> Dict[str, Any]:
+    def shared_for(self, node: int) -> Dict[str, Any]:
         """The shared dict the task starts with (its own)."""
-        if node.shared is None:
+        shared = self.shared[node]
+        if shared is None:
             return dict(self.default_shared)
-        return node.shared
+        self.shared[node] = None  # the pool has it now
+        return shared
 
     # -- finishing -----------------------------------------------------------
 
-    def finish(self, res: TaskRes) -> Tuple[Node, Skips]:
+    def finish(self, res: TaskRes) -> Tuple[int, Skips]:
         """Take a task's result: release its locks and satisfy its provides as
         its outcome allows; return its node and the tasks that can now never run."""
         node = self.running.pop(res.task, None)
@@ -208,7 +270,8 @@ class Plan:
             raise SchedulerError(
                 f"internal error: a pool returned a result for {res.task!r}, which "
                 "is not running (this is a bug in pexen or in the pool)")
-        node.state = DONE
+        self.state[node] = DONE
+        del self.nodes[res.task]  # its result is yielded; nothing here needs it
         self.finished += 1
         excinfo = res.excinfo
         if excinfo is None:
@@ -218,37 +281,39 @@ class Plan:
             locks_ok = getattr(excinfo.val, "locks_ok", True)
         else:
             deps_ok = locks_ok = False
-        if locks_ok and (node.claims or node.uses):
+        if locks_ok and (self.claims[node] or self.uses[node]):
             self._release(node)
         skips: Skips = []
         if deps_ok:
             self._satisfy(node, res.shared)
-        elif node.provides:
-            for p in node.provides:
-                self._provider_gone(p, f"its provider {node.key} failed", skips)
+        else:
+            for p in self.provides[node]:
+                self._provider_gone(p, f"its provider {self.key[node]} failed", skips)
         return node, skips
 
-    def _satisfy(self, node: Node, shared: Any) -> None:
+    def _satisfy(self, node: int, shared: Any) -> None:
         satisfied = self.satisfied
         providers_left = self.providers_left
-        for p in node.provides:
+        state = self.state
+        unmet = self.unmet
+        for p in self.provides[node]:
             providers_left[p] -= 1
             if p in satisfied:
                 continue
             satisfied.add(p)
             for w in self._pop_waiters(p):
-                if w.state != WAITING:
+                if state[w] != WAITING:
                     continue
                 if shared:
-                    if w.shared is None:
-                        w.shared = dict(self.default_shared)
-                    w.shared.update(shared)
-                w.unmet -= 1
-                if w.unmet == 0:
-                    w.state = READY
-                    heapq.heappush(self.ready, (w.prio, w.seq, w))
+                    if self.shared[w] is None:
+                        self.shared[w] = dict(self.default_shared)
+                    self.shared[w].update(shared)
+                left = unmet[w] - 1
+                unmet[w] = left
+                if left == 0:
+                    self._make_ready(w)
 
-    def _pop_waiters(self, provide: Any) -> Iterable[Node]:
+    def _pop_waiters(self, provide: Any) -> Iterable[int]:
         return bucket_items(self.waiting.pop(provide, None))
 
     def _provider_gone(self, provide: Any, why: str, skips: Skips) -> None:
@@ -262,73 +327,74 @@ class Plan:
                 continue
             self.culprit.setdefault(p, why)
             for w in self._pop_waiters(p):
-                if w.state != WAITING:
+                if self.state[w] != WAITING:
                     continue
-                w.state = SKIPPED
+                self.state[w] = SKIPPED
                 self.skipped_deps += 1
                 skips.append((w, f"dependency {p!r} not met: {why}"))
-                for wp in w.provides:
-                    work.append((wp, f"its provider {w.key} was skipped"))
+                for wp in self.provides[w]:
+                    work.append((wp, f"its provider {self.key[w]} was skipped"))
 
-    def _skip(self, node: Node, reason: str, skips: Skips) -> None:
-        node.state = SKIPPED
+    def _skip(self, node: int, reason: str, skips: Skips) -> None:
+        self.state[node] = SKIPPED
         self.skipped_deps += 1
         skips.append((node, reason))
-        for p in node.provides:
-            self._provider_gone(p, f"its provider {node.key} was skipped", skips)
+        for p in self.provides[node]:
+            self._provider_gone(p, f"its provider {self.key[node]} was skipped", skips)
 
     # -- locks ---------------------------------------------------------------
 
-    def _conflict(self, node: Node) -> Any:
+    def _conflict(self, node: int) -> Any:
         excl = self.excl
-        for c in node.claims:
+        for c in self.claims[node]:
             if c in excl or c in self.shared_count:
                 return c
-        for u in node.uses:
+        for u in self.uses[node]:
             if u in excl:
                 return u
         return None
 
-    def _acquire(self, node: Node) -> None:
-        for c in node.claims:
+    def _acquire(self, node: int) -> None:
+        for c in self.claims[node]:
             self.excl[c] = node
         counts = self.shared_count
-        for u in node.uses:
+        for u in self.uses[node]:
             counts[u] = counts.get(u, 0) + 1
 
-    def _release(self, node: Node) -> None:
-        for c in node.claims:
+    def _release(self, node: int) -> None:
+        claims = self.claims[node]
+        uses = self.uses[node]
+        for c in claims:
             del self.excl[c]
         counts = self.shared_count
-        for u in node.uses:
+        for u in uses:
             n = counts[u] - 1
             if n:
                 counts[u] = n
             else:
                 del counts[u]
-        for lock in node.claims:
+        for lock in claims:
             self._wake(lock)
-        for lock in node.uses:
+        for lock in uses:
             self._wake(lock)
 
     def _wake(self, lock: Any) -> bool:
-        """Move the first task parked on `lock` back to the ready heap if the
+        """Move the first task parked on `lock` back to the ready tasks if the
         lock could now be taken in the mode it wants."""
         queue = self.parked.get(lock)
         if not queue:
             return False
         if lock in self.excl:
             return False
-        head = queue[0][2]
-        if lock in head.claims and lock in self.shared_count:
+        head = queue[0][1]
+        if lock in self.claims[head] and lock in self.shared_count:
             return False
         heapq.heappop(queue)
         if not queue:
             del self.parked[lock]
-        head.state = READY
-        head.parked_on = None
-        head.woken_from = lock
-        heapq.heappush(self.ready, (head.prio, head.seq, head))
+        del self.parked_on[head]
+        self.woken_from[head] = lock
+        self._make_ready(head)
         return True
 
     def unstick(self) -> bool:
@@ -344,49 +410,49 @@ class Plan:
     def end(self) -> Skips:
         """Skip what is left when nothing runs and nothing is ready."""
         skips: Skips = []
+        state = self.state
         for node in self.nodes.values():
-            if node.state == WAITING:
-                unmet = [r for r in node.requires if r not in self.satisfied]
-                node.state = SKIPPED
+            if state[node] == WAITING:
+                unmet = [r for r in self.requires[node] if r not in self.satisfied]
+                state[node] = SKIPPED
                 self.skipped_deps += 1
                 skips.append((node, f"dependencies {unmet!r} never provided"))
-            elif node.state == PARKED:
-                holder = self.excl.get(node.parked_on)
-                who = f" by {holder.key}" if holder is not None else ""
-                node.state = SKIPPED
+            elif state[node] == PARKED:
+                lock = self.parked_on[node]
+                holder = self.excl.get(lock)
+                who = f" by {self.key[holder]}" if holder is not None else ""
+                state[node] = SKIPPED
                 self.skipped_locks += 1
-                skips.append((node, f"lock {node.parked_on!r} still held{who} "
-                                    "after a failure"))
+                skips.append((node, f"lock {lock!r} still held{who} after a failure"))
         return skips
 
     def cancel(self, reason: str) -> Skips:
         """Start nothing more: skip every task not yet handed out (and every
         task added later) with `reason`. Running tasks end as they do."""
         self.cancelled = reason
-        self.ready.clear()
-        self.parked.clear()
-        self.waiting.clear()
         skips: Skips = []
-        for node in self.nodes.values():
-            if node.state in (WAITING, READY, PARKED):
-                node.state = SKIPPED
-                skips.append((node, reason))
+        self._cancel(self.nodes.values(), skips)
         return skips
 
-    def _add_cancelled(self, entries: Iterable[Tuple[Any, str]]) -> Skips:
-        skips: Skips = []
-        for task, key in entries:
-            node = Node(task, key, self.seq)
-            self.seq += 1
-            self.nodes[task] = node
-            node.state = SKIPPED
-            skips.append((node, self.cancelled or "cancelled"))
-        return skips
+    def _cancel(self, nodes: Iterable[int], skips: Skips) -> None:
+        reason = self.cancelled or "cancelled"
+        self.ready.clear()
+        self.ready_run.clear()
+        self.parked.clear()
+        self.parked_on.clear()
+        self.waiting.clear()
+        state = self.state
+        for node in nodes:
+            if state[node] in (WAITING, READY, PARKED):
+                state[node] = SKIPPED
+                skips.append((node, reason))
 
     def held_locks(self) -> int:
         return len(self.excl) + len(self.shared_count)
 
     def key_of(self, task: Any) -> str:
         node = self.nodes.get(task)
-        return node.key if node is not None else repr(task)
-
+        if node is not None:
+            return self.key[node]
+        key = self.keys.get(task) if self.keys is not None else None
+        return key if key is not None else repr(task)

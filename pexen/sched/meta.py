@@ -56,8 +56,11 @@ def _convert(field: str, value: Any) -> Any:
         if isinstance(value, set):
             return value
         if isinstance(value, (list, tuple, frozenset)):
+            # Kept packed: a tuple of the distinct items (48 bytes for one item,
+            # where a set takes 216), turned into a set when the field is read
+            # through an attribute or a get_* reader.
             try:
-                return set(value)
+                return tuple(dict.fromkeys(value))
             except TypeError as exc:
                 raise MetaTypeError(f"{field} holds an unhashable value: {exc}") from None
         raise MetaTypeError(f"{type(value)} cannot be used for {field}")
@@ -83,16 +86,36 @@ def _convert(field: str, value: Any) -> Any:
     raise AttributeError(f"{field} is not a valid metadata field")
 
 
+class _Unset:
+    """The value of a slot whose field was never set."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+
+
 class SchedMeta:
     """The metadata of one task; fields are attributes, checked when set.
 
     Only fields that were set (or read through an attribute) are stored, in
-    slots: a suite of 100k tasks should not carry 400k empty sets.
+    slots: a suite of 100k tasks should not carry 400k empty sets; the others
+    hold a marker, so that reading one is not an exception raised and caught
+    (the engine reads every field of every task). A set field given as a
+    list, tuple or frozenset is stored packed (a tuple of its distinct items)
+    until it is read through its attribute, which turns it into the set stored
+    from then on, so that mutating it sticks as in 0.0.x. The engine reads the
+    stored value (`get`) and never unpacks it.
     """
 
     __slots__ = FIELDS
 
     def __init__(self, **kwargs: Any) -> None:
+        for slot in _SLOT_LIST:
+            slot.__set__(self, _UNSET)
         self.update(kwargs)
 
     def update(self, keyvals: Dict[str, Any]) -> None:
@@ -101,46 +124,49 @@ class SchedMeta:
             setattr(self, key, val)
 
     def __getattr__(self, name: str) -> Any:
-        # Only called for a field never set (a missing slot).
+        # Only called for a name that is no field, or a slot left empty (an
+        # instance made without __init__).
         if name not in FIELDS:
             raise AttributeError(f"{name} is not a valid metadata field")
-        # A default read through an attribute is stored, so that mutating it
-        # (meta.requires.add(x)) sticks, as it did in 0.0.x.
-        value = _defaults()[name]
-        object.__setattr__(self, name, value)
-        return value
+        _SLOTS[name].__set__(self, _UNSET)
+        return getattr(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name not in FIELDS:
+        slot = _SLOTS.get(name)
+        if slot is None:
             raise AttributeError(f"{name} is not a valid metadata field")
-        object.__setattr__(self, name, _convert(name, value))
+        slot.__set__(self, _convert(name, value))
 
     def get(self, name: str) -> Any:
-        """A field's value without storing a default (for readers)."""
+        """A field's stored value without storing a default (for readers that
+        only iterate: a set field may be a tuple of its distinct items)."""
         try:
-            return object.__getattribute__(self, name)
-        except AttributeError:
+            value = _SLOT_GET[name](self, SchedMeta)
+        except AttributeError:  # an instance made without __init__
             return _DEFAULTS[name]
+        return _DEFAULTS[name] if value is _UNSET else value
 
     def set_fields(self) -> Dict[str, Any]:
-        """The fields that are set, as a new dict."""
+        """The fields that are set, as stored, as a new dict."""
         out = {}
-        for name in FIELDS:
+        for name, slot in _SLOTS.items():
             try:
-                out[name] = object.__getattribute__(self, name)
-            except AttributeError:
-                pass
+                value = slot.__get__(self, SchedMeta)
+            except AttributeError:  # an instance made without __init__
+                continue
+            if value is not _UNSET:
+                out[name] = value
         return out
 
     @property
     def data(self) -> Dict[str, Any]:
         """All fields as a dict (a copy; 0.0.x kept its fields in `data`)."""
-        return {name: self.get(name) for name in FIELDS}
+        return {name: _public(name, self.get(name)) for name in FIELDS}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SchedMeta):
             return NotImplemented
-        return all(self.get(f) == other.get(f) for f in FIELDS)
+        return all(_public(f, self.get(f)) == _public(f, other.get(f)) for f in FIELDS)
 
     def __repr__(self) -> str:
         return repr(self.data)
@@ -151,8 +177,54 @@ class SchedMeta:
         return self.set_fields()
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        for slot in _SLOT_LIST:
+            slot.__set__(self, _UNSET)
         for name, value in state.items():
-            object.__setattr__(self, name, value)
+            _SLOTS[name].__set__(self, value)
+
+
+# The slots themselves (member descriptors), by field name; the fields' class
+# attributes are replaced by properties (a default read is stored; a packed
+# set field is unpacked).
+_SLOTS: Dict[str, Any] = {name: SchedMeta.__dict__[name] for name in FIELDS}
+_SLOT_LIST = tuple(_SLOTS.values())
+_SLOT_GET = {name: slot.__get__ for name, slot in _SLOTS.items()}  # bound once
+
+
+def _public(name: str, value: Any) -> Any:
+    """A stored value as readers see it (a packed set field as a set)."""
+    return set(value) if type(value) is tuple and name in _SET_FIELDS else value
+
+
+def _field_property(name: str) -> property:
+    slot = _SLOTS[name]
+    is_set = name in _SET_FIELDS
+
+    def read(self: SchedMeta) -> Any:
+        value = slot.__get__(self, SchedMeta)  # AttributeError: see __getattr__
+        if value is _UNSET:
+            # A default read through an attribute is stored, so that mutating
+            # it (meta.requires.add(x), meta.kwargs["x"] = 1) sticks, as in 0.0.x.
+            value = _defaults()[name]
+        elif is_set and type(value) is tuple:
+            value = set(value)  # from now on mutations stick
+        else:
+            return value
+        slot.__set__(self, value)
+        return value
+
+    def delete(self: SchedMeta) -> None:
+        slot.__get__(self, SchedMeta)  # AttributeError if it is not there
+        slot.__set__(self, _UNSET)
+
+    # Setting through object.__setattr__ stores the value as given (unchecked),
+    # like a plain slot; SchedMeta.__setattr__ checks and converts first.
+    return property(read, slot.__set__, delete, doc=f"The `{name}` field.")
+
+
+for _name in FIELDS:
+    setattr(SchedMeta, _name, _field_property(_name))
+del _name
 
 
 def assign_meta(callobj: Any, meta: Optional[SchedMeta] = None) -> SchedMeta:

@@ -26,9 +26,11 @@ from .. import util
 from . import pool as _pool
 from ._events import EventKind, Listener, TaskEvent, outcome_of
 from ._keys import auto_name, describe, explicit_key
-from ._plan import Node, Plan, Skips, bucket_add, bucket_items
+from ._plan import Plan, Skips, bucket_add, bucket_items
 from .common import SchedulerError, TaskRes
-from .meta import SCHED_ATTR_NAME, SchedMeta, _convert
+from .meta import _SET_FIELDS, SCHED_ATTR_NAME, SchedMeta, _convert
+
+_PROVIDED, _REQUIRED = 1, 2  # bits of Sched._deps
 
 
 class DepcheckError(SchedulerError):
@@ -66,8 +68,9 @@ class Sched:
         self._lock = threading.RLock()
         self._tasks: Dict[Any, str] = {}        # task -> key, in insertion order
         self._keys: Dict[str, Any] = {}         # key -> task
-        self._provided: set = set()             # what some task provides
-        self._required: set = set()             # what some task requires
+        # what some task provides (_PROVIDED) and/or requires (_REQUIRED): one
+        # table, not two sets (in a chain every item is both)
+        self._deps: Dict[Any, int] = {}
         self._warned: set = set()
         self._name_counts: Dict[str, int] = {}  # automatic name -> times used
         self._listeners: List[Listener] = list(listeners)
@@ -108,8 +111,8 @@ class Sched:
                 raise SchedulerError("assume_provided() during a run")
             provided = frozenset(provides)
             for p in provided:
-                self._provided.add(p)
-                self._required.add(p)  # no "provided but not required" warning
+                # required too: no "provided but not required" warning
+                self._deps[p] = _PROVIDED | _REQUIRED
             self._assumed.append((provided, dict(shared) if shared else None))
 
     def add_tasks(self, new: Iterable[Callable[..., Any]]) -> None:
@@ -124,19 +127,23 @@ class Sched:
             _zygote.worker_channel.add_tasks(list(new))
             return
         with self._lock:
-            batch = self._check_batch(new)
-            if not batch:
+            tasks, keys = self._check_batch(new)
+            if not tasks:
                 return
             run = self._run
             if run is not None:
                 plan, pool = run
-                self._register_late(pool, batch)
-            self._commit(batch)
+                self._register_late(pool, tasks, keys)
+            self._commit(tasks, keys)
             if run is not None:
-                self._emit_skips(plan.add(batch))
+                self._emit_skips(plan, plan.add(zip(tasks, keys)))
 
-    def _check_batch(self, new: Iterable[Any]) -> List[Tuple[Any, str]]:
-        batch: List[Tuple[Any, str]] = []
+    def _check_batch(self, new: Iterable[Any]) -> Tuple[List[Any], List[str]]:
+        """The new tasks of a valid batch and their keys, in two lists (no
+        pair per task: at 100k tasks, objects that live through the checks
+        cost collections of the cyclic GC)."""
+        tasks: List[Any] = []
+        explicit: List[Optional[str]] = []
         seen = set()
         new_keys: Dict[str, Any] = {}
         for task in new:
@@ -154,17 +161,18 @@ class Sched:
                         f"two tasks have the key {key!r}: {describe(other)} and "
                         f"{describe(task)}")
                 new_keys[key] = task
-            batch.append((task, key))
-        if not batch:
-            return []
+            tasks.append(task)
+            explicit.append(key)
+        if not tasks:
+            return [], []
         # Name the tasks no factory named: explicit keys win, the others get
         # their __name__, with '#2', '#3', ... where that is taken.
         taken = self._keys
         counts = self._name_counts
         used: Dict[str, int] = {}  # committed to counts with the batch
-        named: List[Tuple[Any, str]] = []
+        keys: List[str] = []
         batch_keys: set = set()
-        for task, key in batch:
+        for task, key in zip(tasks, explicit):
             if key is None:
                 base = auto_name(task)
                 n = used.get(base, counts.get(base, 0))
@@ -177,11 +185,11 @@ class Sched:
                 if n:  # only names used more than once are counted
                     used[base] = n + 1
             batch_keys.add(key)
-            named.append((task, key))
+            keys.append(key)
         if __debug__:
-            self._depcheck(named)
+            self._depcheck(tasks, keys)
         counts.update(used)  # the batch is valid: from here on it is added
-        return named
+        return tasks, keys
 
     @staticmethod
     def _check_meta(task: Any, key: Optional[str]) -> None:
@@ -197,6 +205,14 @@ class Sched:
         for field, value in data.items():
             if type(value) is set:  # the common case, already checked when set
                 continue
+            if type(value) is tuple and field in _SET_FIELDS:
+                # A packed set (it cannot change), unless stored by going
+                # around the checks: then an item may be unhashable.
+                try:
+                    hash(value)
+                    continue
+                except TypeError:
+                    pass
             try:
                 converted = _convert(field, value)
             except (TypeError, ValueError) as exc:
@@ -206,74 +222,77 @@ class Sched:
                 data[field] = converted
         uses = data.get("uses")
         claims = data.get("claims")
-        if uses and claims and not uses.isdisjoint(claims):
-            raise MutexError(f"Task {key or describe(task)} has {uses & claims} in both "
-                             "claims and uses", task)
+        if uses and claims and not set(uses).isdisjoint(claims):
+            raise MutexError(f"Task {key or describe(task)} has {set(uses) & set(claims)} "
+                             "in both claims and uses", task)
 
-    def _depcheck(self, batch: List[Tuple[Any, str]]) -> None:
+    def _depcheck(self, tasks: List[Any], keys: List[str]) -> None:
         """Simulate the batch on top of the set (every task of which can run):
         each require must be met by someone who can run himself."""
-        avail = self._provided
-        need: Dict[int, int] = {}
-        index: Dict[Any, Any] = {}   # require -> the entries needing it (a bucket)
-        go: List[Tuple[Any, str]] = []
-        for entry in batch:
+        deps = self._deps
+        need = [0] * len(tasks)      # unmet requires, by index in the batch
+        index: Dict[Any, Any] = {}   # require -> the indexes needing it (a bucket)
+        go: List[int] = []
+        for i, task in enumerate(tasks):
             n = 0
-            for r in _field(entry[0], "requires"):
-                if r in avail:
+            for r in _field(task, "requires"):
+                if deps.get(r, 0) & _PROVIDED:
                     continue
                 n += 1
-                bucket_add(index, r, entry)
+                bucket_add(index, r, i)
             if n:
-                need[id(entry[0])] = n
+                need[i] = n
             else:
-                go.append(entry)
+                go.append(i)
         newly: set = set()
         while go:
-            task, _ = go.pop()
-            for p in _field(task, "provides"):
-                if p in avail or p in newly:
+            for p in _field(tasks[go.pop()], "provides"):
+                if p in newly or deps.get(p, 0) & _PROVIDED:
                     continue
                 newly.add(p)
-                for entry in bucket_items(index.pop(p, None)):
-                    n = need[id(entry[0])] - 1
-                    need[id(entry[0])] = n
+                for i in bucket_items(index.pop(p, None)):
+                    n = need[i] - 1
+                    need[i] = n
                     if n == 0:
-                        go.append(entry)
+                        go.append(i)
         if index:
-            remain = {r: [k for _, k in bucket_items(entries)]
+            remain = {r: [keys[i] for i in bucket_items(entries)]
                       for r, entries in index.items()}
-            who = "; ".join(f"{r!r} by {', '.join(keys)}" for r, keys in remain.items())
+            who = "; ".join(f"{r!r} by {', '.join(ks)}" for r, ks in remain.items())
             raise DepcheckError(f"Unsatisfied requires remain: {list(remain)} "
                                 f"(required {who})", remain)
 
-    def _commit(self, batch: List[Tuple[Any, str]]) -> None:
-        for task, key in batch:
+    def _commit(self, tasks: List[Any], keys: List[str]) -> None:
+        deps = self._deps
+        get = deps.get
+        for task, key in zip(tasks, keys):
             self._tasks[task] = key
             self._keys[key] = task
-            self._provided.update(_field(task, "provides"))
-            self._required.update(_field(task, "requires"))
-        for task, _ in batch:
             for p in _field(task, "provides"):
-                if p not in self._required and p not in self._warned:
+                deps[p] = get(p, 0) | _PROVIDED
+            for r in _field(task, "requires"):
+                deps[r] = get(r, 0) | _REQUIRED
+        for task in tasks:
+            for p in _field(task, "provides"):
+                if not deps[p] & _REQUIRED and p not in self._warned:
                     self._warned.add(p)
                     warnings.warn(f"Dep '{p}' provided by {task}, but not required "
                                   "by any task", category=util.PexenWarning,
                                   stacklevel=4)
 
     @staticmethod
-    def _register_late(pool: Any, batch: List[Tuple[Any, str]]) -> None:
+    def _register_late(pool: Any, tasks: List[Any], keys: List[str]) -> None:
         register_late = getattr(pool, "register_late", None)
         if register_late is None:
             raise _pool.PoolError(
                 f"{type(pool).__name__} cannot take tasks while it runs (it has no "
                 "register_late method); add the tasks before run()")
         try:
-            register_late([task for task, _ in batch])
+            register_late(list(tasks))
         except _pool.PoolError as exc:
-            keys = {id(t): k for t, k in batch}
+            by_id = {id(t): k for t, k in zip(tasks, keys)}
             task = getattr(exc, "task", None)
-            prefix = f"task {keys[id(task)]}: " if id(task) in keys else ""
+            prefix = f"task {by_id[id(task)]}: " if id(task) in by_id else ""
             raise _pool.PoolError(f"{prefix}{exc}") from None
 
     # -- running -------------------------------------------------------------
@@ -286,7 +305,8 @@ class Sched:
         with self._lock:
             if self._run is None:
                 return
-            self._emit_skips(self._run[0].cancel(reason))
+            plan = self._run[0]
+            self._emit_skips(plan, plan.cancel(reason))
 
     def run(self, pool: Any = None) -> Generator[TaskRes, None, None]:
         """Run every task once; yield a TaskRes per task that ran, in
@@ -299,7 +319,7 @@ class Sched:
                 return
             if pool is None:
                 pool = _pool.ThreadWorkerPool()
-            plan = Plan(dict(self.default_shared))
+            plan = Plan(dict(self.default_shared), self._tasks)
             for provided, shared in self._assumed:
                 plan.assume(provided, shared)
             self._run = (plan, pool)
@@ -316,7 +336,7 @@ class Sched:
             if hasattr(pool, "key_of"):
                 pool.key_of = plan.key_of
             with self._lock:
-                self._emit_skips(plan.add(self._tasks.items()))
+                self._emit_skips(plan, plan.add(self._tasks.items()))
             pool.start()
             results = pool.iter_results()
             while True:
@@ -339,15 +359,15 @@ class Sched:
                 with self._lock:
                     node, skips = plan.finish(res)
                     if emit is not None:
-                        emit(TaskEvent(EventKind.FINISHED, node.key, node.task,
+                        emit(TaskEvent(EventKind.FINISHED, plan.key[node], res.task,
                                        result=res, outcome=outcome_of(res)))
-                    self._emit_skips(skips)
+                    self._emit_skips(plan, skips)
                 yield res
             pool.shutdown(wait=True)
             for res in results:
                 raise SchedulerError(f"internal error: a result after the end: {res}")
             with self._lock:
-                self._emit_skips(plan.end())
+                self._emit_skips(plan, plan.end())
             completed = True
         finally:
             with self._lock:
@@ -369,25 +389,27 @@ class Sched:
             node = plan.pop_dispatchable()
             if node is None:
                 return
+            task = plan.task[node]
             if emit is not None:
-                emit(TaskEvent(EventKind.QUEUED, node.key, node.task))
-            pool.submit(node.task, plan.shared_for(node))
+                emit(TaskEvent(EventKind.QUEUED, plan.key[node], task))
+            pool.submit(task, plan.shared_for(node))
 
     def _emit(self, event: TaskEvent) -> None:
         for listener in self._listeners:
             listener(event)
 
-    def _emit_skips(self, skips: Skips) -> None:
+    def _emit_skips(self, plan: Plan, skips: Skips) -> None:
         if not skips or not self._listeners:
             return
         for node, reason in skips:
-            self._emit(TaskEvent(EventKind.SKIPPED, node.key, node.task, reason=reason))
+            self._emit(TaskEvent(EventKind.SKIPPED, plan.key[node], plan.task[node],
+                                 reason=reason))
 
     def _started_hook(self, plan: Plan,
                       errors: List[BaseException]) -> Callable[[Any, int], None]:
         def started(task: Any, pid: int) -> None:
-            node: Optional[Node] = plan.nodes.get(task)
-            key = node.key if node is not None else describe(task)
+            node = plan.nodes.get(task)
+            key = plan.key[node] if node is not None else describe(task)
             try:
                 self._emit(TaskEvent(EventKind.STARTED, key, task, pid=pid))
             except BaseException as exc:  # raised again in the thread running run()

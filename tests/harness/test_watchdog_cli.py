@@ -67,7 +67,7 @@ def test_hung_executables_end_as_timeout_with_nothing_left(tmp_path, pool):
     write_exe(suite / "passes.sh", "exit 0")
     journal = tmp_path / "pexen-journal.sqlite"
     with open(tmp_path / "out", "w") as out:
-        res = harness("start", str(suite), "--timeout", "1", "--kill-grace", "1",
+        res = harness("start", str(suite), "--timeout", "2", "--kill-grace", "1",
                       "-j", "8", "--pool", pool, cwd=tmp_path, stdout=out)
     assert res.returncode == 1, res.stderr
     rows, run = states(journal)
@@ -75,7 +75,7 @@ def test_hung_executables_end_as_timeout_with_nothing_left(tmp_path, pool):
     for name in HOSTILE:
         row = rows[name]
         assert row.state == "timeout", (name, row.state, row.reason)
-        assert row.reason.startswith("timeout: still running after its 1 s limit"), row.reason
+        assert row.reason.startswith("timeout: still running after its 2 s limit"), row.reason
         assert "LEAKED" not in row.reason
     assert "ended" in rows["fifty-children"].reason
     assert "and 4" in rows["fifty-children"].reason  # 50 sleeps + the shell

@@ -291,6 +291,7 @@ def test_non_callable_task_is_refused():
 
 @pytest.mark.parametrize("field, value, exc", [
     ("requires", "dep", TypeError),
+    ("claims", ("ok", ["unhashable"]), TypeError),
     ("priority", "high", TypeError),
     ("kwargs", ["a"], TypeError),
     ("timeout", -1, ValueError),
@@ -363,3 +364,47 @@ def test_assume_provided_is_refused_during_a_run():
     with pytest.raises(sched.SchedulerError):
         s.assume_provided(["x"])
     gen.close()
+
+
+def test_set_fields_given_as_lists_read_as_sets_and_mutations_stick():
+    import pickle
+
+    from pexen.sched import meta
+
+    a = make("packed")
+    assign_val(a, requires=["x", "y", "x"], provides=("p",), claims=frozenset({1}))
+    m = meta.retrieve_meta(a)
+    assert m == meta.SchedMeta(requires={"x", "y"}, provides={"p"}, claims={1})
+    assert pickle.loads(pickle.dumps(m)) == m
+    assert "{'p'}" in repr(m)
+    assert m.data["requires"] == {"x", "y"}
+    req = meta.get_requires(a)
+    assert type(req) is set and req == {"x", "y"}
+    req.add("z")
+    assert m.requires == {"x", "y", "z"} and m.requires is req
+    m.provides.discard("p")
+    assert meta.get_provides(a) == set()
+    mine = {"q"}
+    m.uses = mine
+    assert m.uses is mine  # a set given is kept as it is
+    with pytest.raises(TypeError, match="unhashable"):
+        assign_val(a, claims=[["no"]])
+
+
+def test_unset_fields_read_as_defaults_and_stay_unset_for_readers():
+    import copy
+
+    from pexen.sched import meta
+
+    m = meta.SchedMeta(priority=3)
+    assert m.set_fields() == {"priority": 3}
+    assert m.get("requires") == frozenset() and m.get("kwargs") == {}
+    assert m.set_fields() == {"priority": 3}  # get() stores nothing
+    m.kwargs["x"] = 1  # a default read through the attribute is stored
+    assert m.set_fields() == {"priority": 3, "kwargs": {"x": 1}}
+    del m.priority
+    assert m.priority == 0 and meta.SchedMeta(kwargs={"x": 1}) == m
+    assert copy.copy(m) == m and copy.deepcopy(m).set_fields() == m.set_fields()
+    bare = meta.SchedMeta.__new__(meta.SchedMeta)  # as unpickling may make it
+    assert bare.get("claims") == frozenset() and bare.set_fields() == {}
+    assert bare.uses == set() and bare == meta.SchedMeta()
