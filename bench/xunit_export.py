@@ -36,7 +36,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_XSD = os.path.join(HERE, "..", "..", "shared", "junit", "junit-10.xsd")
+DEFAULT_XSD = os.path.join(HERE, "..", "tests", "junit-10.xsd")
 
 
 def build(journal: str, n: int, output: int) -> None:

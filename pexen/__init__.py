@@ -12,9 +12,11 @@ The error tree::
 
 from . import factory, sched, util
 from .harness.context import TaskContext, context
+from .harness.report import report
 from .util import PexenError, PexenWarning
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["PexenError", "PexenWarning", "TaskContext", "context", "factory", "sched",
+__all__ = ["PexenError", "PexenWarning", "TaskContext", "context", "factory", "report",
+           "sched",
            "util", "__version__"]

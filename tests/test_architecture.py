@@ -46,7 +46,8 @@ def test_factory_imports_only_the_engine():
 
 def test_public_names_are_pinned():
     assert sorted(pexen.__all__) == sorted(
-        ["PexenError", "PexenWarning", "TaskContext", "context", "factory", "sched", "util",
+        ["PexenError", "PexenWarning", "TaskContext", "context", "factory", "report", "sched",
+         "util",
          "__version__"])
     assert sorted(pexen.sched.__all__) == sorted([
         "DepcheckError", "EventKind", "ExceptionInfo", "Listener", "MutexError",

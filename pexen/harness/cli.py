@@ -21,6 +21,7 @@ from .capture import log_paths
 from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS, data_root
 from .export import check_target, export_run
 from .progress import Progress
+from .report import report
 from .run import (
     HarnessError,
     Options,
@@ -215,6 +216,14 @@ def cmd_log(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        report(args.name, args.outcome, args.message)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     j = _open(journal_path(args.journal), create=False)
     try:
@@ -302,6 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the stderr file, as it is (no header)")
     p.add_argument("--journal", help=journal_help)
     p.set_defaults(func=cmd_log)
+
+    p = sub.add_parser("report", help="(from inside a task) record a result of the task",
+                       description="Record a result of the running task besides its own "
+                                   "(the task's final outcome is the worst of them). Run "
+                                   "from inside a task started by pexen-harness: the "
+                                   "journal and the task come from its PEXEN_* variables.")
+    p.add_argument("name", metavar="NAME", help="what was checked")
+    p.add_argument("outcome", metavar="OUTCOME",
+                   help="pass, warn, skip, fail, timeout or error")
+    p.add_argument("-m", "--message", help="what to say about it")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="list the runs of a journal",
                        description="List the runs of the journal.")

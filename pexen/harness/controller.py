@@ -19,7 +19,7 @@ from ..journal import Journal, JournalWriter, TaskState, to_json_value
 from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorkerPool
 from ..sched._call import takes_shared
 from ..sched._keys import CALLPATH_ATTR_NAME
-from ..sched.common import is_controlled_fail
+from ..sched.common import TaskFailError, is_controlled_fail
 from ..sched.meta import SCHED_ATTR_NAME
 from ..watchdog import (
     RUN_TIMEOUT,
@@ -33,6 +33,7 @@ from .capture import FdCapture, ThreadCapture, install, log_paths
 from .context import TaskContext, set_context
 from .outcome import TaskOutcome
 from .reaper import kill_leftovers
+from .report import outranks, reported_worst, use_journal
 from .suite import ExecutableTask
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2, 3, 4
@@ -99,6 +100,14 @@ class TaskWrapper:
                         ret = self.inner(shared, **kwargs)
                     else:
                         ret = self.inner(**kwargs)
+                except TaskOutcome as exc:
+                    self._end_leftovers(began)
+                    self._reported(exc.outcome, exc)
+                    raise
+                except TaskFailError as exc:
+                    self._end_leftovers(began)
+                    self._reported("fail", exc)
+                    raise
                 except BaseException:
                     self._end_leftovers(began)
                     raise
@@ -106,8 +115,18 @@ class TaskWrapper:
         finally:
             set_context(None)
         if ended or leaked:
-            raise TaskOutcome("warn", leftovers_message(ended, leaked))
+            own = TaskOutcome("warn", leftovers_message(ended, leaked))
+            self._reported("warn", own)
+            raise own
+        self._reported("pass", None)
         return ret
+
+    def _reported(self, own: str, exc: Optional[BaseException]) -> None:
+        """The worst of its own outcome and what the task reported wins:
+        raise it if a reported result is worse than `own`."""
+        found = reported_worst(self.ctx)
+        if found is not None and outranks(found[0], own):
+            raise TaskOutcome(*found) from exc
 
     def _end_leftovers(self, began: float) -> Tuple[List[Dict[str, Any]],
                                                     List[Dict[str, Any]]]:
@@ -369,6 +388,7 @@ def execute(session: Session, journal_path: str) -> int:
     switch = install() if thread_pool else None
     if switch is not None:
         switch.__enter__()
+        use_journal(journal_path, journal)
     try:
         watchdog.start()
         if session.ready is not None:
@@ -407,6 +427,7 @@ def execute(session: Session, journal_path: str) -> int:
         watchdog.stop()
         if switch is not None:
             switch.__exit__(None, None, None)
+            use_journal(journal_path, None)
         _restore_stop_handlers(previous)
         stop_heartbeat.set()
         if beat.is_alive():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import xunit
 from ..journal import Journal, RunInfo
@@ -38,6 +38,10 @@ def cases_of(j: Journal, run: RunInfo, journal_path: str) -> List[xunit.Case]:
     for ev in j.events_to(run.id, "interrupted"):
         if ev.key is not None:
             cut.setdefault(ev.key, []).append(ev)
+    reported: Dict[Tuple[str, int], List[xunit.SubResult]] = {}
+    for r in j.results(run.id):
+        reported.setdefault((r.key, r.attempt), []).append(
+            xunit.SubResult(r.name, r.outcome, r.message))
     cases = []
     run_dir = os.path.join(root, str(run.id))
     exists = os.path.exists
@@ -63,7 +67,8 @@ def cases_of(j: Journal, run: RunInfo, journal_path: str) -> List[xunit.Case]:
             out = out if exists(out) else None
             err = err if exists(err) else None
         cases.append(xunit.Case(key, state, message, time_used or 0.0, exc_type, exc_text,
-                                out, err, attempts))
+                                out, err, attempts,
+                                reported.get((key, attempt), []) if reported else []))
     return cases
 
 

@@ -9,7 +9,7 @@ pickle. See doc/journal.md.
 """
 
 from . import models, states
-from ._store import EventInfo, Journal, RunInfo, open_journal, task_meta
+from ._store import EventInfo, Journal, ResultInfo, RunInfo, open_journal, task_meta
 from ._values import to_json_value
 from ._writer import JournalWriter, Transition
 from .errors import (
@@ -32,6 +32,7 @@ __all__ = [
     "JournalTooNewError",
     "JournalWriter",
     "NotAJournalError",
+    "ResultInfo",
     "RunInfo",
     "TaskState",
     "Transition",

@@ -59,6 +59,18 @@ class EventInfo:
     detail: Optional[Dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class ResultInfo:
+    """A result a task reported (`pexen.report`), as the journal has it."""
+
+    key: str
+    attempt: int
+    name: str
+    outcome: str
+    message: Optional[str]
+    at: float
+
+
 class ResumeRow(NamedTuple):
     """A task as resume sees it (a row of `resume_rows` with its extras)."""
 
@@ -236,6 +248,29 @@ class Journal:
             rows = conn.execute(stmt).all()
         return [EventInfo(r.id, r.run_id, r.key, r.from_state, r.to_state, r.at,
                           json.loads(r.detail) if r.detail else None) for r in rows]
+
+    def add_result(self, run_id: int, key: str, attempt: int, name: str, outcome: str,
+                   message: Optional[str] = None) -> None:
+        """Record a result task `key` reported in its attempt `attempt`
+        (committed before this returns; the controller is not involved)."""
+        with self._guard(), self.engine.begin() as conn:
+            conn.execute(models.results.insert().values(
+                run_id=run_id, key=key, attempt=attempt, name=name, outcome=outcome,
+                message=message, at=time.time()))
+
+    def results(self, run_id: int, key: Optional[str] = None,
+                attempt: Optional[int] = None) -> List[ResultInfo]:
+        """The results tasks of a run reported (of one task, of one attempt),
+        oldest first."""
+        r = models.results.c
+        stmt = select(r.key, r.attempt, r.name, r.outcome, r.message, r.at).where(
+            r.run_id == run_id)
+        if key is not None:
+            stmt = stmt.where(r.key == key)
+        if attempt is not None:
+            stmt = stmt.where(r.attempt == attempt)
+        with self._guard(), self.reader.connect() as conn:
+            return [ResultInfo(*row) for row in conn.execute(stmt.order_by(r.id)).all()]
 
     def events_to(self, run_id: int, to_state: str) -> List[EventInfo]:
         """The run's transitions into `to_state`, oldest first (e.g. every

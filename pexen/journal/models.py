@@ -83,6 +83,23 @@ class Event(Base):
     detail: Mapped[Optional[str]] = mapped_column(Text)  # JSON
 
 
+class Result(Base):
+    """A result a task reported besides its own (migration 0002)."""
+
+    __tablename__ = "results"
+    __table_args__ = (Index("ix_results_run_id_key", "run_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    key: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    message: Mapped[Optional[str]] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float)
+
+
 runs = Run.__table__
 tasks = Task.__table__
 events = Event.__table__
+results = Result.__table__
