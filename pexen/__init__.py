@@ -12,11 +12,12 @@ The error tree::
 
 from . import factory, sched, util
 from .harness.context import TaskContext, context
+from .harness.reboot import reboot
 from .harness.report import report
 from .util import PexenError, PexenWarning
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["PexenError", "PexenWarning", "TaskContext", "context", "factory", "report",
+__all__ = ["PexenError", "PexenWarning", "TaskContext", "context", "factory", "reboot", "report",
            "sched",
            "util", "__version__"]

@@ -46,7 +46,8 @@ def test_factory_imports_only_the_engine():
 
 def test_public_names_are_pinned():
     assert sorted(pexen.__all__) == sorted(
-        ["PexenError", "PexenWarning", "TaskContext", "context", "factory", "report", "sched",
+        ["PexenError", "PexenWarning", "TaskContext", "context", "factory", "reboot", "report",
+         "sched",
          "util",
          "__version__"])
     assert sorted(pexen.sched.__all__) == sorted([
@@ -73,3 +74,16 @@ def test_public_functions_have_docstrings():
 
 def test_watchdog_knows_only_the_engine():
     assert imported_rooms(PKG / "watchdog.py") <= {"sched", "util"}
+
+
+def test_importing_pexen_loads_no_database_layer():
+    """The library (the seed's API) stays light: `import pexen` and the engine
+    load neither SQLAlchemy nor Alembic; the harness loads them when used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pexen, pexen.sched, pexen.factory; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -21,6 +22,7 @@ from .capture import log_paths
 from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS, data_root
 from .export import check_target, export_run
 from .progress import Progress
+from .reboot import reboot, reboot_command
 from .report import report
 from .run import (
     HarnessError,
@@ -41,41 +43,61 @@ def _progress(total: int, done: int) -> Progress:
 def cmd_start(args: argparse.Namespace) -> int:
     grace = Options.kill_grace if args.kill_grace is None else args.kill_grace
     options = Options(args.workers, args.pool, args.max_attempts, args.timeout, grace,
-                      args.run_timeout)
+                      args.run_timeout,
+                      Options.max_reboots if args.max_reboots is None else args.max_reboots,
+                      (Options.drain_timeout if args.drain_timeout is None
+                       else args.drain_timeout), args.reboot_command)
     check_target(args.xunit)
     run_id, code = start(args.suite, args.journal, options, _progress)
-    print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
     return _export_after(args, run_id, code)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name)
              for name in ("workers", "pool", "max_attempts", "timeout", "kill_grace",
-                          "run_timeout")
+                          "run_timeout", "max_reboots", "drain_timeout", "reboot_command")
              if getattr(args, name) is not None}
     check_target(args.xunit)
     run_id, code = resume(args.journal, args.run, given, _progress)
-    print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
     return _export_after(args, run_id, code)
 
 
 def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
     """--xunit on start/resume: the file is written when the session ends,
-    however it ends (finished, failed, interrupted)."""
-    if not args.xunit:
-        return code
+    however it ends (finished, failed, interrupted, about to reboot). Then,
+    if a task asked for a reboot, the reboot command runs."""
     path = journal_path(args.journal)
     j = _open(path, create=False)
     try:
-        counts = export_run(j, j.run(run_id), path, args.xunit, args.xunit_subresults)
-    except OSError as exc:
-        print(f"pexen-harness: error: cannot write --xunit {args.xunit}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_INTERNAL
+        run = j.run(run_id)
+        if run.state != "rebooting":
+            print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
+        if args.xunit:
+            try:
+                counts = export_run(j, run, path, args.xunit, args.xunit_subresults)
+            except OSError as exc:
+                print(f"pexen-harness: error: cannot write --xunit {args.xunit}: "
+                      f"{exc.strerror or exc}", file=sys.stderr)
+                code = EXIT_INTERNAL
+            else:
+                print(f"xunit: {args.xunit} ({_counted(counts)})")
     finally:
         j.close()
-    print(f"xunit: {args.xunit} ({_counted(counts)})")
+    if run.state == "rebooting":
+        command = reboot_command(run.config.get("reboot_command"))
+        print(f"run {run_id}: rebooting ({command}); after the boot, pexen-harness resume "
+              "continues the run", flush=True)
+        sys.stderr.flush()
+        done = subprocess.run(command, shell=True)
+        if done.returncode != 0:
+            print(f"pexen-harness: error: the reboot command failed (exit "
+                  f"{done.returncode}): {command}", file=sys.stderr)
+            return EXIT_INTERNAL
     return code
+
+
+def cmd_reboot(args: argparse.Namespace) -> int:
+    reboot()  # never returns: the controller ends this process before the reboot
 
 
 def _counted(counts: Dict[str, int]) -> str:
@@ -267,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, default=3,
                    help="attempts of a task whose controller died under it (default 3)")
     _watchdog_arguments(p, "none", "10", "none")
+    _reboot_arguments(p, "10", "600", "$PEXEN_REBOOT_COMMAND, else systemctl reboot")
     _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_start)
 
@@ -280,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, help="(default: as the run started)")
     _watchdog_arguments(p, "as the run started", "as the run started",
                         "the run's own limit")
+    _reboot_arguments(p, "as the run started", "as the run started", "as the run started")
     _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_resume)
 
@@ -323,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--message", help="what to say about it")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("reboot", help="(from inside a task) reboot the machine, then "
+                                      "run the task again",
+                       description="Ask for a reboot of the machine and wait for it (the "
+                                   "controller ends this command). After the boot, "
+                                   "pexen-harness resume runs the task again with "
+                                   "PEXEN_REBOOT_COUNT one higher.")
+    p.set_defaults(func=cmd_reboot)
+
     p = sub.add_parser("list", help="list the runs of a journal",
                        description="List the runs of the journal.")
     p.add_argument("--journal", help=journal_help)
@@ -343,6 +375,17 @@ def _seconds(positive: bool) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _reboot_arguments(p: argparse.ArgumentParser, loops: str, drain: str,
+                      command: str) -> None:
+    p.add_argument("--max-reboots", type=int, metavar="N",
+                   help=f"reboots one task may ask for (default: {loops})")
+    p.add_argument("--drain-timeout", type=_seconds(False), metavar="SECONDS",
+                   help="how long the other running tasks may go on before a reboot; "
+                        f"then they are ended and requeued (default: {drain})")
+    p.add_argument("--reboot-command", metavar="COMMAND",
+                   help=f"what reboots the machine (default: {command})")
 
 
 def _xunit_arguments(p: argparse.ArgumentParser, required: bool) -> None:

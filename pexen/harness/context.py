@@ -52,6 +52,10 @@ class TaskContext:
             "PEXEN_TASK_TOKEN": self.token,
             "PEXEN_TASK_DATA": self.data_dir,
             "PEXEN_REBOOT_COUNT": str(self.reboot_count),
+            # the names tests written for restraint and tmt read
+            "REBOOTCOUNT": str(self.reboot_count),
+            "RSTRNT_REBOOTCOUNT": str(self.reboot_count),
+            "TMT_REBOOT_COUNT": str(self.reboot_count),
         }
 
     @classmethod

@@ -39,6 +39,8 @@ from .suite import ExecutableTask
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2, 3, 4
 FAILED_STATES = {"fail", "timeout", "error"}
 STOPPED_BY_SIGNAL = "stopped by a signal to the controller"
+REQUEUED_FOR_REBOOT = "requeued: the machine was rebooted for another task"
+REBOOT_POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 2.0
 
 
@@ -200,6 +202,9 @@ class Session:
     progress: Optional[Callable[[str, str, Optional[str]], None]] = None
     writer: Optional[JournalWriter] = None         # one already made (resume)
     ready: Optional[Callable[[], None]] = None     # called as the engine starts
+    reboots: Dict[str, int] = field(default_factory=dict)  # key -> reboots so far
+    drain_timeout: float = 600.0                   # for the others, before a reboot
+    reboot_now: Optional[str] = None               # a task whose reboot is still owed
 
 
 @contextmanager
@@ -239,6 +244,59 @@ def quiet_gc() -> Iterator[Callable[[], None]]:
 
 class _Stop(Exception):
     """SIGINT or SIGTERM reached the controller."""
+
+
+class _Reboot(Exception):
+    """A task asked for a reboot and the others have drained."""
+
+
+class _Beat:
+    """The controller's second thread: the heartbeat every 2 s, and a look
+    at the journal every 0.25 s for a task's reboot request. On one: no more
+    tasks are handed out, the other running tasks get up to `drain` seconds
+    to finish, then the main thread is told (SIGUSR1 -> _Reboot)."""
+
+    def __init__(self, session: Session, writer: JournalWriter, sched: Sched,
+                 stop: threading.Event) -> None:
+        self.session = session
+        self.writer = writer
+        self.sched = sched
+        self.stop = stop
+        self.reboot_key: Optional[str] = None
+        self.main = threading.main_thread().ident
+        self.thread = threading.Thread(target=self._loop, name="pexen-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _loop(self) -> None:
+        writer, journal, run_id = self.writer, self.session.journal, self.session.run_id
+        next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        while not self.stop.wait(REBOOT_POLL_SECONDS):
+            try:
+                if time.monotonic() >= next_beat:
+                    writer.update_run(heartbeat_at=time.time())
+                    next_beat = time.monotonic() + HEARTBEAT_SECONDS
+                if self.reboot_key is None:
+                    for key, *_ in journal.reboot_requests(run_id):
+                        if writer.state_of(key) is TaskState.RUNNING:
+                            self._drain(key)
+                            return
+            except Exception:
+                return
+
+    def _drain(self, key: str) -> None:
+        self.reboot_key = key
+        self.sched.pause()
+        live = (TaskState.QUEUED, TaskState.RUNNING)
+        others = [k for k, _ in self.session.tasks if k != key]
+        end = time.monotonic() + self.session.drain_timeout
+        while time.monotonic() < end and not self.stop.is_set():
+            if not any(self.writer.state_of(k) in live for k in others):
+                break
+            time.sleep(0.05)
+        if not self.stop.is_set() and self.main is not None:
+            signal.pthread_kill(self.main, signal.SIGUSR1)
 
 
 _QUEUED_COLUMNS = ("queued_at", "token", "attempt")
@@ -364,14 +422,13 @@ def execute(session: Session, journal_path: str) -> int:
         data_path = (f"{run_root}/{key}/data" if not key.startswith("/")
                      else os.path.join(run_root, key, "data"))
         ctx = TaskContext(journal_path, session.run_id, key, attempts.get(key, 0) + 1,
-                          token, data_path)
+                          token, data_path, session.reboots.get(key, 0))
         wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool,
                                     kill_grace=session.kill_grace))
     stop_heartbeat = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(writer, stop_heartbeat),
-                            name="pexen-heartbeat", daemon=True)
-    listener = JournalListener(writer, session, tokens, thread_pool, beat.start)
+    listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start())
     sched = Sched(listeners=[listener])
+    beat = _Beat(session, writer, sched, stop_heartbeat)
     for provides, shared in session.assumed:
         sched.assume_provided(provides, shared)
     sched.add_tasks(wrappers)
@@ -382,7 +439,7 @@ def execute(session: Session, journal_path: str) -> int:
                         grace=session.kill_grace, run_deadline=session.run_deadline,
                         time_used=session.time_used, tokens=tokens)
     sched.add_listener(watchdog)
-    previous = _install_stop_handlers()
+    previous = _install_stop_handlers(lambda: beat.reboot_key is not None)
     gen = None
     code = EXIT_OK
     switch = install() if thread_pool else None
@@ -390,6 +447,10 @@ def execute(session: Session, journal_path: str) -> int:
         switch.__enter__()
         use_journal(journal_path, journal)
     try:
+        if session.reboot_now is not None:
+            # The last controller died between a reboot request and the reboot.
+            beat.reboot_key = session.reboot_now
+            raise _Reboot()
         watchdog.start()
         if session.ready is not None:
             session.ready()
@@ -423,6 +484,30 @@ def execute(session: Session, journal_path: str) -> int:
                               detail={"by": "signal"}, **fields)
         code = EXIT_INTERRUPTED
         writer.run_event("interrupted", exit_code=code)
+    except _Reboot:
+        _ignore_stop_signals(previous)
+        if gen is not None:
+            gen.close()
+        key = beat.reboot_key or ""
+        live = [k for k, _ in session.tasks
+                if writer.state_of(k) in (TaskState.QUEUED, TaskState.RUNNING)]
+        kill_leftovers((), {tokens[k] for k in live})
+        now = time.time()
+        for k in live:
+            fields = {}
+            began = listener.started.get(k)
+            if began is not None:
+                fields["time_used"] = session.time_used.get(k, 0.0) + (now - began)
+            if k == key:
+                writer.transition(k, TaskState.REBOOTING, reason="rebooting: the task asked "
+                                  "for a reboot", detail={"by": "reboot",
+                                                          "reboot_count": session.reboots.get(
+                                                              k, 0)}, **fields)
+            else:
+                writer.transition(k, TaskState.INTERRUPTED, reason=REQUEUED_FOR_REBOOT,
+                                  detail={"by": "reboot"}, **fields)
+        code = EXIT_INTERRUPTED
+        writer.run_event("rebooting", detail={"task": key}, exit_code=code)
     finally:
         watchdog.stop()
         if switch is not None:
@@ -430,8 +515,8 @@ def execute(session: Session, journal_path: str) -> int:
             use_journal(journal_path, None)
         _restore_stop_handlers(previous)
         stop_heartbeat.set()
-        if beat.is_alive():
-            beat.join()
+        if beat.thread.is_alive():
+            beat.thread.join()
         writer.close()
     return code
 
@@ -453,29 +538,28 @@ def _exit_code(journal: Journal, run_id: int) -> int:
     return EXIT_FAILED if any(counts.get(s) for s in FAILED_STATES) else EXIT_OK
 
 
-def _heartbeat(writer: JournalWriter, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_SECONDS):
-        try:
-            writer.update_run(heartbeat_at=time.time())
-        except Exception:
-            return
-
-
 def _raise_stop(signum: int, frame: Any) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def _install_stop_handlers() -> Any:
+def _install_stop_handlers(rebooting: Callable[[], bool]) -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
+
+    def reboot(signum: int, frame: Any) -> None:
+        if rebooting():
+            raise _Reboot()
+
     return (signal.signal(signal.SIGINT, _raise_stop),
-            signal.signal(signal.SIGTERM, _raise_stop))
+            signal.signal(signal.SIGTERM, _raise_stop),
+            signal.signal(signal.SIGUSR1, reboot))
 
 
 def _ignore_stop_signals(previous: Any) -> None:
     if previous is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def _restore_stop_handlers(previous: Any) -> None:
@@ -483,3 +567,4 @@ def _restore_stop_handlers(previous: Any) -> None:
         return
     signal.signal(signal.SIGINT, previous[0])
     signal.signal(signal.SIGTERM, previous[1])
+    signal.signal(signal.SIGUSR1, previous[2])

@@ -16,10 +16,12 @@ import os
 import threading
 from typing import Any, Dict, Optional, Tuple
 
-from ..journal import open_journal
-from ..journal.states import SEVERITY, TaskState
 from .context import TaskContext, context
 from .outcome import OUTCOMES
+
+# best first (pass < warn < skip < fail < timeout < error); the journal's
+# SEVERITY, without importing the journal (and SQLAlchemy) with `pexen`
+_RANK = {outcome: n for n, outcome in enumerate(OUTCOMES)}
 
 _journals: Dict[Tuple[int, str], Any] = {}
 _lock = threading.Lock()
@@ -35,6 +37,8 @@ def _journal(path: str) -> Any:
     with _lock:
         j = _journals.get(key)
         if j is None:
+            from ..journal import open_journal
+
             j = _journals[key] = open_journal(path, create=False)
         return j
 
@@ -86,7 +90,7 @@ def reported_worst(ctx: TaskContext) -> Optional[Tuple[str, str]]:
     found = _journal(ctx.journal).results(ctx.run_id, ctx.task, ctx.attempt)
     if not found:
         return None
-    worst = max(found, key=lambda r: SEVERITY[TaskState(r.outcome)])
+    worst = max(found, key=lambda r: _RANK[r.outcome])
     text = f"reported {worst.name}: {worst.outcome}"
     if worst.message:
         text += f": {worst.message}"
@@ -95,4 +99,4 @@ def reported_worst(ctx: TaskContext) -> Optional[Tuple[str, str]]:
 
 def outranks(reported: str, own: str) -> bool:
     """Whether a reported outcome is worse than the task's own."""
-    return SEVERITY[TaskState(reported)] > SEVERITY[TaskState(own)]
+    return _RANK[reported] > _RANK[own]

@@ -7,7 +7,7 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..journal import Journal, JournalError, RunInfo, TaskState, open_journal, task_meta
@@ -20,6 +20,7 @@ from . import controller
 from .controller import (
     EXIT_INTERNAL,
     EXIT_USAGE,
+    REQUEUED_FOR_REBOOT,
     STOPPED_BY_SIGNAL,
     Session,
     boot_id,
@@ -49,6 +50,9 @@ class Options:
     timeout: Optional[float] = None       # seconds, for tasks without `timeout`
     kill_grace: float = 10.0              # SIGTERM .. SIGKILL
     run_timeout: Optional[float] = None   # seconds from start (or resume)
+    max_reboots: int = 10                 # per task
+    drain_timeout: float = 600.0          # for the other tasks, before a reboot
+    reboot_command: Optional[str] = None  # None: $PEXEN_REBOOT_COMMAND or systemctl reboot
 
     def check(self) -> None:
         if self.workers < 1:
@@ -60,6 +64,13 @@ class Options:
         for flag, value in (("--timeout", self.timeout), ("--run-timeout", self.run_timeout)):
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise HarnessError(f"{flag} must be a number of seconds > 0, not {value!r}")
+        if self.max_reboots < 0:
+            raise HarnessError(f"--max-reboots must be at least 0, not {self.max_reboots}")
+        if not (self.drain_timeout >= 0 and math.isfinite(self.drain_timeout)):
+            raise HarnessError(f"--drain-timeout must be a number of seconds >= 0, "
+                               f"not {self.drain_timeout!r}")
+        if self.reboot_command is not None and not self.reboot_command.strip():
+            raise HarnessError("--reboot-command must not be empty")
         if not (self.kill_grace >= 0 and math.isfinite(self.kill_grace)):
             raise HarnessError(f"--kill-grace must be a number of seconds >= 0, "
                                f"not {self.kill_grace!r}")
@@ -70,6 +81,8 @@ class Options:
         return {"workers": self.workers, "pool": self.pool,
                 "max_attempts": self.max_attempts, "timeout": self.timeout,
                 "kill_grace": self.kill_grace, "run_deadline": run_deadline,
+                "max_reboots": self.max_reboots, "drain_timeout": self.drain_timeout,
+                "reboot_command": self.reboot_command,
                 "data_root": controller.data_root(journal)}
 
 
@@ -128,7 +141,7 @@ def start(suite: str, journal: Optional[str] = None, options: Options = Options(
             session = Session(j, run_id, tasks, attempts={}, time_used={},
                               pool=options.pool, workers=options.workers,
                               timeout=options.timeout, kill_grace=options.kill_grace,
-                              run_deadline=run_deadline,
+                              run_deadline=run_deadline, drain_timeout=options.drain_timeout,
                               progress=progress(len(tasks), 0) if progress else None,
                               ready=ready)
             code = controller.execute(session, path)
@@ -200,7 +213,10 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             config.update(options or {})
             opts = Options(int(config.get("workers", 2)), str(config.get("pool", "process")),
                            int(config.get("max_attempts", 3)), config.get("timeout"),
-                           float(config.get("kill_grace", 10.0)), config.get("run_timeout"))
+                           float(config.get("kill_grace", 10.0)), config.get("run_timeout"),
+                       int(config.get("max_reboots", 10)),
+                       float(config.get("drain_timeout", 600.0)),
+                       config.get("reboot_command"))
             opts.check()
             # --run-timeout on resume: a new limit from now; else the run's own.
             run_deadline = (time.time() + opts.run_timeout if opts.run_timeout is not None
@@ -224,7 +240,8 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                               workers=opts.workers, timeout=opts.timeout,
                               kill_grace=opts.kill_grace, run_deadline=run_deadline,
                               progress=progress(plan.total, plan.done) if progress else None,
-                              writer=plan.writer, ready=ready)
+                              writer=plan.writer, ready=ready, reboots=plan.reboots,
+                              drain_timeout=opts.drain_timeout, reboot_now=plan.reboot_now)
             code = controller.execute(session, path)
             _close_progress(session)
             return run.id, code
@@ -241,6 +258,8 @@ class _ResumePlan:
     total: int
     done: int
     writer: Any = None
+    reboots: Dict[str, int] = field(default_factory=dict)
+    reboot_now: Optional[str] = None
 
 
 def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: Options,
@@ -265,11 +284,21 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         interrupted = [ResumeRow(*row, *extras.get(row[0], ())) for row in found
                        if row[2] in LIVE_STATES]
         time_used = {row.key: row.time_used or 0.0 for row in interrupted}
+        requests = {key: (boot, count) for key, _, boot, count in j.reboot_requests(run.id)}
+        reboots: Dict[str, int] = {}
+        reboot_now = None
+        attempt_of: Dict[str, int] = {}
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
                            {r.token for r in interrupted if r.token})
         for row in interrupted:
-            if row.state == "interrupted" and row.reason == STOPPED_BY_SIGNAL:
+            if row.state == "rebooting" or (row.key in requests
+                                            and row.state in ("running", "interrupted")):
+                reboot_now = _plan_reboot(writer, run, row, requests, opts, reboots,
+                                          attempt_of, time_used) or reboot_now
+                continue
+            if row.state == "interrupted" and row.reason in (STOPPED_BY_SIGNAL,
+                                                             REQUEUED_FOR_REBOOT):
                 # stopped on purpose (^C, SIGTERM): not a crash, not a reboot
                 writer.transition(row.key, TaskState.PENDING, reason=None)
                 continue
@@ -332,9 +361,51 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         raise
     used = {key: extra[4] for key, extra in extras.items() if extra[4]}
     used.update(time_used)
-    return _ResumePlan(to_run, {k: rows[k][3] for k, _ in to_run},
+    return _ResumePlan(to_run, {k: attempt_of.get(k, rows[k][3]) for k, _ in to_run},
                        {k: used.get(k, 0.0) for k, _ in to_run}, assumed,
-                       total=len(rows), done=done, writer=writer)
+                       total=len(rows), done=done, writer=writer, reboots=reboots,
+                       reboot_now=reboot_now)
+
+
+def _plan_reboot(writer: Any, run: RunInfo, row: Any, requests: Dict[str, Any],
+                 opts: Options, reboots: Dict[str, int], attempt_of: Dict[str, int],
+                 time_used: Dict[str, float]) -> Optional[str]:
+    """A task that asked for a reboot. Booted since (the boot id differs from
+    the one of its request): it runs again, same attempt, reboot count + 1,
+    up to --max-reboots. Same boot and the reboot command was run: the reboot
+    did not happen, `error`. Same boot, but the controller died before it
+    rebooted: the reboot is still owed (returns the key)."""
+    key = row.key
+    req_boot, count = requests.get(key, (None, None))
+    count = count or 0
+    now = time.time()
+    if row.state != TaskState.REBOOTING.value:
+        used = row.time_used or 0.0
+        if row.state == TaskState.RUNNING.value and row.started_at:
+            used += max(run.heartbeat_at or 0.0, row.started_at) - row.started_at
+        time_used[key] = used
+        writer.transition(key, TaskState.REBOOTING, reason="rebooting: the task asked for "
+                          "a reboot", time_used=used, detail={"by": "reboot",
+                                                              "reboot_count": count})
+    if (req_boot or run.boot_id) != boot_id():
+        if count + 1 > opts.max_reboots:
+            writer.transition(key, TaskState.ERROR, finished_at=now,
+                              reason=f"reboot loop: {count + 1} reboots "
+                                     f"(--max-reboots {opts.max_reboots})",
+                              reboot_requested_at=None, reboot_boot_id=None)
+            return None
+        writer.transition(key, TaskState.PENDING, reason=None, reboot_count=count + 1,
+                          reboot_requested_at=None, reboot_boot_id=None)
+        reboots[key] = count + 1
+        attempt_of[key] = max(row.attempt - 1, 0)   # the same attempt goes on
+        return None
+    if run.state == "rebooting":
+        writer.transition(key, TaskState.ERROR, finished_at=now,
+                          reason="reboot did not happen: the boot id is unchanged since "
+                                 "the task asked for a reboot",
+                          reboot_requested_at=None, reboot_boot_id=None)
+        return None
+    return key
 
 
 def _meta_get(task: Any, name: str) -> Any:

@@ -272,6 +272,24 @@ class Journal:
         with self._guard(), self.reader.connect() as conn:
             return [ResultInfo(*row) for row in conn.execute(stmt.order_by(r.id)).all()]
 
+    def request_reboot(self, run_id: int, key: str, boot_id: str) -> None:
+        """Record that task `key` asks for a reboot (committed, with a full
+        sync, before this returns)."""
+        t = models.tasks.c
+        with self._guard(), self.engine.begin() as conn:
+            conn.execute(update(models.tasks).where(t.run_id == run_id, t.key == key)
+                         .values(reboot_requested_at=time.time(), reboot_boot_id=boot_id))
+
+    def reboot_requests(self, run_id: int) -> List[Tuple[str, float, Optional[str], int]]:
+        """(key, requested at, boot id then, reboot count) of the tasks of a run whose reboot
+        request is not dealt with yet (the request is cleared when the task
+        runs again)."""
+        t = models.tasks.c
+        with self._guard(), self.reader.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(t.key, t.reboot_requested_at, t.reboot_boot_id, t.reboot_count)
+                .where(t.run_id == run_id, t.reboot_requested_at.is_not(None))).all()]
+
     def events_to(self, run_id: int, to_state: str) -> List[EventInfo]:
         """The run's transitions into `to_state`, oldest first (e.g. every
         attempt cut short: "interrupted")."""

@@ -66,6 +66,9 @@ class Task(Base):
     exc_text: Mapped[Optional[str]] = mapped_column(Text)
     reason: Mapped[Optional[str]] = mapped_column(Text)
     meta: Mapped[Optional[str]] = mapped_column(Text)             # JSON
+    # written by the task itself when it asks for a reboot (migration 0003)
+    reboot_requested_at: Mapped[Optional[float]] = mapped_column(Float)
+    reboot_boot_id: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 class Event(Base):

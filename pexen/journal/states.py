@@ -49,7 +49,8 @@ TRANSITIONS: Dict[TaskState, FrozenSet[TaskState]] = {
                          | TERMINAL),
     _S.RUNNING: frozenset({_S.REBOOTING, _S.INTERRUPTED} | TERMINAL),
     _S.REBOOTING: frozenset({_S.QUEUED, _S.PENDING, _S.INTERRUPTED} | TERMINAL),
-    _S.INTERRUPTED: frozenset({_S.PENDING, _S.QUEUED} | TERMINAL),
+    # (interrupted -> rebooting: it had asked for a reboot when it was cut short)
+    _S.INTERRUPTED: frozenset({_S.PENDING, _S.QUEUED, _S.REBOOTING} | TERMINAL),
 }
 for _t in TERMINAL:
     TRANSITIONS[_t] = frozenset()

@@ -169,6 +169,7 @@ def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
     # Not the controller's handler (it may have one by now): a SIGTERM to a
     # worker, from the watchdog say, ends it, unless its task says otherwise.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

@@ -75,6 +75,7 @@ class Sched:
         self._name_counts: Dict[str, int] = {}  # automatic name -> times used
         self._listeners: List[Listener] = list(listeners)
         self._run: Optional[Tuple[Plan, Any]] = None
+        self._paused = False
         self._assumed: List[Tuple[frozenset, Optional[Dict[str, Any]]]] = []
         self._owner_pid = os.getpid()
         self.default_shared: Dict[str, Any] = {}
@@ -297,6 +298,14 @@ class Sched:
 
     # -- running -------------------------------------------------------------
 
+    def pause(self) -> None:
+        """During a run, from any thread: hand no more tasks to the pool (the
+        running ones go on; nothing is skipped). For a caller about to stop
+        the run itself (a reboot): a paused run whose running tasks all end
+        ends as if the rest could not run."""
+        with self._lock:
+            self._paused = True
+
     def cancel(self, reason: str) -> None:
         """During a run, from any thread: start no more tasks. Every task not
         yet handed to the pool (and every task added from now on) is skipped
@@ -385,6 +394,8 @@ class Sched:
                           category=util.PexenWarning, stacklevel=2)
 
     def _fill(self, plan: Plan, pool: Any, emit: Optional[Callable[..., None]]) -> None:
+        if self._paused:
+            return
         while not pool.full():
             node = plan.pop_dispatchable()
             if node is None:

@@ -32,9 +32,11 @@ def harness(*args, cwd, env=None, timeout=120, stdout=subprocess.PIPE):
                           timeout=timeout)
 
 
-def spawn(*args, cwd):
+def spawn(*args, cwd, env=None):
+    extra = env
     env = dict(os.environ)
     env.pop("PEXEN_JOURNAL", None)
+    env.update(extra or {})
     return subprocess.Popen([sys.executable, "-m", "pexen.harness.cli", *args], cwd=cwd,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -388,7 +390,8 @@ def test_resume_options_and_named_run(tmp_path):
     # what was not given stays as the run started
     assert run.config == {"workers": 1, "pool": "process", "max_attempts": 5,
                           "timeout": None, "kill_grace": 10.0, "run_deadline": None,
-                          "data_root": str(tmp_path / "pexen-journal.sqlite") + ".d"}
+                          "data_root": str(tmp_path / "pexen-journal.sqlite") + ".d",
+                          "max_reboots": 10, "drain_timeout": 600.0, "reboot_command": None}
     assert oct(os.stat(tmp_path / "pexen-journal.sqlite.d").st_mode & 0o777) == "0o700"
     res = harness("resume", "7", cwd=tmp_path)
     assert res.returncode == 4 and "no run 7" in res.stderr

@@ -1,0 +1,44 @@
+"""Tests that reboot the machine on purpose: `pexen.reboot()` from Python,
+`pexen-harness reboot` from an executable.
+
+The request is written to the journal by the task's own process and
+committed (synchronous=FULL) before anything else happens; then the task
+blocks. The controller notices it (it polls the journal), hands out no more
+tasks, lets the other running tasks finish (up to --drain-timeout; what is
+still running then is ended and requeued, not failed), records the task
+`rebooting`, writes the partial xUnit file if asked, and runs the reboot
+command. After the boot, `pexen-harness resume` runs the task again with
+PEXEN_REBOOT_COUNT (and REBOOTCOUNT, RSTRNT_REBOOTCOUNT, TMT_REBOOT_COUNT)
+one higher: it continues the same attempt (its output file, its reported
+results and its data directory are kept).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import NoReturn, Optional
+
+from .context import context
+
+#: The default command that reboots the machine (PEXEN_REBOOT_COMMAND, or
+#: `--reboot-command`, replaces it).
+DEFAULT_REBOOT_COMMAND = "systemctl reboot"
+
+
+def reboot_command(given: Optional[str] = None) -> str:
+    return given or os.environ.get("PEXEN_REBOOT_COMMAND") or DEFAULT_REBOOT_COMMAND
+
+
+def reboot() -> NoReturn:
+    """Ask for a reboot of the machine, then block until it comes (the
+    controller ends this task before rebooting). After the boot the task runs
+    again from its start with `pexen.context().reboot_count` one higher:
+    branch on it. Raises NoContextError outside a task run by pexen-harness."""
+    ctx = context()
+    from .controller import boot_id
+    from .report import _journal
+
+    _journal(ctx.journal).request_reboot(ctx.run_id, ctx.task, boot_id())
+    while True:
+        time.sleep(3600)

@@ -1,0 +1,197 @@
+"""Tests that reboot the machine on purpose, simulated: PEXEN_BOOT_ID_FILE
+holds the boot id, and the reboot command writes a new one (the controller
+exits after running it, as it would die in a real reboot)."""
+
+import signal
+import sqlite3
+import textwrap
+import time
+
+from .test_cli import end, harness, spawn, states
+
+SUITE = textwrap.dedent('''
+    import os
+    import time
+
+    import pexen
+    from pexen.harness.suite import ExecutableTask
+    from pexen.sched import meta
+
+    HERE = os.path.dirname(os.path.abspath(__file__))
+    REBOOTS = int(os.environ.get("TEST_REBOOTS", "2"))
+
+
+    @meta.func_meta(timeout=60)
+    def kernel():
+        ctx = pexen.context()
+        with open(os.path.join(ctx.data_dir, "seen"), "a") as f:
+            f.write(f"{ctx.reboot_count} {os.environ['REBOOTCOUNT']} "
+                    f"{os.environ['TMT_REBOOT_COUNT']} {os.environ['RSTRNT_REBOOTCOUNT']} "
+                    f"attempt {ctx.attempt}\\n")
+        print("boot", ctx.reboot_count)
+        pexen.report(f"boot-{ctx.reboot_count}", "pass")
+        if ctx.reboot_count < REBOOTS:
+            pexen.reboot()
+
+
+    def finishes_during_drain():
+        time.sleep(1.0)
+
+
+    def too_slow_for_drain():
+        if pexen.context().attempt == 1:
+            time.sleep(60)
+
+
+    def tasks():
+        return [kernel, finishes_during_drain, too_slow_for_drain,
+                ExecutableTask(os.path.join(HERE, "exe_reboot.sh"), "exe_reboot")]
+''')
+
+EXE = """#!/bin/sh
+echo "exe boot $PEXEN_REBOOT_COUNT"
+if [ "$PEXEN_REBOOT_COUNT" -lt 1 ]; then
+    pexen-harness report before-reboot pass
+    exec pexen-harness reboot
+fi
+exit 0
+"""
+
+REBOOT = """#!/bin/sh
+python3 -c "import uuid; print(uuid.uuid4())" > "$PEXEN_BOOT_ID_FILE"
+echo rebooted >> "$(dirname "$0")/reboots.log"
+"""
+
+
+def setup(tmp_path, reboots="2", command=None):
+    import os
+    import sys
+
+    (tmp_path / "rbsuite.py").write_text(SUITE)
+    for name, body in (("exe_reboot.sh", EXE), ("reboot.sh", REBOOT)):
+        (tmp_path / name).write_text(body)
+        (tmp_path / name).chmod(0o755)
+    (tmp_path / "bootid").write_text("first-boot\n")
+    return {"PEXEN_BOOT_ID_FILE": str(tmp_path / "bootid"),
+            "PEXEN_REBOOT_COMMAND": command or str(tmp_path / "reboot.sh"),
+            "TEST_REBOOTS": reboots,
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+
+
+def test_task_reboots_twice_and_carries_on(tmp_path):
+    env = setup(tmp_path)
+    first = harness("start", "rbsuite:tasks", "--drain-timeout", "5", "--xunit", "r.xml",
+                    cwd=tmp_path, env=env)
+    assert first.returncode == 2, first.stderr
+    assert "rebooting (" in first.stdout and "pexen-harness resume continues" in first.stdout
+    # the partial xUnit file was written before the reboot
+    partial = (tmp_path / "r.xml").read_text()
+    assert 'name="kernel"' in partial and "not finished: rebooting" in partial
+    rows, run = states(tmp_path / "pexen-journal.sqlite")
+    assert run.state == "rebooting"
+    assert rows["kernel"].state == "rebooting"
+    assert rows["finishes_during_drain"].state == "pass"      # it had time to finish
+    assert rows["too_slow_for_drain"].state == "interrupted"  # requeued, not failed
+    assert "requeued" in rows["too_slow_for_drain"].reason
+    for _ in range(3):
+        res = harness("resume", "--xunit", "r.xml", cwd=tmp_path, env=env)
+        if res.returncode != 2:
+            break
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "reboots.log").read_text() == "rebooted\n" * 2
+    rows, run = states(tmp_path / "pexen-journal.sqlite")
+    assert run.state == "finished"
+    kernel = rows["kernel"]
+    assert kernel.state == "pass" and kernel.reboot_count == 2 and kernel.attempt == 1
+    data = tmp_path / "pexen-journal.sqlite.d" / "1" / "kernel"
+    assert (data / "data" / "seen").read_text() == (
+        "0 0 0 0 attempt 1\n1 1 1 1 attempt 1\n2 2 2 2 attempt 1\n")
+    assert (data / "1.out").read_text() == "boot 0\nboot 1\nboot 2\n"
+    assert rows["exe_reboot"].state == "pass" and rows["exe_reboot"].reboot_count == 1
+    assert rows["too_slow_for_drain"].state == "pass"
+    # results reported before each reboot are kept
+    text = (tmp_path / "r.xml").read_text()
+    assert ("pexen: sub-result boot-0: pass\npexen: sub-result boot-1: pass\n"
+            "pexen: sub-result boot-2: pass\n\nboot 0\nboot 1\nboot 2\n") in text
+    assert "pexen: sub-result before-reboot: pass" in text
+
+
+def test_reboot_loop_is_capped(tmp_path):
+    env = setup(tmp_path, reboots="100")
+    res = harness("start", "rbsuite:tasks", "--max-reboots", "1", "--drain-timeout", "0",
+                  cwd=tmp_path, env=env)
+    assert res.returncode == 2, res.stderr
+    for _ in range(4):
+        res = harness("resume", cwd=tmp_path, env=env)
+        if res.returncode != 2:
+            break
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    assert rows["kernel"].state == "error"
+    assert rows["kernel"].reason == "reboot loop: 2 reboots (--max-reboots 1)"
+
+
+def test_reboot_that_did_not_happen(tmp_path):
+    env = setup(tmp_path, command="true")  # the boot id stays the same
+    res = harness("start", "rbsuite:tasks", "--drain-timeout", "0", cwd=tmp_path, env=env)
+    assert res.returncode == 2, res.stderr
+    for _ in range(3):  # (the executable may ask for its own reboot meanwhile)
+        res = harness("resume", cwd=tmp_path, env=env)
+        if res.returncode != 2:
+            break
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    assert rows["kernel"].state == "error"
+    assert rows["kernel"].reason.startswith("reboot did not happen")
+    assert rows["exe_reboot"].state == "error"
+
+
+def test_controller_killed_between_request_and_reboot(tmp_path):
+    env = setup(tmp_path, reboots="1")
+    journal = tmp_path / "pexen-journal.sqlite"
+    proc = spawn("start", "rbsuite:tasks", "--drain-timeout", "30", cwd=tmp_path, env=env)
+    try:
+        # the request is in the journal; the controller waits for the others
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+            try:
+                con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+                asked = con.execute("SELECT count(*) FROM tasks WHERE key = 'kernel' AND "
+                                    "reboot_requested_at IS NOT NULL").fetchone()[0]
+                con.close()
+            except sqlite3.Error:
+                continue
+            if asked:
+                break
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        end(proc)
+    assert not (tmp_path / "reboots.log").exists()
+    # resume owes the reboot: it does it at once, then the run goes on
+    res = harness("resume", cwd=tmp_path, env=env)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert (tmp_path / "reboots.log").read_text() == "rebooted\n"
+    for _ in range(3):
+        res = harness("resume", cwd=tmp_path, env=env)
+        if res.returncode != 2:
+            break
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows, _ = states(journal)
+    assert rows["kernel"].state == "pass" and rows["kernel"].reboot_count == 1
+
+
+def test_reboot_outside_a_task(tmp_path):
+    res = harness("reboot", cwd=tmp_path)
+    assert res.returncode == 4 and "no task context" in res.stderr
+
+
+def test_bad_reboot_options(tmp_path):
+    setup(tmp_path)
+    for args, message in ((("--max-reboots", "-1"), "--max-reboots must be at least 0"),
+                          (("--drain-timeout", "x"), "argument --drain-timeout"),
+                          (("--reboot-command", " "), "--reboot-command must not be empty")):
+        res = harness("start", "rbsuite:tasks", *args, cwd=tmp_path)
+        assert res.returncode == 4 and message in res.stderr, (args, res.stderr)
+    assert not (tmp_path / "pexen-journal.sqlite").exists()
