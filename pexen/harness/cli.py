@@ -58,7 +58,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
                           "run_timeout", "max_reboots", "drain_timeout", "reboot_command")
              if getattr(args, name) is not None}
     check_target(args.xunit)
-    run_id, code = resume(args.journal, args.run, given, _progress)
+    run_id, code = resume(args.journal, args.run, given, _progress,
+                          rerun_interrupted=args.rerun_interrupted)
     return _export_after(args, run_id, code)
 
 
@@ -304,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     _watchdog_arguments(p, "as the run started", "as the run started",
                         "the run's own limit")
     _reboot_arguments(p, "as the run started", "as the run started", "as the run started")
+    p.add_argument("--rerun-interrupted", action="store_true",
+                   help="after an unplanned reboot, run the tasks it cut short again "
+                        "(as if each had rerun_on_interrupt metadata), up to --max-attempts")
     _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_resume)
 

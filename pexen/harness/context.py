@@ -32,6 +32,7 @@ class TaskContext:
     token: str
     data_path: str
     reboot_count: int = 0
+    interrupt_count: int = 0   # unplanned reboots it was run again after
 
     @property
     def data_dir(self) -> str:
@@ -56,6 +57,7 @@ class TaskContext:
             "REBOOTCOUNT": str(self.reboot_count),
             "RSTRNT_REBOOTCOUNT": str(self.reboot_count),
             "TMT_REBOOT_COUNT": str(self.reboot_count),
+            "PEXEN_INTERRUPT_COUNT": str(self.interrupt_count),
         }
 
     @classmethod
@@ -64,7 +66,8 @@ class TaskContext:
         try:
             return cls(env["PEXEN_JOURNAL"], int(env["PEXEN_RUN_ID"]), env["PEXEN_TASK"],
                        int(env["PEXEN_ATTEMPT"]), env["PEXEN_TASK_TOKEN"],
-                       env["PEXEN_TASK_DATA"], int(env.get("PEXEN_REBOOT_COUNT", "0")))
+                       env["PEXEN_TASK_DATA"], int(env.get("PEXEN_REBOOT_COUNT", "0")),
+                       int(env.get("PEXEN_INTERRUPT_COUNT", "0")))
         except (KeyError, ValueError):
             return None
 

@@ -205,6 +205,7 @@ class Session:
     reboots: Dict[str, int] = field(default_factory=dict)  # key -> reboots so far
     drain_timeout: float = 600.0                   # for the others, before a reboot
     reboot_now: Optional[str] = None               # a task whose reboot is still owed
+    interrupts: Dict[str, int] = field(default_factory=dict)  # key -> unplanned reboots
 
 
 @contextmanager
@@ -422,7 +423,8 @@ def execute(session: Session, journal_path: str) -> int:
         data_path = (f"{run_root}/{key}/data" if not key.startswith("/")
                      else os.path.join(run_root, key, "data"))
         ctx = TaskContext(journal_path, session.run_id, key, attempts.get(key, 0) + 1,
-                          token, data_path, session.reboots.get(key, 0))
+                          token, data_path, session.reboots.get(key, 0),
+                          session.interrupts.get(key, 0))
         wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool,
                                     kill_grace=session.kill_grace))
     stop_heartbeat = threading.Event()

@@ -194,8 +194,11 @@ def pick_run(j: Journal, run_id: Optional[int]) -> RunInfo:
 def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
            options: Optional[Dict[str, Any]] = None,
            progress: Optional[Callable[..., Any]] = None,
-           notify: Callable[[str], None] = print) -> Tuple[int, int]:
-    """Continue a run where it stopped; return (run id, exit code)."""
+           notify: Callable[[str], None] = print,
+           rerun_interrupted: bool = False) -> Tuple[int, int]:
+    """Continue a run where it stopped; return (run id, exit code).
+    `rerun_interrupted`: tasks an unplanned reboot cut short run again (as if
+    each had `rerun_on_interrupt` metadata), up to --max-attempts."""
     path = journal_path(journal)
     if "://" not in path and not os.path.exists(path):
         raise HarnessError(f"no journal at {path} (start a run with pexen-harness "
@@ -234,14 +237,15 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                                   config=opts.config(run_deadline, path))
             if controller_alive(claimed):
                 raise _alive_error(claimed)
-            plan = _plan_resume(j, run, loaded, opts, notify)
+            plan = _plan_resume(j, run, loaded, opts, notify, rerun_interrupted)
             session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
                               time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
                               workers=opts.workers, timeout=opts.timeout,
                               kill_grace=opts.kill_grace, run_deadline=run_deadline,
                               progress=progress(plan.total, plan.done) if progress else None,
                               writer=plan.writer, ready=ready, reboots=plan.reboots,
-                              drain_timeout=opts.drain_timeout, reboot_now=plan.reboot_now)
+                              drain_timeout=opts.drain_timeout, reboot_now=plan.reboot_now,
+                              interrupts=plan.interrupts)
             code = controller.execute(session, path)
             _close_progress(session)
             return run.id, code
@@ -260,10 +264,12 @@ class _ResumePlan:
     writer: Any = None
     reboots: Dict[str, int] = field(default_factory=dict)
     reboot_now: Optional[str] = None
+    interrupts: Dict[str, int] = field(default_factory=dict)
 
 
 def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: Options,
-                 notify: Callable[[str], None]) -> _ResumePlan:
+                 notify: Callable[[str], None], rerun_interrupted: bool = False
+                 ) -> _ResumePlan:
     """Decide what runs again: terminal tasks never; tasks the dead controller
     left running are killed if alive and run again (attempt + 1), up to
     max_attempts; a changed boot id ends them `error`. The rows are read once,
@@ -288,6 +294,8 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         reboots: Dict[str, int] = {}
         reboot_now = None
         attempt_of: Dict[str, int] = {}
+        interrupts = j.interrupt_counts(run.id)
+        rerun: Dict[str, int] = {}
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
                            {r.token for r in interrupted if r.token})
@@ -313,7 +321,21 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                                   detail={"by": "controller death"})
                 time_used[row.key] = used
             if not same_boot:
-                writer.transition(row.key, TaskState.ERROR, reason="interrupted by reboot",
+                # An unplanned reboot: the task may have taken the machine down.
+                task = by_key.get(row.key)
+                opted = rerun_interrupted or bool(
+                    task is not None and _meta_get(task, "rerun_on_interrupt"))
+                if opted and row.attempt < opts.max_attempts:
+                    count = interrupts.get(row.key, 0) + 1
+                    writer.transition(row.key, TaskState.PENDING, reason=None,
+                                      interrupt_count=count)
+                    rerun[row.key] = count
+                    continue
+                reason = "interrupted by reboot"
+                if opted:
+                    reason += (f" (not run again: {row.attempt} attempts, "
+                               f"--max-attempts {opts.max_attempts})")
+                writer.transition(row.key, TaskState.ERROR, reason=reason,
                                   finished_at=time.time())
             elif row.attempt >= opts.max_attempts:
                 attempts = "1 attempt" if row.attempt == 1 else f"{row.attempt} attempts"
@@ -364,7 +386,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
     return _ResumePlan(to_run, {k: attempt_of.get(k, rows[k][3]) for k, _ in to_run},
                        {k: used.get(k, 0.0) for k, _ in to_run}, assumed,
                        total=len(rows), done=done, writer=writer, reboots=reboots,
-                       reboot_now=reboot_now)
+                       reboot_now=reboot_now, interrupts={**interrupts, **rerun})
 
 
 def _plan_reboot(writer: Any, run: RunInfo, row: Any, requests: Dict[str, Any],

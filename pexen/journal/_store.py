@@ -280,6 +280,14 @@ class Journal:
             conn.execute(update(models.tasks).where(t.run_id == run_id, t.key == key)
                          .values(reboot_requested_at=time.time(), reboot_boot_id=boot_id))
 
+    def interrupt_counts(self, run_id: int) -> Dict[str, int]:
+        """Task key -> unplanned reboots it was run again after (non-zero only)."""
+        t = models.tasks.c
+        with self._guard(), self.reader.connect() as conn:
+            return {k: n for k, n in conn.execute(
+                select(t.key, t.interrupt_count).where(t.run_id == run_id,
+                                                       t.interrupt_count > 0)).all()}
+
     def reboot_requests(self, run_id: int) -> List[Tuple[str, float, Optional[str], int]]:
         """(key, requested at, boot id then, reboot count) of the tasks of a run whose reboot
         request is not dealt with yet (the request is cleared when the task
@@ -428,7 +436,7 @@ def open_journal(where: str, *, create: bool = True) -> Journal:
 
 
 _NO_META: Dict[str, Any] = {"requires": [], "provides": [], "claims": [], "uses": [],
-                            "priority": 0, "timeout": None}
+                            "priority": 0, "timeout": None, "rerun_on_interrupt": False}
 _NO_META_JSON = json.dumps(_NO_META)
 
 
@@ -450,6 +458,7 @@ def task_meta(task: Any) -> Dict[str, Any]:
         "uses": items(meta.get_uses(task)),
         "priority": meta.get_priority(task),
         "timeout": meta.get_timeout(task),
+        "rerun_on_interrupt": meta.get_rerun_on_interrupt(task),
     }
 
 

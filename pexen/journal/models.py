@@ -69,6 +69,8 @@ class Task(Base):
     # written by the task itself when it asks for a reboot (migration 0003)
     reboot_requested_at: Mapped[Optional[float]] = mapped_column(Float)
     reboot_boot_id: Mapped[Optional[str]] = mapped_column(String(64))
+    # unplanned reboots the task was run again after (migration 0004)
+    interrupt_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Event(Base):

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Set, TypeVar, overload
 SCHED_ATTR_NAME = "pexen_sched_meta_"
 
 _SET_FIELDS = ("requires", "provides", "uses", "claims")
-FIELDS = _SET_FIELDS + ("priority", "kwargs", "timeout")
+FIELDS = _SET_FIELDS + ("priority", "kwargs", "timeout", "rerun_on_interrupt")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,6 +39,7 @@ def _defaults() -> Dict[str, Any]:
         "priority": 0,
         "kwargs": {},
         "timeout": None,
+        "rerun_on_interrupt": False,
     }
 
 
@@ -47,6 +48,7 @@ def _defaults() -> Dict[str, Any]:
 _DEFAULTS: Dict[str, Any] = {
     "requires": frozenset(), "provides": frozenset(), "uses": frozenset(),
     "claims": frozenset(), "priority": 0, "kwargs": {}, "timeout": None,
+    "rerun_on_interrupt": False,
 }
 
 
@@ -82,6 +84,11 @@ def _convert(field: str, value: Any) -> Any:
             raise MetaTypeError(f"{type(value)} cannot be used for timeout")
         if not value > 0:
             raise MetaValueError(f"timeout must be a positive number of seconds, not {value!r}")
+        return value
+    if field == "rerun_on_interrupt":
+        if not isinstance(value, bool):
+            raise MetaTypeError(f"{type(value)} cannot be used for rerun_on_interrupt "
+                                "(True or False)")
         return value
     raise AttributeError(f"{field} is not a valid metadata field")
 
@@ -281,6 +288,7 @@ get_claims: Callable[[Any], Set[Any]] = _reader("claims")
 get_priority: Callable[[Any], Any] = _reader("priority")
 get_kwargs: Callable[[Any], Dict[str, Any]] = _reader("kwargs")
 get_timeout: Callable[[Any], Optional[float]] = _reader("timeout")
+get_rerun_on_interrupt: Callable[[Any], bool] = _reader("rerun_on_interrupt")
 
 
 @overload
@@ -317,6 +325,7 @@ __all__ = [
     "get_priority",
     "get_provides",
     "get_requires",
+    "get_rerun_on_interrupt",
     "get_timeout",
     "get_uses",
     "has_meta",

@@ -195,3 +195,89 @@ def test_bad_reboot_options(tmp_path):
         res = harness("start", "rbsuite:tasks", *args, cwd=tmp_path)
         assert res.returncode == 4 and message in res.stderr, (args, res.stderr)
     assert not (tmp_path / "pexen-journal.sqlite").exists()
+
+
+UNPLANNED = textwrap.dedent('''
+    import os
+    import time
+
+    import pexen
+    from pexen.sched import meta
+
+
+    def _task(name, opt_in):
+        def task():
+            ctx = pexen.context()
+            with open(os.path.join(ctx.data_dir, "seen"), "a") as f:
+                f.write(f"attempt {ctx.attempt} interrupts "
+                        f"{os.environ['PEXEN_INTERRUPT_COUNT']}\\n")
+            if ctx.attempt == 1:
+                time.sleep(60)   # the machine goes down under it
+        task.__name__ = task.__qualname__ = name
+        if opt_in:
+            meta.assign_val(task, rerun_on_interrupt=True)
+        return task
+
+
+    def tasks():
+        return [_task("opted_in", True), _task("not_opted", False)]
+''')
+
+
+def crash_then_new_boot(tmp_path, env):
+    """Start, kill the controller while both tasks run, change the boot id."""
+    journal = tmp_path / "pexen-journal.sqlite"
+    proc = spawn("start", "unplanned:tasks", cwd=tmp_path, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+            try:
+                rows, _ = states(journal)
+            except Exception:
+                continue
+            if rows and all(r.state == "running" for r in rows.values()):
+                break
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        end(proc)
+    (tmp_path / "bootid").write_text("second-boot\n")
+
+
+def test_unplanned_reboot_with_and_without_opt_in(tmp_path):
+    env = setup(tmp_path)
+    (tmp_path / "unplanned.py").write_text(UNPLANNED)
+    crash_then_new_boot(tmp_path, env)
+    res = harness("resume", cwd=tmp_path, env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    assert rows["not_opted"].state == "error"
+    assert rows["not_opted"].reason == "interrupted by reboot"
+    assert rows["opted_in"].state == "pass" and rows["opted_in"].attempt == 2
+    seen = tmp_path / "pexen-journal.sqlite.d" / "1" / "opted_in" / "data" / "seen"
+    assert seen.read_text() == "attempt 1 interrupts 0\nattempt 2 interrupts 1\n"
+
+
+def test_rerun_interrupted_option_and_its_cap(tmp_path):
+    env = setup(tmp_path)
+    (tmp_path / "unplanned.py").write_text(UNPLANNED)
+    crash_then_new_boot(tmp_path, env)
+    res = harness("resume", "--rerun-interrupted", "--max-attempts", "1", cwd=tmp_path,
+                  env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    for key in ("opted_in", "not_opted"):    # capped: one attempt allowed, one made
+        assert rows[key].state == "error"
+        assert rows[key].reason == ("interrupted by reboot (not run again: 1 attempts, "
+                                    "--max-attempts 1)")
+
+
+def test_rerun_interrupted_option_runs_every_task_again(tmp_path):
+    env = setup(tmp_path)
+    (tmp_path / "unplanned.py").write_text(UNPLANNED)
+    crash_then_new_boot(tmp_path, env)
+    res = harness("resume", "--rerun-interrupted", cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    assert rows["not_opted"].state == "pass" and rows["not_opted"].attempt == 2

@@ -44,7 +44,7 @@ def test_create_is_0600_wal_and_at_head(jpath):
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
             assert conn.execute(text("SELECT version_num FROM alembic_version")
-                                ).scalar() == "0003"
+                                ).scalar() == "0004"
     assert stat.S_IMODE(os.stat(jpath).st_mode) == 0o600
     # opening again finds the run
     with journal.open(jpath) as j:

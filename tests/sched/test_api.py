@@ -343,6 +343,17 @@ def test_timeout_is_stored():
     list(sched.Sched([t]).run())
 
 
+def test_rerun_on_interrupt_is_stored_and_checked():
+    @func_meta(rerun_on_interrupt=True)
+    def t():
+        pass
+
+    assert sched.meta.get_rerun_on_interrupt(t) is True
+    assert sched.meta.get_rerun_on_interrupt(make("none")) is False
+    with pytest.raises(TypeError, match="rerun_on_interrupt"):
+        sched.meta.assign_val(make("bad"), rerun_on_interrupt="yes")
+
+
 @both_pools()
 def test_assume_provided_lets_children_run_with_the_stored_shared(pool):
     child = make_shared("child", requires=["built"])
