@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 from ..journal import JournalError
 from ..sched import SchedulerError
 from ..util import PexenError
+from . import bootunit
 from .capture import log_paths
 from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS, data_root
 from .export import check_target, export_run
@@ -48,7 +49,11 @@ def cmd_start(args: argparse.Namespace) -> int:
                       (Options.drain_timeout if args.drain_timeout is None
                        else args.drain_timeout), args.reboot_command)
     check_target(args.xunit)
-    run_id, code = start(args.suite, args.journal, options, _progress)
+    if args.boot_unit and "://" in journal_path(args.journal):
+        raise HarnessError("--boot-unit needs a journal file, not a database URL")
+    installed = _boot_unit_at_start(args)
+    run_id, code = start(args.suite, args.journal, options, _progress,
+                         extra_config={"boot_unit": installed} if installed else None)
     return _export_after(args, run_id, code)
 
 
@@ -84,6 +89,14 @@ def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
                 print(f"xunit: {args.xunit} ({_counted(counts)})")
     finally:
         j.close()
+    unit = run.config.get("boot_unit")
+    if run.state == "finished" and unit and os.path.exists(unit):
+        try:
+            bootunit.remove(path, os.path.dirname(unit))
+            print(f"removed the boot unit {unit} (the run has finished)")
+        except OSError as exc:
+            print(f"pexen-harness: warning: could not remove the boot unit {unit}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
     if run.state == "rebooting":
         command = reboot_command(run.config.get("reboot_command"))
         print(f"run {run_id}: rebooting ({command}); after the boot, pexen-harness resume "
@@ -95,6 +108,36 @@ def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
                   f"{done.returncode}): {command}", file=sys.stderr)
             return EXIT_INTERNAL
     return code
+
+
+def cmd_boot_unit(args: argparse.Namespace) -> int:
+    path = journal_path(args.journal)
+    if "://" in path:
+        raise HarnessError("boot-unit needs a journal file, not a database URL")
+    try:
+        if args.install:
+            print(f"installed and enabled {bootunit.install(path, args.unit_dir)}")
+        elif args.remove:
+            done = bootunit.remove(path, args.unit_dir)
+            print(f"removed {done}" if done else
+                  f"no unit for {path} in {args.unit_dir}")
+        else:
+            sys.stdout.write(f"# {bootunit.unit_name(path)}\n" + bootunit.unit_text(path))
+    except OSError as exc:
+        raise HarnessError(f"boot-unit: {exc.strerror or exc}") from None
+    return EXIT_OK
+
+
+def _boot_unit_at_start(args: argparse.Namespace) -> Optional[str]:
+    """start --boot-unit: install the unit before the run (so a reboot in its
+    first minute is covered); it is removed when the run finishes."""
+    if not args.boot_unit:
+        return None
+    path = journal_path(args.journal)
+    try:
+        return bootunit.install(path, args.unit_dir)
+    except OSError as exc:
+        raise HarnessError(f"--boot-unit: {exc.strerror or exc}") from None
 
 
 def cmd_reboot(args: argparse.Namespace) -> int:
@@ -291,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attempts of a task whose controller died under it (default 3)")
     _watchdog_arguments(p, "none", "10", "none")
     _reboot_arguments(p, "10", "600", "$PEXEN_REBOOT_COMMAND, else systemctl reboot")
+    p.add_argument("--boot-unit", action="store_true",
+                   help="install the systemd unit that resumes the run at boot (see "
+                        "boot-unit); it is removed when the run finishes")
+    p.add_argument("--unit-dir", default=bootunit.DEFAULT_UNIT_DIR, help=argparse.SUPPRESS)
     _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_start)
 
@@ -350,6 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pass, warn, skip, fail, timeout or error")
     p.add_argument("-m", "--message", help="what to say about it")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("boot-unit", help="print, install or remove the systemd unit that "
+                                         "resumes the run at boot",
+                       description="Print (default), install and enable (--install), or "
+                                   "disable and remove (--remove) a systemd unit that runs "
+                                   "pexen-harness resume for the journal at boot, after "
+                                   "the network is up.")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--install", action="store_true")
+    group.add_argument("--remove", action="store_true")
+    p.add_argument("--journal", help=journal_help)
+    p.add_argument("--unit-dir", default=bootunit.DEFAULT_UNIT_DIR,
+                   help="where units go (default: %(default)s)")
+    p.set_defaults(func=cmd_boot_unit)
 
     p = sub.add_parser("reboot", help="(from inside a task) reboot the machine, then "
                                       "run the task again",

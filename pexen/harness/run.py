@@ -118,8 +118,10 @@ def _open(path: str, create: bool) -> Journal:
 
 
 def start(suite: str, journal: Optional[str] = None, options: Options = Options(),
-          progress: Optional[Callable[..., Any]] = None) -> Tuple[int, int]:
-    """Start a new run of `suite`; return (run id, exit code)."""
+          progress: Optional[Callable[..., Any]] = None,
+          extra_config: Optional[Dict[str, Any]] = None) -> Tuple[int, int]:
+    """Start a new run of `suite`; return (run id, exit code). `extra_config`
+    is kept in the run's config (the boot unit installed for it, say)."""
     options.check()
     with controller.quiet_gc() as ready:
         try:
@@ -134,7 +136,7 @@ def start(suite: str, journal: Optional[str] = None, options: Options = Options(
             run_deadline = (time.time() + options.run_timeout
                             if options.run_timeout is not None else None)
             run_id = j.create_run(
-                spec.to_json(), options.config(run_deadline, path),
+                spec.to_json(), {**options.config(run_deadline, path), **(extra_config or {})},
                 [(key, task_meta(task)) for key, task in tasks],
                 host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
                 controller_started=process_started(os.getpid()) or time.time())
@@ -234,7 +236,9 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
                                   pid_started=process_started(os.getpid()) or time.time(),
                                   boot_id=boot_id(),
-                                  config=opts.config(run_deadline, path))
+                                  config={**opts.config(run_deadline, path),
+                                      **{k: v for k, v in run.config.items()
+                                         if k == "boot_unit"}})
             if controller_alive(claimed):
                 raise _alive_error(claimed)
             plan = _plan_resume(j, run, loaded, opts, notify, rerun_interrupted)

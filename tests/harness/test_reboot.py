@@ -281,3 +281,81 @@ def test_rerun_interrupted_option_runs_every_task_again(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     rows, _ = states(tmp_path / "pexen-journal.sqlite")
     assert rows["not_opted"].state == "pass" and rows["not_opted"].attempt == 2
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$@" >> "$(dirname "$0")/systemctl.log"
+[ "$FAIL_SYSTEMCTL" = 1 ] && { echo "Failed to connect to bus" >&2; exit 1; }
+exit 0
+"""
+
+
+def fake_systemctl(tmp_path, env):
+    import os
+
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (bin_dir / "systemctl").chmod(0o755)
+    env["PATH"] = str(bin_dir) + os.pathsep + env["PATH"]
+    units = tmp_path / "units"
+    units.mkdir()
+    return bin_dir / "systemctl.log", units
+
+
+def test_boot_unit_text_passes_systemd_analyze(tmp_path):
+    import shutil
+
+    res = harness("boot-unit", "--journal", str(tmp_path / "j.sqlite"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    first, _, text = res.stdout.partition("\n")
+    name = first[2:]
+    assert name.startswith("pexen-resume-") and name.endswith(".service")
+    assert f'"resume" "--journal" "{tmp_path / "j.sqlite"}"' in text
+    assert "After=network-online.target" in text and "Restart=on-failure" in text
+    assert "OOMScoreAdjust=-1000" in text and "RestartPreventExitStatus=1 2 4" in text
+    if shutil.which("systemd-analyze") is None:
+        return  # (the text is checked above; no verifier on this machine)
+    (tmp_path / name).write_text(text)
+    import subprocess
+
+    done = subprocess.run(["systemd-analyze", "verify", str(tmp_path / name)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_boot_unit_install_and_remove(tmp_path):
+    env = setup(tmp_path)
+    log, units = fake_systemctl(tmp_path, env)
+    journal = str(tmp_path / "j.sqlite")
+    res = harness("boot-unit", "--install", "--journal", journal, "--unit-dir", str(units),
+                  cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    [unit] = list(units.iterdir())
+    assert journal in unit.read_text()
+    assert log.read_text() == f"daemon-reload\nenable {unit.name}\n"
+    res = harness("boot-unit", "--remove", "--journal", journal, "--unit-dir", str(units),
+                  cwd=tmp_path, env=env)
+    assert res.returncode == 0 and "removed" in res.stdout
+    assert list(units.iterdir()) == []
+    env["FAIL_SYSTEMCTL"] = "1"
+    res = harness("boot-unit", "--install", "--journal", journal, "--unit-dir", str(units),
+                  cwd=tmp_path, env=env)
+    assert res.returncode == 4 and "Failed to connect to bus" in res.stderr
+
+
+def test_start_boot_unit_is_removed_when_the_run_finishes(tmp_path):
+    env = setup(tmp_path, reboots="1")
+    log, units = fake_systemctl(tmp_path, env)
+    res = harness("start", "rbsuite:tasks", "--boot-unit", "--unit-dir", str(units),
+                  "--drain-timeout", "0", cwd=tmp_path, env=env)
+    assert res.returncode == 2, res.stderr
+    [unit] = list(units.iterdir())      # kept across the reboot
+    for _ in range(3):
+        res = harness("resume", cwd=tmp_path, env=env)
+        if res.returncode != 2:
+            break
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "removed the boot unit" in res.stdout
+    assert list(units.iterdir()) == []
+    assert log.read_text().splitlines()[-2:] == [f"disable {unit.name}", "daemon-reload"]
