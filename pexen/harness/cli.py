@@ -99,6 +99,13 @@ def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
                   f"{exc.strerror or exc}", file=sys.stderr)
     if run.state == "rebooting":
         command = reboot_command(run.config.get("reboot_command"))
+        j = _open(path, create=False)
+        try:
+            # so that resume, with the same boot id, tells "the reboot did not
+            # happen" from "the controller died before it asked for it"
+            j.add_run_event(run_id, "reboot-issued", {"command": command})
+        finally:
+            j.close()
         print(f"run {run_id}: rebooting ({command}); after the boot, pexen-harness resume "
               "continues the run", flush=True)
         sys.stderr.flush()

@@ -295,7 +295,8 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                        if row[2] in LIVE_STATES]
         time_used = {row.key: row.time_used or 0.0 for row in interrupted}
         requests = {key: (boot, count) for key, _, boot, count in j.reboot_requests(run.id)}
-        reboots: Dict[str, int] = {}
+        issued = run.state == "rebooting" and j.reboot_issued(run.id)
+        reboots: Dict[str, int] = j.reboot_counts(run.id)
         reboot_now = None
         attempt_of: Dict[str, int] = {}
         interrupts = j.interrupt_counts(run.id)
@@ -307,7 +308,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
             if row.state == "rebooting" or (row.key in requests
                                             and row.state in ("running", "interrupted")):
                 reboot_now = _plan_reboot(writer, run, row, requests, opts, reboots,
-                                          attempt_of, time_used) or reboot_now
+                                          attempt_of, time_used, issued) or reboot_now
                 continue
             if row.state == "interrupted" and row.reason in (STOPPED_BY_SIGNAL,
                                                              REQUEUED_FOR_REBOOT):
@@ -395,7 +396,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
 
 def _plan_reboot(writer: Any, run: RunInfo, row: Any, requests: Dict[str, Any],
                  opts: Options, reboots: Dict[str, int], attempt_of: Dict[str, int],
-                 time_used: Dict[str, float]) -> Optional[str]:
+                 time_used: Dict[str, float], issued: bool) -> Optional[str]:
     """A task that asked for a reboot. Booted since (the boot id differs from
     the one of its request): it runs again, same attempt, reboot count + 1,
     up to --max-reboots. Same boot and the reboot command was run: the reboot
@@ -425,7 +426,7 @@ def _plan_reboot(writer: Any, run: RunInfo, row: Any, requests: Dict[str, Any],
         reboots[key] = count + 1
         attempt_of[key] = max(row.attempt - 1, 0)   # the same attempt goes on
         return None
-    if run.state == "rebooting":
+    if run.state == "rebooting" and issued:
         writer.transition(key, TaskState.ERROR, finished_at=now,
                           reason="reboot did not happen: the boot id is unchanged since "
                                  "the task asked for a reboot",

@@ -282,11 +282,38 @@ class Journal:
 
     def interrupt_counts(self, run_id: int) -> Dict[str, int]:
         """Task key -> unplanned reboots it was run again after (non-zero only)."""
+        return self._nonzero(run_id, models.tasks.c.interrupt_count)
+
+    def reboot_counts(self, run_id: int) -> Dict[str, int]:
+        """Task key -> planned reboots it has been through (non-zero only)."""
+        return self._nonzero(run_id, models.tasks.c.reboot_count)
+
+    def _nonzero(self, run_id: int, column: Any) -> Dict[str, int]:
         t = models.tasks.c
         with self._guard(), self.reader.connect() as conn:
             return {k: n for k, n in conn.execute(
-                select(t.key, t.interrupt_count).where(t.run_id == run_id,
-                                                       t.interrupt_count > 0)).all()}
+                select(t.key, column).where(t.run_id == run_id, column > 0)).all()}
+
+    def add_run_event(self, run_id: int, to_state: str,
+                      detail: Optional[Dict[str, Any]] = None) -> None:
+        """An event of the run written directly (committed when this returns),
+        without changing the run's state: e.g. "reboot-issued"."""
+        with self._guard(), self.engine.begin() as conn:
+            conn.execute(models.events.insert().values(
+                run_id=run_id, key=None, from_state=None, to_state=to_state, at=time.time(),
+                detail=json.dumps(detail) if detail else None))
+
+    def reboot_issued(self, run_id: int) -> bool:
+        """Whether the reboot command was run since the run was last marked
+        `rebooting` (a "reboot-issued" event after the last "rebooting" one)."""
+        e = models.events.c
+        with self._guard(), self.reader.connect() as conn:
+            last = {state: i for state, i in conn.execute(
+                select(e.to_state, func.max(e.id)).where(
+                    e.run_id == run_id, e.key.is_(None),
+                    e.to_state.in_(("rebooting", "reboot-issued")))
+                .group_by(e.to_state)).all()}
+        return last.get("reboot-issued", -1) > last.get("rebooting", -1)
 
     def reboot_requests(self, run_id: int) -> List[Tuple[str, float, Optional[str], int]]:
         """(key, requested at, boot id then, reboot count) of the tasks of a run whose reboot

@@ -359,3 +359,87 @@ def test_start_boot_unit_is_removed_when_the_run_finishes(tmp_path):
     assert "removed the boot unit" in res.stdout
     assert list(units.iterdir()) == []
     assert log.read_text().splitlines()[-2:] == [f"disable {unit.name}", "daemon-reload"]
+
+
+BUDGET = textwrap.dedent('''
+    import time
+
+    import pexen
+    from pexen.sched import meta
+
+
+    @meta.func_meta(timeout=6)
+    def slow_kernel():
+        if pexen.context().reboot_count == 0:
+            time.sleep(3)
+            pexen.reboot()
+        time.sleep(60)      # hangs after the reboot
+
+
+    def tasks():
+        return [slow_kernel]
+''')
+
+
+def test_time_budget_counts_across_a_reboot(tmp_path):
+    env = setup(tmp_path)
+    (tmp_path / "budget.py").write_text(BUDGET)
+    res = harness("start", "budget:tasks", "--kill-grace", "0", cwd=tmp_path, env=env)
+    assert res.returncode == 2, res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    before = rows["slow_kernel"].time_used
+    assert before >= 3
+    res = harness("resume", "--kill-grace", "0", cwd=tmp_path, env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    row = rows["slow_kernel"]
+    assert row.state == "timeout" and row.reboot_count == 1
+    # after the reboot it had what was left of the 6 s, not 6 s again
+    assert row.finished_at - row.started_at < 6 - before + 1.5
+    assert row.time_used >= 5.5
+
+
+CRASH_AFTER_REBOOT = textwrap.dedent('''
+    import os
+    import time
+
+    import pexen
+
+
+    def kernel():
+        ctx = pexen.context()
+        with open(os.path.join(ctx.data_dir, "seen"), "a") as f:
+            f.write(f"reboots {ctx.reboot_count} attempt {ctx.attempt}\\n")
+        if ctx.reboot_count == 0:
+            pexen.reboot()
+        if ctx.attempt == 1:
+            time.sleep(60)   # the controller dies under it
+
+
+    def tasks():
+        return [kernel]
+''')
+
+
+def test_reboot_count_survives_a_controller_crash(tmp_path):
+    env = setup(tmp_path)
+    (tmp_path / "crashafter.py").write_text(CRASH_AFTER_REBOOT)
+    journal = tmp_path / "pexen-journal.sqlite"
+    res = harness("start", "crashafter:tasks", cwd=tmp_path, env=env)
+    assert res.returncode == 2, res.stderr
+    proc = spawn("resume", cwd=tmp_path, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        seen = tmp_path / "pexen-journal.sqlite.d" / "1" / "kernel" / "data" / "seen"
+        while "reboots 1" not in (seen.read_text() if seen.exists() else ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        end(proc)
+    res = harness("resume", cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert seen.read_text() == ("reboots 0 attempt 1\nreboots 1 attempt 1\n"
+                                "reboots 1 attempt 2\n")
+    rows, _ = states(journal)
+    assert rows["kernel"].reboot_count == 1
