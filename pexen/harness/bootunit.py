@@ -49,6 +49,9 @@ def unit_text(journal: str, python: Optional[str] = None,
 Description=pexen: resume the test run of {journal} after boot
 Wants=network-online.target
 After=network-online.target
+# a controller that keeps crashing (a broken journal, say) is not restarted forever
+StartLimitIntervalSec=600
+StartLimitBurst=5
 
 [Service]
 Type=simple
