@@ -372,12 +372,22 @@ def load_suite(spec: SuiteSpec) -> List[Tuple[str, Callable[..., Any]]]:
     """
     name = _display_name(spec)
     if spec.kind == "dir":
-        return _load_dir(spec, name)
-    if spec.kind == "module":
-        return _load_module(spec, name)
-    if spec.kind == "function":
-        return _load_function(spec, name)
-    raise _error(name, f"unknown suite kind {spec.kind!r}")
+        found = _load_dir(spec, name)
+    elif spec.kind == "module":
+        found = _load_module(spec, name)
+    elif spec.kind == "function":
+        found = _load_function(spec, name)
+    else:
+        raise _error(name, f"unknown suite kind {spec.kind!r}")
+    for key, _ in found:
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = key.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+                raise _error(name, f"task key '{shown}' is not valid UTF-8 (a file name in "
+                                   "another encoding?); rename it") from None
+    return found
 
 
 __all__ = ["ExecutableTask", "KINDS", "SuiteError", "SuiteSpec", "load_suite", "parse_suite"]

@@ -883,3 +883,14 @@ def test_smoke_scripts_are_executable_in_git():
         rel = os.path.relpath(task.path, ROOT)
         if rel in modes:
             assert modes[rel] == "100755", rel
+
+
+def test_file_name_that_is_not_utf8_is_refused(tmp_path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    bad = os.path.join(os.fsencode(suite), b"caf\xe9.sh")
+    with open(bad, "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(bad, 0o755)
+    with pytest.raises(SuiteError, match=r"task key 'caf\\udce9' is not valid UTF-8"):
+        load_suite(parse_suite(str(suite)))
