@@ -350,6 +350,9 @@ class Watchdog:
         self.tokens = tokens or {}
         self.timeout_of = timeout_of
         self.run_timed_out = False
+        # every task is watched when the run has a deadline or a default
+        # timeout; else only those with a `timeout` of their own
+        self._watch_all = run_deadline is not None or default_timeout is not None
         self._me = os.getpid()
         self._cond = threading.Condition()
         self._running: Dict[str, _Running] = {}
@@ -363,9 +366,15 @@ class Watchdog:
     def __call__(self, ev: Any) -> None:
         kind = ev.kind.value
         if kind == "queued":
+            if not self._watch_all and self.timeout_of(ev.task) is None:
+                return  # no deadline of its own, none for the run: nothing to watch
+            entry = _Running(ev.key, ev.task)
             with self._cond:
-                self._running[ev.key] = _Running(ev.key, ev.task)
+                self._running[ev.key] = entry
         elif kind == "started":
+            entry = self._running.get(ev.key)
+            if entry is None:
+                return  # not watched (or ended at once)
             limit = self.timeout_of(ev.task)
             if limit is None:
                 limit = self.default_timeout
@@ -376,9 +385,6 @@ class Watchdog:
                 except psutil.Error:
                     pass
             with self._cond:
-                entry = self._running.get(ev.key)
-                if entry is None:
-                    entry = self._running[ev.key] = _Running(ev.key, ev.task)
                 entry.started = True
                 entry.started_at = ev.at
                 entry.pid = ev.pid
@@ -389,8 +395,8 @@ class Watchdog:
                     entry.deadline = time.monotonic() + max(0.0, left)
                     heapq.heappush(self._heap, (entry.deadline, ev.key))
         elif kind in ("finished", "skipped"):
-            with self._cond:
-                self._running.pop(ev.key, None)
+            # (a dict's pop is atomic; the thread takes copies under the lock)
+            self._running.pop(ev.key, None)
 
     # -- the thread --------------------------------------------------------------
 

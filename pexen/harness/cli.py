@@ -412,8 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "pexen-harness resume for the journal at boot, after "
                                    "the network is up.")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--install", action="store_true")
-    group.add_argument("--remove", action="store_true")
+    group.add_argument("--install", action="store_true",
+                       help="write the unit to --unit-dir and enable it (needs root)")
+    group.add_argument("--remove", action="store_true",
+                       help="disable the unit and delete it")
     p.add_argument("--journal", help=journal_help)
     p.add_argument("--unit-dir", default=bootunit.DEFAULT_UNIT_DIR,
                    help="where units go (default: %(default)s)")

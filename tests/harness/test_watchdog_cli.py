@@ -179,6 +179,7 @@ PY_SUITE = textwrap.dedent('''
 
     def leaves_daemon():
         subprocess.Popen(["setsid", "sleep", "60"])
+        time.sleep(0.3)  # (so that it is a sleep, not still a setsid, when it is named)
 
 
     def tasks():
