@@ -7,9 +7,12 @@ removed, so a quiet task leaves none.
 - In a worker process (the process pool) the capture is at the file
   descriptor level: fds 1 and 2 point at the files while the task runs, so
   what C code and child processes write is captured too.
-- In the controller (the thread pool) tasks share the process's fds: what a
-  Python task writes to `sys.stdout`/`sys.stderr` goes to its files through
-  a per-thread switch, and an executable's output goes to them directly; a
+- In the controller (the thread pool) tasks share the process's fds. With
+  one worker (-j 1) one task runs at a time, and it gets the fd-level
+  capture too (`FdCapture` under `FD_LOCK`; the controller's own lines go to
+  a saved copy of its stdout). With several workers, what a Python task
+  writes to `sys.stdout`/`sys.stderr` goes to its files through a
+  per-thread switch, and an executable's output goes to them directly; a
   child process a Python task starts itself writes to the controller's
   output (see doc/results.md).
 """
@@ -23,6 +26,10 @@ from typing import IO, Any, Optional, Tuple
 
 _local = threading.local()
 _install_lock = threading.Lock()
+#: Held by the one task whose capture is at the fd level in the controller
+#: (the thread pool with one worker). A task that finds it taken (the thread
+#: that replaced a hung one) falls back to the per-thread capture.
+FD_LOCK = threading.Lock()
 
 
 def log_paths(attempt_dir: str, attempt: int) -> Tuple[str, str]:
@@ -54,11 +61,13 @@ def _flush() -> None:
 
 class FdCapture:
     """Point fds 1 and 2 at the attempt's files while a task runs (in a worker
-    process, where nothing else runs)."""
+    process, where nothing else runs; or in the controller, holding FD_LOCK,
+    when only one task runs at a time)."""
 
-    def __init__(self, out_path: str, err_path: str) -> None:
+    def __init__(self, out_path: str, err_path: str, lock: Any = None) -> None:
         self.paths = (out_path, err_path)
         self.saved: Optional[Tuple[int, int]] = None
+        self.lock = lock   # released on exit
 
     def __enter__(self) -> FdCapture:
         os.makedirs(os.path.dirname(self.paths[0]), exist_ok=True)
@@ -79,6 +88,9 @@ class FdCapture:
             self.saved = None
         for path in self.paths:
             _drop_if_empty(path)
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 class _Switch:

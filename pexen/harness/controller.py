@@ -29,7 +29,7 @@ from ..watchdog import (
     end_children,
     end_processes,
 )
-from .capture import FdCapture, ThreadCapture, install, log_paths
+from .capture import FD_LOCK, FdCapture, ThreadCapture, install, log_paths
 from .context import TaskContext, set_context
 from .outcome import TaskOutcome
 from .reaper import kill_leftovers
@@ -71,12 +71,14 @@ class TaskWrapper:
     pexen_takes_shared_ = True
 
     def __init__(self, inner: Callable[..., Any], ctx: TaskContext, set_env: bool,
-                 kill_grace: float = 10.0) -> None:
+                 kill_grace: float = 10.0, fd_capture: bool = False) -> None:
         self.inner = inner
         self.ctx = ctx
         self.set_env = set_env    # in a worker process (which is a child subreaper)
         self.kill_grace = kill_grace
         self.logs = log_paths(os.path.dirname(ctx.data_path), ctx.attempt)
+        # in the controller, one task at a time (-j 1): capture at the fd level
+        self.fd_capture = fd_capture
         self.pass_shared = takes_shared(inner)
         # In the controller (thread pool), an executable's leftovers are found
         # by the token its processes carry (a scan: only for executables).
@@ -92,6 +94,8 @@ class TaskWrapper:
         if self.set_env:
             os.environ.update(self.ctx.env())
             capture: Any = FdCapture(*self.logs)
+        elif self.fd_capture and FD_LOCK.acquire(blocking=False):
+            capture = FdCapture(*self.logs, lock=FD_LOCK)
         else:
             capture = ThreadCapture(*self.logs)
         began = time.time()
@@ -415,6 +419,7 @@ def execute(session: Session, journal_path: str) -> int:
     wrappers = []
     nonce = uuid.uuid4().hex[:16]
     run_root = os.path.join(root, str(session.run_id))
+    one_at_a_time = thread_pool and session.workers == 1
     attempts = session.attempts
     for n, (key, task) in enumerate(session.tasks):
         token = f"{nonce}-{n}"
@@ -426,7 +431,7 @@ def execute(session: Session, journal_path: str) -> int:
                           token, data_path, session.reboots.get(key, 0),
                           session.interrupts.get(key, 0))
         wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool,
-                                    kill_grace=session.kill_grace))
+                                    kill_grace=session.kill_grace, fd_capture=one_at_a_time))
     stop_heartbeat = threading.Event()
     listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start())
     sched = Sched(listeners=[listener])
@@ -448,6 +453,18 @@ def execute(session: Session, journal_path: str) -> int:
     if switch is not None:
         switch.__enter__()
         use_journal(journal_path, journal)
+    progress_out = None
+    if one_at_a_time:
+        # the tasks' capture moves fd 1: the progress lines keep a copy of it
+        stream = getattr(session.progress, "stream", None)
+        if stream is not None and hasattr(stream, "fileno"):
+            try:
+                stream.flush()
+                progress_out = os.fdopen(os.dup(stream.fileno()), "w", buffering=1,
+                                         encoding=getattr(stream, "encoding", None))
+                session.progress.stream = progress_out  # type: ignore[union-attr]
+            except (OSError, ValueError):
+                progress_out = None
     try:
         if session.reboot_now is not None:
             # The last controller died between a reboot request and the reboot.
@@ -515,6 +532,9 @@ def execute(session: Session, journal_path: str) -> int:
         if switch is not None:
             switch.__exit__(None, None, None)
             use_journal(journal_path, None)
+        if progress_out is not None:
+            session.progress.stream = stream  # type: ignore[union-attr]
+            progress_out.close()
         _restore_stop_handlers(previous)
         stop_heartbeat.set()
         if beat.thread.is_alive():

@@ -54,11 +54,14 @@ def make_suite(tmp_path):
     talks.chmod(0o755)
 
 
-@pytest.mark.parametrize("pool", ["process", "thread"])
-def test_output_goes_to_files_per_attempt(tmp_path, pool):
+@pytest.mark.parametrize("pool,workers", [("process", "2"), ("thread", "2"),
+                                          ("thread", "1")])
+def test_output_goes_to_files_per_attempt(tmp_path, pool, workers):
     make_suite(tmp_path)
-    res = harness("start", "capsuite:tasks", "--pool", pool, cwd=tmp_path)
+    res = harness("start", "capsuite:tasks", "--pool", pool, "-j", workers, cwd=tmp_path)
     assert res.returncode == 1, res.stderr
+    # the controller's own lines stay on its stdout (one per finished task)
+    assert "PASS    python_print" in res.stdout and "ERROR   fails_loudly" in res.stdout
     # the task output is not in the controller's output (the Jenkins console)
     assert "printed by python_print" not in res.stdout + res.stderr
     assert "exe out" not in res.stdout
@@ -70,8 +73,12 @@ def test_output_goes_to_files_per_attempt(tmp_path, pool):
     assert "about to fail" in (base / "fails_loudly" / "1.out").read_text()
     # a quiet task leaves no empty files
     assert not (base / "quiet" / "1.out").exists()
-    if pool == "process":
-        # fd level: C code and child processes are captured too
+    # and no line of the controller's ended up in a task's file
+    for f in base.glob("*/1.*"):
+        assert "PASS    " not in f.read_text(errors="replace"), f
+    if pool == "process" or workers == "1":
+        # fd level: C code and child processes are captured too (under the
+        # thread pool when it runs one task at a time)
         out = (base / "fd_level" / "1.out").read_text()
         assert "os.write to fd 1" in out and "puts from C" in out and "from a child" in out
         assert (base / "fd_level" / "1.err").read_text() == "child err\n"
