@@ -55,7 +55,8 @@ SUITE = textwrap.dedent(r'''
     def tasks():
         hostile = ExecutableTask(os.path.join(HERE, "hostile.sh"), "output/hostile")
         big = ExecutableTask(os.path.join(HERE, "big.sh"), "output/big")
-        return [setup_db, query, network, needs_network, warns, hostile, big]
+        named = ExecutableTask(os.path.join(HERE, "hostile.sh"), "ünïcödé/tëst-ß")
+        return [setup_db, query, network, needs_network, warns, hostile, big, named]
 ''')
 
 HOSTILE_SH = r"""#!/bin/sh
@@ -96,9 +97,10 @@ def test_start_with_xunit_writes_a_valid_file(tmp_path, schema):
     make(tmp_path)
     res = harness("start", "exsuite:tasks", "--xunit", "results.xml", cwd=tmp_path)
     assert res.returncode == 1, res.stderr
-    assert "xunit: results.xml (7 tests, 2 failures, 1 errors, 1 skipped)" in res.stdout
+    assert "xunit: results.xml (8 tests, 3 failures, 1 errors, 1 skipped)" in res.stdout
     xml, suite, cases = read(tmp_path / "results.xml", schema)
-    assert (xml.tests, xml.failures, xml.errors, xml.skipped) == (7, 2, 1, 1)
+    assert (xml.tests, xml.failures, xml.errors, xml.skipped) == (8, 3, 1, 1)
+    assert cases["ünïcödé/tëst-ß"].system_err == "to stderr \\x01\n"
     assert suite.name == "exsuite"
     [err] = cases["exsuite/query"].result
     assert err.type == "RuntimeError"
@@ -121,7 +123,7 @@ def test_start_with_xunit_writes_a_valid_file(tmp_path, schema):
     # the same file again from the journal, any time later
     again = harness("export", "--xunit", "again.xml", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "run 1 (finished): again.xml (7 tests" in again.stdout
+    assert "run 1 (finished): again.xml (8 tests" in again.stdout
     assert (tmp_path / "again.xml").read_text() == (tmp_path / "results.xml").read_text()
 
 
