@@ -17,7 +17,7 @@ error                 ``<error type=... message=...>`` with the traceback
 ====================  ===========================================================
 
 Earlier attempts of the task (a controller died under them) become
-``<flakyError>`` (the final attempt passed) or ``<rerunError>`` children.
+``<flakyFailure>`` (the final attempt passed) or ``<rerunFailure>`` children.
 Sub-results (reported by the task) are listed in the message and atop
 system-out, or become test cases of their own (``subresults="cases"``).
 
@@ -167,7 +167,7 @@ def _case_element(case: Case, suite: str, cap: int, with_subresults: bool) -> ET
         ET.SubElement(el, "skipped", message=message).text = message
     final_ok = case.outcome in ("pass", "warn", "skip")
     for attempt in case.attempts:
-        tag = "flakyError" if final_ok else "rerunError"
+        tag = "flakyFailure" if final_ok else "rerunFailure"
         rerun = ET.SubElement(el, tag, type=clean(attempt.outcome),
                               message=clean(f"attempt {attempt.number}: {attempt.outcome}"
                                             + (f": {attempt.message}" if attempt.message

@@ -184,8 +184,8 @@ def test_export_mid_run_after_crash_and_after_resume(tmp_path, schema):
     xml, _, cases = read(tmp_path / "final.xml", schema)
     assert (xml.tests, xml.failures, xml.errors, xml.skipped) == (5, 0, 0, 0)
     text = (tmp_path / "final.xml").read_text()
-    assert text.count("<flakyError") == 2
-    assert ('<flakyError type="interrupted" message="attempt 1: interrupted: its controller '
+    assert text.count("<flakyFailure") == 2
+    assert ('<flakyFailure type="interrupted" message="attempt 1: interrupted: its controller '
             'died"><system-out>attempt 1\n</system-out>') in text
     assert cases["slowsuite/t3"].system_out == "attempt 2\n"
 

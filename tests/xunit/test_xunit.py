@@ -124,9 +124,9 @@ def test_attempts_become_flaky_or_rerun_children(tmp_path, schema):
     write(str(path), "s", cases)
     check(path, schema, 2, 1, 0, 0)
     text = path.read_text()
-    assert ('<flakyError type="interrupted" message="attempt 1: interrupted: its controller '
-            'died"><system-out>attempt one said this\n</system-out></flakyError>') in text
-    assert text.count("<rerunError") == 2
+    assert ('<flakyFailure type="interrupted" message="attempt 1: interrupted: its controller '
+            'died"><system-out>attempt one said this\n</system-out></flakyFailure>') in text
+    assert text.count("<rerunFailure") == 2
 
 
 def test_subresults_in_the_message_or_as_cases(tmp_path, schema):
