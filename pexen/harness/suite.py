@@ -32,7 +32,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ..factory import ModTreeFactory
 from ..sched._keys import CALLPATH_ATTR_NAME, auto_name, describe, explicit_key
+from ..sched.meta import assign_val
 from ..util import PexenError
+from . import execmeta
 from .capture import current as current_capture
 from .context import NoContextError, context
 from .outcome import EXIT_ERROR, EXIT_SKIP, TaskOutcome
@@ -260,6 +262,7 @@ def _load_dir(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]
         raise _error(name, "no such directory")
     found: List[Tuple[str, Callable[..., Any]]] = []
     files_of: Dict[str, str] = {}
+    meta_cache: Dict[str, Any] = {}
     not_exec = 0
 
     def walk_error(exc: OSError) -> None:
@@ -280,7 +283,16 @@ def _load_dir(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]
             if key in files_of:
                 raise _error(name, f"{files_of[key]} and {rel} both give the task key {key!r}")
             files_of[key] = rel
-            found.append((key, ExecutableTask(full, key)))
+            task = ExecutableTask(full, key)
+            try:
+                fields = execmeta.for_executable(top, full, meta_cache)
+                if fields:
+                    assign_val(task, **fields)
+            except execmeta.MetaSyntaxError as exc:
+                raise _error(name, str(exc)) from None
+            except (TypeError, ValueError) as exc:
+                raise _error(name, f"{full}: {exc}") from None
+            found.append((key, task))
     if not found:
         hint = f" ({not_exec} files without the executable bit)" if not_exec else ""
         raise _error(name, f"no executable files in the directory{hint}")

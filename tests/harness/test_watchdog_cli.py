@@ -63,7 +63,8 @@ def test_hung_executables_end_as_timeout_with_nothing_left(tmp_path, pool):
     suite.mkdir()
     for name, body in HOSTILE.items():
         write_exe(suite / f"{name}.sh", body)
-    write_exe(suite / "leaves-child.sh", "sleep 60 &\nexit 0")
+    # (the pause: so that the child is a sleep, not a shell yet to exec it, when named)
+    write_exe(suite / "leaves-child.sh", "sleep 60 &\nsleep 0.5\nexit 0")
     write_exe(suite / "passes.sh", "exit 0")
     journal = tmp_path / "pexen-journal.sqlite"
     with open(tmp_path / "out", "w") as out:
@@ -77,13 +78,14 @@ def test_hung_executables_end_as_timeout_with_nothing_left(tmp_path, pool):
         assert row.state == "timeout", (name, row.state, row.reason)
         assert row.reason.startswith("timeout: still running after its 2 s limit"), row.reason
         assert "LEAKED" not in row.reason
-    assert "ended" in rows["fifty-children"].reason
-    assert "and 4" in rows["fifty-children"].reason  # 50 sleeps + the shell
+    fifty = rows["fifty-children"].reason
+    assert "ended" in fifty and "and 4" in fifty, fifty  # 50 sleeps + the shell
     # what a task leaves running ends with it, and is named in its result
-    assert rows["leaves-child"].state == "warn"
-    assert "left processes running: ended" in rows["leaves-child"].reason
-    assert "(sleep)" in rows["leaves-child"].reason
-    assert rows["passes"].state == "pass"
+    left = rows["leaves-child"]
+    assert left.state == "warn", (left.state, left.reason)
+    assert "left processes running: ended" in left.reason and "(sleep)" in left.reason, \
+        left.reason
+    assert rows["passes"].state == "pass", rows["passes"].reason
     no_process_left(journal)
     # the journal names what was killed
     con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)

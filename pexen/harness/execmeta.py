@@ -1,0 +1,167 @@
+"""Metadata for executables of a directory suite: a comment block near the
+top of the file, a sidecar TOML file next to it, and `pexen.toml` files with
+defaults for a directory and everything under it (see doc/harness.md,
+"Metadata for executables").
+
+Precedence, field by field: the directories' `pexen.toml` (outermost first),
+then the comment block, then the sidecar. Anything malformed is a SuiteError
+naming the file and the line; nothing is ignored silently.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import re
+import sys
+from typing import Any, Dict, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python < 3.11
+    import tomli as tomllib
+
+#: The sidecar of `dir/test.sh` is `dir/test.sh.pexen.toml`.
+SIDECAR_SUFFIX = ".pexen.toml"
+#: Defaults for every executable in its directory and below.
+DIR_FILE = "pexen.toml"
+#: The comment block is looked for in the first lines of a file.
+COMMENT_LINES = 40
+
+LIST_FIELDS = ("requires", "provides", "claims", "uses")
+FIELDS = LIST_FIELDS + ("priority", "timeout", "rerun_on_interrupt")
+
+_COMMENT = re.compile(r"^\s*#\s*pexen:(.*)$")
+_TRUE = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+Found = Dict[str, Tuple[Any, str]]   # field -> (value, "file:line")
+
+
+class MetaSyntaxError(Exception):
+    """Malformed metadata; the message names the file and line."""
+
+
+def _check(field: str, value: Any, where: str) -> Any:
+    """`value` (from TOML, or parsed from a comment) checked for `field`."""
+    if field not in FIELDS:
+        raise MetaSyntaxError(f"{where}: unknown field {field!r} (one of {', '.join(FIELDS)})")
+    if field in LIST_FIELDS:
+        if isinstance(value, str):
+            value = [value]
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, str) and v.strip() for v in value)):
+            raise MetaSyntaxError(f"{where}: {field} must be a list of names, not {value!r}")
+        return [v.strip() for v in value]
+    if field == "priority":
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise MetaSyntaxError(f"{where}: priority must be a number, not {value!r}")
+        return value
+    if field == "timeout":
+        if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+                or not value > 0 or value != value or value == float("inf")):
+            raise MetaSyntaxError(f"{where}: timeout must be a number of seconds > 0, "
+                                  f"not {value!r}")
+        return value
+    if not isinstance(value, bool):
+        raise MetaSyntaxError(f"{where}: rerun_on_interrupt must be true or false, "
+                              f"not {value!r}")
+    return value
+
+
+def _comment_value(field: str, text: str, where: str) -> Any:
+    if field in LIST_FIELDS:
+        return _check(field, [v for v in text.split(",")], where)
+    if field in ("priority", "timeout"):
+        try:
+            number: Any = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                raise MetaSyntaxError(f"{where}: {field} must be a number, not {text!r}") \
+                    from None
+        return _check(field, number, where)
+    if field == "rerun_on_interrupt":
+        if text.lower() not in _TRUE:
+            raise MetaSyntaxError(f"{where}: rerun_on_interrupt must be true or false, "
+                                  f"not {text!r}")
+        return _TRUE[text.lower()]
+    return _check(field, text, where)
+
+
+def from_comment(path: str) -> Found:
+    """The `# pexen: field=value ...` lines among the first COMMENT_LINES
+    lines of an executable (none in a binary file)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16384)
+    except OSError:
+        return {}
+    if b"\0" in head:
+        return {}  # a binary
+    found: Found = {}
+    for number, raw in enumerate(head.decode("utf-8", "replace").splitlines()[:COMMENT_LINES],
+                                 start=1):
+        m = _COMMENT.match(raw)
+        if m is None:
+            continue
+        where = f"{path}:{number}"
+        for token in m.group(1).split():
+            field, eq, text = token.partition("=")
+            if not eq or not field or not text:
+                raise MetaSyntaxError(f"{where}: expected field=value, not {token!r}")
+            if field in found:
+                raise MetaSyntaxError(f"{where}: {field} given twice (first at "
+                                      f"{found[field][1]})")
+            found[field] = (_comment_value(field, text, where), where)
+    return found
+
+
+def _line_of(text: str, key: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if re.match(rf"^\s*{re.escape(key)}\s*=", line):
+            return number
+    return 1
+
+
+def from_toml(path: str) -> Found:
+    """The fields of a TOML file (a sidecar, or a directory's pexen.toml)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise MetaSyntaxError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+        table = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise MetaSyntaxError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MetaSyntaxError(f"{path}: {exc}") from None
+    found: Found = {}
+    for key, value in table.items():
+        where = f"{path}:{_line_of(text, key)}"
+        found[key] = (_check(key, value, where), where)
+    return found
+
+
+def for_executable(top: str, path: str, cache: Optional[Dict[str, Found]] = None) -> \
+        Dict[str, Any]:
+    """The metadata of executable `path` of the suite directory `top`."""
+    cache = {} if cache is None else cache
+    merged: Found = {}
+    rel_dir = os.path.relpath(os.path.dirname(path), top)
+    dirs = [top]
+    if rel_dir != os.curdir:
+        for part in rel_dir.split(os.sep):
+            dirs.append(os.path.join(dirs[-1], part))
+    for d in dirs:
+        if d not in cache:
+            candidate = os.path.join(d, DIR_FILE)
+            cache[d] = from_toml(candidate) if os.path.isfile(candidate) else {}
+        merged.update(cache[d])
+    merged.update(from_comment(path))
+    sidecar = path + SIDECAR_SUFFIX
+    if os.path.isfile(sidecar):
+        merged.update(from_toml(sidecar))
+    return {field: value for field, (value, _) in merged.items()}
