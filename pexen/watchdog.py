@@ -31,7 +31,6 @@ This module knows the engine's types, not the journal or the harness.
 
 from __future__ import annotations
 
-import ctypes
 import heapq
 import os
 import signal
@@ -41,6 +40,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, 
 
 import psutil
 
+from .sched._zygote import reap_exited, set_subreaper
 from .sched.common import ExceptionInfo, TaskKilledError, TaskRes
 from .sched.meta import SCHED_ATTR_NAME
 
@@ -51,7 +51,6 @@ TOKEN_VAR = "PEXEN_TASK_TOKEN"
 
 ProcInfo = Dict[str, Any]   # {"pid": int, "name": str, "cmdline": str}
 
-_PR_SET_CHILD_SUBREAPER = 36
 _POLL = 0.02
 _RESCAN = 0.25
 
@@ -250,15 +249,8 @@ def end_processes(roots: Iterable[Tuple[int, Optional[float]]] = (),
     return ended, leaked
 
 
-def become_subreaper() -> bool:
-    """Make this process the child subreaper of its descendants (Linux): an
-    orphan among them becomes its child, not init's. False where the system
-    does not allow it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+#: Make the calling process a child subreaper (Linux); False where refused.
+become_subreaper = set_subreaper
 
 
 def end_children(grace: float) -> Tuple[List[ProcInfo], List[ProcInfo]]:
@@ -271,24 +263,14 @@ def end_children(grace: float) -> Tuple[List[ProcInfo], List[ProcInfo]]:
         os.waitid(os.P_ALL, 0, flags)
     except ChildProcessError:
         return [], []
-    _reap()
+    reap_exited()
     children = [(p.pid, None) for p in psutil.Process().children()]
     ended: List[ProcInfo] = []
     leaked: List[ProcInfo] = []
     if children:
         ended, leaked = end_processes(children, grace=grace)
-    _reap()
+    reap_exited()
     return ended, leaked
-
-
-def _reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def describe_procs(procs: Iterable[ProcInfo], limit: int = 5) -> str:

@@ -163,12 +163,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise HarnessError(f"no journal at {path} (give --journal)")
     j = _open(path, create=False)
     try:
-        if args.run is None:
-            run = j.newest()
-            if run is None:
-                raise HarnessError(f"{j.where} has no runs yet")
-        else:
-            run = pick_run(j, args.run)
+        run = _run_or_newest(j, args.run)
         try:
             counts = export_run(j, run, path, args.xunit, args.xunit_subresults)
         except OSError as exc:
@@ -210,12 +205,7 @@ def _status_data(j: Any, run: Any) -> Dict[str, Any]:
 def cmd_status(args: argparse.Namespace) -> int:
     j = _open(journal_path(args.journal), create=False)
     try:
-        if args.run is None:
-            run = j.newest()
-            if run is None:
-                raise HarnessError(f"{j.where} has no runs yet")
-        else:
-            run = pick_run(j, args.run)
+        run = _run_or_newest(j, args.run)
         data = _status_data(j, run)
         if args.json:
             data["tasks_detail"] = [
@@ -246,16 +236,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         j.close()
 
 
+def _run_or_newest(j: Any, run_id: Optional[int]) -> Any:
+    """Run RUN of the journal, or its newest run (finished or not)."""
+    if run_id is not None:
+        return pick_run(j, run_id)
+    run = j.newest()
+    if run is None:
+        raise HarnessError(f"{j.where} has no runs yet")
+    return run
+
+
 def cmd_log(args: argparse.Namespace) -> int:
     path = journal_path(args.journal)
     j = _open(path, create=False)
     try:
-        if args.run is None:
-            run = j.newest()
-            if run is None:
-                raise HarnessError(f"{j.where} has no runs yet")
-        else:
-            run = pick_run(j, args.run)
+        run = _run_or_newest(j, args.run)
         row = next((t for t in j.tasks(run.id) if t.key == args.key), None)
     finally:
         j.close()

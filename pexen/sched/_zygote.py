@@ -120,17 +120,19 @@ def _set_pdeathsig(sig: int) -> None:
         pass
 
 
-def _set_subreaper() -> None:
-    """Orphans of the worker's tasks (double-forked daemons included) become
-    the worker's children, so a supervisor finds them among its descendants."""
+def set_subreaper() -> bool:
+    """Make this process the child subreaper of its descendants (Linux): an
+    orphan among them (a double-forked daemon of a task) becomes its child,
+    not init's, so a supervisor finds it among its descendants. False where
+    the system does not allow it."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
-        pass
+        return False
 
 
-def _reap_exited() -> None:
+def reap_exited() -> None:
     """Reap children that have exited (orphans a task left; between tasks,
     so no wait of a task is taken from it)."""
     while True:
@@ -291,7 +293,7 @@ class _WorkerChannel:
 def _worker_main(wid: int, task_fd: int, result_fd: int, tasks: List[Any]) -> None:
     global worker_channel
     _set_pdeathsig(signal.SIGKILL)
-    _set_subreaper()
+    set_subreaper()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _call._worker_flag[0] = True
@@ -315,7 +317,7 @@ def _worker_main(wid: int, task_fd: int, result_fd: int, tasks: List[Any]) -> No
         else:
             res = _call.call_task(task, shared)
         _flush_stdio()
-        _reap_exited()
+        reap_exited()
         _write_frame(result_fd, _encode_result(seq, key, res))
     _flush_stdio()
     os._exit(0)
