@@ -58,7 +58,8 @@ def test_public_names_are_pinned():
         "task_fail_wrap"])
     assert sorted(pexen.factory.__all__) == sorted([
         "BaseFactory", "FilesystemFactory", "ModTreeFactory", "ModuleFactory",
-        "get_callpath"])
+        "Pulled", "Selection", "SelectionError", "get_callpath", "resolve_deps",
+        "select_tasks"])
     for mod in (pexen, pexen.sched, pexen.factory, pexen.sched.meta, pexen.sched.pool):
         for name in mod.__all__:
             assert hasattr(mod, name), f"{mod.__name__}.{name}"

@@ -4,6 +4,8 @@ from .base import BaseFactory, get_callpath
 from .filesystem import FilesystemFactory
 from .modtree import ModTreeFactory
 from .module import ModuleFactory
+from .select import Pulled, Selection, SelectionError, resolve_deps, select_tasks
 
 __all__ = ["BaseFactory", "FilesystemFactory", "ModTreeFactory", "ModuleFactory",
-           "get_callpath"]
+           "Pulled", "Selection", "SelectionError", "get_callpath", "resolve_deps",
+           "select_tasks"]

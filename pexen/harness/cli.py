@@ -13,9 +13,10 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional
 
-from ..journal import JournalError
+from ..journal import JournalError, task_meta
 from ..sched import SchedulerError
 from ..util import PexenError
 from . import bootunit
@@ -28,6 +29,7 @@ from .report import report
 from .run import (
     HarnessError,
     Options,
+    Pick,
     _open,
     controller_alive,
     journal_path,
@@ -35,6 +37,8 @@ from .run import (
     resume,
     start,
 )
+from .selection import choose
+from .suite import SuiteError, load_suite, parse_suite
 
 
 def _progress(total: int, done: int) -> Progress:
@@ -52,8 +56,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.boot_unit and "://" in journal_path(args.journal):
         raise HarnessError("--boot-unit needs a journal file, not a database URL")
     installed = _boot_unit_at_start(args)
+    pick = Pick(tuple(args.select or ()), tuple(args.exclude or ()), tuple(args.prefer or ()),
+                not args.no_deps)
     run_id, code = start(args.suite, args.journal, options, _progress,
-                         extra_config={"boot_unit": installed} if installed else None)
+                         extra_config={"boot_unit": installed} if installed else None,
+                         pick=pick, rerun_failed=args.rerun_failed)
     return _export_after(args, run_id, code)
 
 
@@ -293,6 +300,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.tasks is not None:
+        return _list_tasks(args)
+    if args.select or args.exclude or args.prefer or args.no_deps:
+        raise HarnessError("--select, --exclude, --prefer and --no-deps go with --tasks SUITE")
     j = _open(journal_path(args.journal), create=False)
     try:
         runs = j.runs()
@@ -312,6 +323,62 @@ def cmd_list(args: argparse.Namespace) -> int:
         j.close()
 
 
+def _list_tasks(args: argparse.Namespace) -> int:
+    """list --tasks SUITE: what start would run, without running it."""
+    try:
+        spec = replace(parse_suite(args.tasks), select=tuple(args.select or ()),
+                       exclude=tuple(args.exclude or ()), prefer=tuple(args.prefer or ()),
+                       deps=not args.no_deps)
+        tasks = load_suite(spec)
+        chosen = choose(spec, tasks)
+    except SuiteError as exc:
+        raise HarnessError(str(exc)) from None
+    pulled = {p.key: p for p in chosen.pulled}
+    if args.json:
+        out = []
+        for key, task in chosen.tasks:
+            item: Dict[str, Any] = {"key": key, "meta": task_meta(task)}
+            if key in pulled:
+                item["pulled_in"] = pulled[key].to_json()
+            out.append(item)
+        print(json.dumps({"tasks": out, "unmet": chosen.unmet}, indent=2))
+        return EXIT_OK
+    width = min(max((len(k) for k, _ in chosen.tasks), default=0), 40)
+    for key, task in chosen.tasks:
+        meta = task_meta(task)
+        parts = [f"{name}={','.join(map(str, meta[name]))}"
+                 for name in ("requires", "provides", "claims", "uses") if meta.get(name)]
+        parts += [f"{name}={meta[name]}" for name in ("priority", "timeout")
+                  if meta.get(name)]
+        line = f"{key:{width}}  {' '.join(parts)}".rstrip()
+        print(line)
+        if key in pulled:
+            p = pulled[key]
+            why = f"    pulled in: provides {p.requirement!r} for {p.wanted_by} ({p.rule}"
+            others = [c for c in p.candidates if c != key]
+            print(why + (f"; over {', '.join(others)})" if others else ")"))
+    for key, why in chosen.unmet.items():
+        print(f"{key:{width}}  not run: {why}")
+    print(f"{len(chosen.tasks)} tasks to run ({len(chosen.tasks) - len(pulled)} selected, "
+          f"{len(pulled)} pulled in)" + (f", {len(chosen.unmet)} not run"
+                                          if chosen.unmet else ""))
+    return EXIT_OK
+
+
+def _selection_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--select", action="append", metavar="PATTERN",
+                   help="run the tasks whose key matches this glob (repeatable; '*' also "
+                        "matches '/', and 'net' matches every key under net/)")
+    p.add_argument("--exclude", action="append", metavar="PATTERN",
+                   help="leave out the tasks whose key matches this glob (repeatable)")
+    p.add_argument("--prefer", action="append", metavar="KEY",
+                   help="where several tasks provide what a selected task requires, add "
+                        "this one (repeatable; first wins)")
+    p.add_argument("--no-deps", action="store_true",
+                   help="add no providers: selected tasks whose requirements are not "
+                        "met end skip")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pexen-harness",
@@ -326,8 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Start a new run of SUITE: a directory of "
                                    "executables, a Python package or module name, or "
                                    "module:function returning tasks.")
-    p.add_argument("suite", metavar="SUITE")
+    p.add_argument("suite", metavar="SUITE", nargs="?")
     p.add_argument("--journal", help=journal_help)
+    _selection_arguments(p)
+    p.add_argument("--rerun-failed", nargs="?", const=0, type=int, metavar="RUN",
+                   help="instead of SUITE: a new run of the tasks that did not pass in "
+                        "RUN (default: the newest run), and what they need")
     p.add_argument("-j", "--workers", type=int, default=2,
                    help="tasks run in parallel (default 2)")
     p.add_argument("--pool", choices=("process", "thread"), default="process",
@@ -424,9 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "PEXEN_REBOOT_COUNT one higher.")
     p.set_defaults(func=cmd_reboot)
 
-    p = sub.add_parser("list", help="list the runs of a journal",
-                       description="List the runs of the journal.")
+    p = sub.add_parser("list", help="list the runs of a journal, or the tasks of a suite",
+                       description="List the runs of the journal; with --tasks SUITE, the "
+                                   "tasks `start SUITE` would run (with the same selection "
+                                   "options), their metadata and what was pulled in and "
+                                   "why, without running anything.")
     p.add_argument("--journal", help=journal_help)
+    p.add_argument("--tasks", metavar="SUITE", help="list the tasks of SUITE instead")
+    _selection_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
     return parser

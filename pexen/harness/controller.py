@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import uuid
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -21,6 +22,7 @@ from ..sched._call import takes_shared
 from ..sched._keys import CALLPATH_ATTR_NAME
 from ..sched.common import TaskFailError, is_controlled_fail
 from ..sched.meta import SCHED_ATTR_NAME
+from ..util import PexenWarning
 from ..watchdog import (
     RUN_TIMEOUT,
     TaskTimeout,
@@ -474,8 +476,12 @@ def execute(session: Session, journal_path: str) -> int:
         if session.ready is not None:
             session.ready()
         gen = sched.run(pool)
-        for _ in gen:
-            pass
+        with warnings.catch_warnings():
+            # the engine's summary of skipped tasks: each is journaled (and
+            # printed) with its own reason instead
+            warnings.simplefilter("ignore", PexenWarning)
+            for _ in gen:
+                pass
         watchdog.stop()
         writer.flush()
         code = _exit_code(journal, session.run_id)

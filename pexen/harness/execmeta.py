@@ -14,7 +14,7 @@ import numbers
 import os
 import re
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,6 +30,8 @@ COMMENT_LINES = 40
 
 LIST_FIELDS = ("requires", "provides", "claims", "uses")
 FIELDS = LIST_FIELDS + ("priority", "timeout", "rerun_on_interrupt")
+#: Settings of the whole suite, only in the top directory's pexen.toml.
+SUITE_FIELDS = ("prefer",)
 
 _COMMENT = re.compile(r"^\s*#\s*pexen:(.*)$")
 _TRUE = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -43,6 +45,9 @@ class MetaSyntaxError(Exception):
 
 def _check(field: str, value: Any, where: str) -> Any:
     """`value` (from TOML, or parsed from a comment) checked for `field`."""
+    if field in SUITE_FIELDS:
+        raise MetaSyntaxError(f"{where}: {field} is read only from the pexen.toml at the "
+                              "top of the suite")
     if field not in FIELDS:
         raise MetaSyntaxError(f"{where}: unknown field {field!r} (one of {', '.join(FIELDS)})")
     if field in LIST_FIELDS:
@@ -124,8 +129,7 @@ def _line_of(text: str, key: str) -> int:
     return 1
 
 
-def from_toml(path: str) -> Found:
-    """The fields of a TOML file (a sidecar, or a directory's pexen.toml)."""
+def _read_toml(path: str) -> Tuple[str, Dict[str, Any]]:
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -138,11 +142,37 @@ def from_toml(path: str) -> Found:
         raise MetaSyntaxError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise MetaSyntaxError(f"{path}: {exc}") from None
+    return text, table
+
+
+def from_toml(path: str, top: bool = False) -> Found:
+    """The fields of a TOML file (a sidecar, or a directory's pexen.toml;
+    `top`: the suite's own, where the suite settings are allowed too and left out)."""
+    text, table = _read_toml(path)
     found: Found = {}
     for key, value in table.items():
+        if top and key in SUITE_FIELDS:
+            continue
         where = f"{path}:{_line_of(text, key)}"
         found[key] = (_check(key, value, where), where)
     return found
+
+
+def suite_prefer(top: str) -> List[str]:
+    """The `prefer` list of the suite directory `top` (its pexen.toml): task
+    keys to choose first as providers (see pexen.factory.select)."""
+    path = os.path.join(top, DIR_FILE)
+    if not os.path.isfile(path):
+        return []
+    text, table = _read_toml(path)
+    value = table.get("prefer", [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip()
+                                              for v in value):
+        raise MetaSyntaxError(f"{path}:{_line_of(text, 'prefer')}: prefer must be a list of "
+                              f"task keys, not {value!r}")
+    return [v.strip() for v in value]
 
 
 def for_executable(top: str, path: str, cache: Optional[Dict[str, Found]] = None) -> \
@@ -158,7 +188,8 @@ def for_executable(top: str, path: str, cache: Optional[Dict[str, Found]] = None
     for d in dirs:
         if d not in cache:
             candidate = os.path.join(d, DIR_FILE)
-            cache[d] = from_toml(candidate) if os.path.isfile(candidate) else {}
+            cache[d] = (from_toml(candidate, top=d == top) if os.path.isfile(candidate)
+                        else {})
         merged.update(cache[d])
     merged.update(from_comment(path))
     sidecar = path + SIDECAR_SUFFIX

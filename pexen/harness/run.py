@@ -7,8 +7,8 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..journal import Journal, JournalError, RunInfo, TaskState, open_journal, task_meta
 from ..journal._store import ResumeRow
@@ -27,6 +27,8 @@ from .controller import (
     process_started,
 )
 from .reaper import kill_leftovers
+from .selection import choose, report_lines, rerun_spec
+from .selection import to_json as selection_json
 from .suite import SuiteError, SuiteSpec, load_suite, parse_suite
 
 DEFAULT_JOURNAL = "pexen-journal.sqlite"
@@ -117,40 +119,114 @@ def _open(path: str, create: bool) -> Journal:
         raise HarnessError(str(exc), code) from None
 
 
-def start(suite: str, journal: Optional[str] = None, options: Options = Options(),
+@dataclass(frozen=True)
+class Pick:
+    """The selection options of `start` (see pexen.harness.selection)."""
+
+    select: Tuple[str, ...] = ()
+    exclude: Tuple[str, ...] = ()
+    prefer: Tuple[str, ...] = ()
+    deps: bool = True
+
+
+def start(suite: Optional[str], journal: Optional[str] = None, options: Options = Options(),
           progress: Optional[Callable[..., Any]] = None,
-          extra_config: Optional[Dict[str, Any]] = None) -> Tuple[int, int]:
-    """Start a new run of `suite`; return (run id, exit code). `extra_config`
-    is kept in the run's config (the boot unit installed for it, say)."""
+          extra_config: Optional[Dict[str, Any]] = None, pick: Pick = Pick(),
+          rerun_failed: Optional[int] = None,
+          notify: Callable[[str], None] = print) -> Tuple[int, int]:
+    """Start a new run of `suite`, or of the tasks of run `rerun_failed` (0:
+    the newest run) that did not pass; return (run id, exit code).
+    `extra_config` is kept in the run's config (the boot unit installed for
+    it, say)."""
     options.check()
+    path = journal_path(journal)
     with controller.quiet_gc() as ready:
         try:
-            spec = parse_suite(suite)
-            tasks = load_suite(spec)
+            if rerun_failed is not None:
+                if suite is not None:
+                    raise HarnessError("give SUITE or --rerun-failed, not both (the run "
+                                       "to rerun names its suite)")
+                spec, tasks = _rerun_spec(path, rerun_failed, pick)
+            else:
+                if suite is None:
+                    raise HarnessError("give SUITE (or --rerun-failed [RUN])")
+                spec = replace(parse_suite(suite), select=pick.select,
+                               exclude=pick.exclude, prefer=pick.prefer, deps=pick.deps)
+                tasks = load_suite(spec)
+            chosen = choose(spec, tasks) if spec.selects else None
         except SuiteError as exc:
             raise HarnessError(str(exc)) from None
+        unmet: List[Tuple[str, Any]] = []
+        if chosen is not None:
+            for line in report_lines(chosen):
+                notify(line)
+            unmet = [(k, t) for k, t in tasks if k in chosen.unmet]
+            suite_order = {key: i for i, (key, _) in enumerate(tasks)}
+            tasks = chosen.tasks
         _check_tasks(tasks, spec)
-        path = journal_path(journal)
         j = _open(path, create=True)
         try:
             run_deadline = (time.time() + options.run_timeout
                             if options.run_timeout is not None else None)
+            rows = tasks
+            if unmet:
+                rows = sorted([*tasks, *unmet], key=lambda kt: suite_order[kt[0]])
             run_id = j.create_run(
                 spec.to_json(), {**options.config(run_deadline, path), **(extra_config or {})},
-                [(key, task_meta(task)) for key, task in tasks],
+                [(key, task_meta(task)) for key, task in rows],
                 host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
                 controller_started=process_started(os.getpid()) or time.time())
+            writer = None
+            if chosen is not None:
+                j.add_run_event(run_id, "selection", selection_json(chosen))
+                if unmet:
+                    writer = j.writer(run_id)
+                    for key, _ in unmet:
+                        writer.transition(key, TaskState.SKIP, finished_at=time.time(),
+                                          reason=chosen.unmet[key])
             session = Session(j, run_id, tasks, attempts={}, time_used={},
                               pool=options.pool, workers=options.workers,
                               timeout=options.timeout, kill_grace=options.kill_grace,
                               run_deadline=run_deadline, drain_timeout=options.drain_timeout,
-                              progress=progress(len(tasks), 0) if progress else None,
-                              ready=ready)
+                              progress=(progress(len(rows), len(unmet)) if progress
+                                        else None),
+                              ready=ready, writer=writer)
             code = controller.execute(session, path)
             _close_progress(session)
             return run_id, code
         finally:
             j.close()
+
+
+def _rerun_spec(path: str, run_id: int, pick: Pick) -> Tuple[SuiteSpec, List[Tuple[str, Any]]]:
+    """The spec and whole suite of a rerun of run `run_id` (0: the newest)."""
+    if "://" not in path and not os.path.exists(path):
+        raise HarnessError(f"no journal at {path} (give --journal)")
+    if pick.select or pick.exclude:
+        raise HarnessError("--rerun-failed picks the tasks itself; drop --select/--exclude")
+    j = _open(path, create=False)
+    try:
+        if run_id:
+            run = pick_run(j, run_id)
+        else:
+            run = j.newest()
+            if run is None:
+                raise HarnessError(f"{j.where} has no runs yet")
+        states = {t.key: t.state for t in j.tasks(run.id)}
+    finally:
+        j.close()
+    if controller_alive(run):
+        raise _alive_error(run)
+    try:
+        old = SuiteSpec.from_json(run.suite)
+        tasks = load_suite(old)
+    except SuiteError as exc:
+        raise HarnessError(f"run {run.id} cannot be run again: its suite no longer loads: "
+                           f"{exc}") from None
+    spec = rerun_spec(old, states, tasks, run.id, prefer=pick.prefer)
+    if not pick.deps:
+        spec = replace(spec, deps=False)
+    return spec, tasks
 
 
 def _close_progress(session: Session) -> None:
@@ -232,7 +308,11 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             except SuiteError as exc:
                 raise HarnessError(f"run {run.id} cannot be resumed: its suite no longer "
                                    f"loads: {exc}") from None
-            _check_tasks(loaded, spec)  # before anything is written
+            if spec.selects:
+                loaded, unmet = _started_part(j, run, loaded)
+                _check_tasks([kt for kt in loaded if kt[0] not in unmet], spec)
+            else:
+                _check_tasks(loaded, spec)  # before anything is written
             claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
                                   pid_started=process_started(os.getpid()) or time.time(),
                                   boot_id=boot_id(),
@@ -255,6 +335,17 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             return run.id, code
         finally:
             j.close()
+
+
+def _started_part(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]]
+                  ) -> Tuple[List[Tuple[str, Any]], Set[str]]:
+    """A run of a selection resumes the tasks its start chose (not the rest of
+    the suite), and the keys of those it left out for unmet requirements."""
+    keys = {t.key for t in j.tasks(run.id)}
+    unmet: Set[str] = set()
+    for event in j.events_to(run.id, "selection"):
+        unmet.update((event.detail or {}).get("unmet", {}))
+    return [kt for kt in loaded if kt[0] in keys], unmet
 
 
 @dataclass

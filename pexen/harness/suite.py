@@ -86,6 +86,9 @@ def _is_function_ref(text: str) -> bool:
             and not keyword.iskeyword(func))
 
 
+_SELECTION_FIELDS = ("select", "exclude", "keys", "prefer")
+
+
 @dataclass(frozen=True)
 class SuiteSpec:
     """A suite as given on the command line, resolved so it loads the same later.
@@ -93,15 +96,35 @@ class SuiteSpec:
     `kind` is "dir", "module" or "function"; `target` the absolute directory,
     the dotted module name, or "module:function"; `cwd` the absolute directory
     the suite was given from (put on sys.path when modules are loaded).
+
+    The selection (see `pexen.factory.select_tasks`): `select` and `exclude`
+    globs on task keys, `keys` exact keys to select (``--rerun-failed``),
+    `prefer` the keys to prefer as providers, `deps` False for ``--no-deps``.
     """
 
     kind: str
     target: str
     cwd: str
+    select: Tuple[str, ...] = ()
+    exclude: Tuple[str, ...] = ()
+    keys: Tuple[str, ...] = ()
+    prefer: Tuple[str, ...] = ()
+    deps: bool = True
 
-    def to_json(self) -> Dict[str, str]:
+    @property
+    def selects(self) -> bool:
+        """Does the spec pick a part of the suite (or leave out unmet tasks)?"""
+        return bool(self.select or self.exclude or self.keys or not self.deps)
+
+    def to_json(self) -> Dict[str, Any]:
         """The spec as a JSON-able dict (`from_json` reads it back)."""
-        return {"kind": self.kind, "target": self.target, "cwd": self.cwd}
+        out: Dict[str, Any] = {"kind": self.kind, "target": self.target, "cwd": self.cwd}
+        for name in _SELECTION_FIELDS:
+            if getattr(self, name):
+                out[name] = list(getattr(self, name))
+        if not self.deps:
+            out["deps"] = False
+        return out
 
     @classmethod
     def from_json(cls, data: Any) -> SuiteSpec:
@@ -115,7 +138,8 @@ class SuiteSpec:
         def bad(what: str) -> SuiteError:
             return _error(name, f"malformed suite record ({what}): {_short(data)}")
 
-        extra = sorted(str(k) for k in data if k not in ("kind", "target", "cwd"))
+        known = ("kind", "target", "cwd", "deps") + _SELECTION_FIELDS
+        extra = sorted(str(k) for k in data if k not in known)
         if extra:
             raise bad(f"unknown field {extra[0]!r}")
         for field in ("kind", "target", "cwd"):
@@ -132,7 +156,16 @@ class SuiteSpec:
             raise bad("not a module name")
         if kind == "function" and not _is_function_ref(target):
             raise bad("not module:function")
-        return cls(kind, target, cwd)
+        lists = {}
+        for field in _SELECTION_FIELDS:
+            value = data.get(field, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise bad(f"{field!r} is not a list of strings")
+            lists[field] = tuple(value)
+        deps = data.get("deps", True)
+        if not isinstance(deps, bool):
+            raise bad("'deps' is not true or false")
+        return cls(kind, target, cwd, deps=deps, **lists)
 
 
 def parse_suite(arg: str, cwd: Optional[str] = None) -> SuiteSpec:
