@@ -107,7 +107,7 @@ def session(args, where, env, verb, rng):
     cmd = [sys.executable, "-m", "pexen.harness.cli", verb, "--drain-timeout", "2",
            "--max-attempts", "50", "--max-reboots", str(args.reboots + 1)]
     if verb == "start":
-        cmd.insert(4, "torture:tasks")
+        cmd[4:4] = ["torture:tasks", "--allow-reboot"]
     proc = subprocess.Popen(cmd, cwd=where, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     killed = False

@@ -23,6 +23,7 @@ from . import bootunit
 from .capture import log_paths
 from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS, data_root
 from .export import check_target, export_run
+from .outcome import EXIT_SKIP, TaskOutcome
 from .progress import Progress
 from .reboot import reboot, reboot_command
 from .report import report
@@ -51,7 +52,7 @@ def cmd_start(args: argparse.Namespace) -> int:
                       args.run_timeout,
                       Options.max_reboots if args.max_reboots is None else args.max_reboots,
                       (Options.drain_timeout if args.drain_timeout is None
-                       else args.drain_timeout), args.reboot_command)
+                       else args.drain_timeout), args.reboot_command, args.allow_reboot)
     check_target(args.xunit)
     if args.boot_unit and "://" in journal_path(args.journal):
         raise HarnessError("--boot-unit needs a journal file, not a database URL")
@@ -69,6 +70,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
              for name in ("workers", "pool", "max_attempts", "timeout", "kill_grace",
                           "run_timeout", "max_reboots", "drain_timeout", "reboot_command")
              if getattr(args, name) is not None}
+    if args.allow_reboot:
+        given["allow_reboot"] = True
     check_target(args.xunit)
     run_id, code = resume(args.journal, args.run, given, _progress,
                           rerun_interrupted=args.rerun_interrupted)
@@ -155,7 +158,12 @@ def _boot_unit_at_start(args: argparse.Namespace) -> Optional[str]:
 
 
 def cmd_reboot(args: argparse.Namespace) -> int:
-    reboot()  # never returns: the controller ends this process before the reboot
+    try:
+        reboot()  # never returns: the controller ends this process before the reboot
+    except TaskOutcome as exc:  # the run does not allow reboots: the task skips
+        print(f"pexen-harness reboot: {exc}", file=sys.stderr)
+        report("reboot", "skip", str(exc))  # the reason, beside "exit status 77"
+        return EXIT_SKIP
 
 
 def _counted(counts: Dict[str, int]) -> str:
@@ -524,6 +532,10 @@ def _seconds(positive: bool) -> Callable[[str], float]:
 
 def _reboot_arguments(p: argparse.ArgumentParser, loops: str, drain: str,
                       command: str) -> None:
+    p.add_argument("--allow-reboot", action="store_true",
+                   help="let tasks reboot the machine (pexen.reboot(), pexen-harness "
+                        "reboot); without it such a task ends skip" + (
+                            "" if loops == "10" else " (default: as the run started)"))
     p.add_argument("--max-reboots", type=int, metavar="N",
                    help=f"reboots one task may ask for (default: {loops})")
     p.add_argument("--drain-timeout", type=_seconds(False), metavar="SECONDS",

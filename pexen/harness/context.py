@@ -33,6 +33,7 @@ class TaskContext:
     data_path: str
     reboot_count: int = 0
     interrupt_count: int = 0   # unplanned reboots it was run again after
+    allow_reboot: bool = False  # the run was started (or resumed) with --allow-reboot
 
     @property
     def data_dir(self) -> str:
@@ -58,6 +59,7 @@ class TaskContext:
             "RSTRNT_REBOOTCOUNT": str(self.reboot_count),
             "TMT_REBOOT_COUNT": str(self.reboot_count),
             "PEXEN_INTERRUPT_COUNT": str(self.interrupt_count),
+            "PEXEN_ALLOW_REBOOT": "1" if self.allow_reboot else "0",
         }
 
     @classmethod
@@ -67,7 +69,8 @@ class TaskContext:
             return cls(env["PEXEN_JOURNAL"], int(env["PEXEN_RUN_ID"]), env["PEXEN_TASK"],
                        int(env["PEXEN_ATTEMPT"]), env["PEXEN_TASK_TOKEN"],
                        env["PEXEN_TASK_DATA"], int(env.get("PEXEN_REBOOT_COUNT", "0")),
-                       int(env.get("PEXEN_INTERRUPT_COUNT", "0")))
+                       int(env.get("PEXEN_INTERRUPT_COUNT", "0")),
+                       env.get("PEXEN_ALLOW_REBOOT") == "1")
         except (KeyError, ValueError):
             return None
 

@@ -212,6 +212,7 @@ class Session:
     drain_timeout: float = 600.0                   # for the others, before a reboot
     reboot_now: Optional[str] = None               # a task whose reboot is still owed
     interrupts: Dict[str, int] = field(default_factory=dict)  # key -> unplanned reboots
+    allow_reboot: bool = False                     # may tasks reboot the machine
 
 
 @contextmanager
@@ -431,7 +432,7 @@ def execute(session: Session, journal_path: str) -> int:
                      else os.path.join(run_root, key, "data"))
         ctx = TaskContext(journal_path, session.run_id, key, attempts.get(key, 0) + 1,
                           token, data_path, session.reboots.get(key, 0),
-                          session.interrupts.get(key, 0))
+                          session.interrupts.get(key, 0), session.allow_reboot)
         wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool,
                                     kill_grace=session.kill_grace, fd_capture=one_at_a_time))
     stop_heartbeat = threading.Event()

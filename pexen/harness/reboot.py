@@ -20,6 +20,7 @@ import time
 from typing import NoReturn, Optional
 
 from .context import context
+from .outcome import TaskOutcome
 
 #: The default command that reboots the machine (PEXEN_REBOOT_COMMAND, or
 #: `--reboot-command`, replaces it).
@@ -30,12 +31,22 @@ def reboot_command(given: Optional[str] = None) -> str:
     return given or os.environ.get("PEXEN_REBOOT_COMMAND") or DEFAULT_REBOOT_COMMAND
 
 
+#: The reason of a task that asked for a reboot in a run that does not allow them.
+NOT_ALLOWED = ("asked for a reboot, and the run does not allow reboots (start it with "
+               "--allow-reboot)")
+
+
 def reboot() -> NoReturn:
     """Ask for a reboot of the machine, then block until it comes (the
     controller ends this task before rebooting). After the boot the task runs
     again from its start with `pexen.context().reboot_count` one higher:
-    branch on it. Raises NoContextError outside a task run by pexen-harness."""
+    branch on it. Raises NoContextError outside a task run by pexen-harness.
+
+    In a run started without ``--allow-reboot`` nothing is asked for: the
+    task ends `skip` (TaskOutcome) with the reason `NOT_ALLOWED`."""
     ctx = context()
+    if not ctx.allow_reboot:
+        raise TaskOutcome("skip", NOT_ALLOWED)
     from .controller import boot_id
     from .report import _journal
 

@@ -55,6 +55,7 @@ class Options:
     max_reboots: int = 10                 # per task
     drain_timeout: float = 600.0          # for the other tasks, before a reboot
     reboot_command: Optional[str] = None  # None: $PEXEN_REBOOT_COMMAND or systemctl reboot
+    allow_reboot: bool = False            # may tasks reboot the machine
 
     def check(self) -> None:
         if self.workers < 1:
@@ -84,7 +85,7 @@ class Options:
                 "max_attempts": self.max_attempts, "timeout": self.timeout,
                 "kill_grace": self.kill_grace, "run_deadline": run_deadline,
                 "max_reboots": self.max_reboots, "drain_timeout": self.drain_timeout,
-                "reboot_command": self.reboot_command,
+                "reboot_command": self.reboot_command, "allow_reboot": self.allow_reboot,
                 "data_root": controller.data_root(journal)}
 
 
@@ -190,7 +191,7 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
                               run_deadline=run_deadline, drain_timeout=options.drain_timeout,
                               progress=(progress(len(rows), len(unmet)) if progress
                                         else None),
-                              ready=ready, writer=writer)
+                              ready=ready, writer=writer, allow_reboot=options.allow_reboot)
             code = controller.execute(session, path)
             _close_progress(session)
             return run_id, code
@@ -297,7 +298,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                            float(config.get("kill_grace", 10.0)), config.get("run_timeout"),
                        int(config.get("max_reboots", 10)),
                        float(config.get("drain_timeout", 600.0)),
-                       config.get("reboot_command"))
+                       config.get("reboot_command"), bool(config.get("allow_reboot", False)))
             opts.check()
             # --run-timeout on resume: a new limit from now; else the run's own.
             run_deadline = (time.time() + opts.run_timeout if opts.run_timeout is not None
@@ -329,7 +330,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                               progress=progress(plan.total, plan.done) if progress else None,
                               writer=plan.writer, ready=ready, reboots=plan.reboots,
                               drain_timeout=opts.drain_timeout, reboot_now=plan.reboot_now,
-                              interrupts=plan.interrupts)
+                              interrupts=plan.interrupts, allow_reboot=opts.allow_reboot)
             code = controller.execute(session, path)
             _close_progress(session)
             return run.id, code

@@ -7,6 +7,8 @@ import sqlite3
 import textwrap
 import time
 
+import pexen.journal as journal
+
 from .test_cli import end, harness, spawn, states
 
 SUITE = textwrap.dedent('''
@@ -80,7 +82,8 @@ def setup(tmp_path, reboots="2", command=None):
 
 def test_task_reboots_twice_and_carries_on(tmp_path):
     env = setup(tmp_path)
-    first = harness("start", "rbsuite:tasks", "--drain-timeout", "5", "--xunit", "r.xml",
+    first = harness("start", "rbsuite:tasks", "--allow-reboot",
+                    "--drain-timeout", "5", "--xunit", "r.xml",
                     cwd=tmp_path, env=env)
     assert first.returncode == 2, first.stderr
     assert "rebooting (" in first.stdout and "pexen-harness resume continues" in first.stdout
@@ -118,7 +121,8 @@ def test_task_reboots_twice_and_carries_on(tmp_path):
 
 def test_reboot_loop_is_capped(tmp_path):
     env = setup(tmp_path, reboots="100")
-    res = harness("start", "rbsuite:tasks", "--max-reboots", "1", "--drain-timeout", "0",
+    res = harness("start", "rbsuite:tasks", "--allow-reboot",
+                  "--max-reboots", "1", "--drain-timeout", "0",
                   cwd=tmp_path, env=env)
     assert res.returncode == 2, res.stderr
     for _ in range(4):
@@ -133,7 +137,8 @@ def test_reboot_loop_is_capped(tmp_path):
 
 def test_reboot_that_did_not_happen(tmp_path):
     env = setup(tmp_path, command="true")  # the boot id stays the same
-    res = harness("start", "rbsuite:tasks", "--drain-timeout", "0", cwd=tmp_path, env=env)
+    res = harness("start", "rbsuite:tasks", "--allow-reboot",
+                  "--drain-timeout", "0", cwd=tmp_path, env=env)
     assert res.returncode == 2, res.stderr
     for _ in range(3):  # (the executable may ask for its own reboot meanwhile)
         res = harness("resume", cwd=tmp_path, env=env)
@@ -149,7 +154,8 @@ def test_reboot_that_did_not_happen(tmp_path):
 def test_controller_killed_between_request_and_reboot(tmp_path):
     env = setup(tmp_path, reboots="1")
     journal = tmp_path / "pexen-journal.sqlite"
-    proc = spawn("start", "rbsuite:tasks", "--drain-timeout", "30", cwd=tmp_path, env=env)
+    proc = spawn("start", "rbsuite:tasks", "--allow-reboot",
+                 "--drain-timeout", "30", cwd=tmp_path, env=env)
     try:
         # the request is in the journal; the controller waits for the others
         deadline = time.monotonic() + 60
@@ -192,7 +198,7 @@ def test_bad_reboot_options(tmp_path):
     for args, message in ((("--max-reboots", "-1"), "--max-reboots must be at least 0"),
                           (("--drain-timeout", "x"), "argument --drain-timeout"),
                           (("--reboot-command", " "), "--reboot-command must not be empty")):
-        res = harness("start", "rbsuite:tasks", *args, cwd=tmp_path)
+        res = harness("start", "rbsuite:tasks", "--allow-reboot", *args, cwd=tmp_path)
         assert res.returncode == 4 and message in res.stderr, (args, res.stderr)
     assert not (tmp_path / "pexen-journal.sqlite").exists()
 
@@ -347,7 +353,8 @@ def test_boot_unit_install_and_remove(tmp_path):
 def test_start_boot_unit_is_removed_when_the_run_finishes(tmp_path):
     env = setup(tmp_path, reboots="1")
     log, units = fake_systemctl(tmp_path, env)
-    res = harness("start", "rbsuite:tasks", "--boot-unit", "--unit-dir", str(units),
+    res = harness("start", "rbsuite:tasks", "--allow-reboot",
+                  "--boot-unit", "--unit-dir", str(units),
                   "--drain-timeout", "0", cwd=tmp_path, env=env)
     assert res.returncode == 2, res.stderr
     [unit] = list(units.iterdir())      # kept across the reboot
@@ -384,7 +391,8 @@ BUDGET = textwrap.dedent('''
 def test_time_budget_counts_across_a_reboot(tmp_path):
     env = setup(tmp_path)
     (tmp_path / "budget.py").write_text(BUDGET)
-    res = harness("start", "budget:tasks", "--kill-grace", "0", cwd=tmp_path, env=env)
+    res = harness("start", "budget:tasks", "--allow-reboot",
+                  "--kill-grace", "0", cwd=tmp_path, env=env)
     assert res.returncode == 2, res.stderr
     rows, _ = states(tmp_path / "pexen-journal.sqlite")
     before = rows["slow_kernel"].time_used
@@ -425,7 +433,7 @@ def test_reboot_count_survives_a_controller_crash(tmp_path):
     env = setup(tmp_path)
     (tmp_path / "crashafter.py").write_text(CRASH_AFTER_REBOOT)
     journal = tmp_path / "pexen-journal.sqlite"
-    res = harness("start", "crashafter:tasks", cwd=tmp_path, env=env)
+    res = harness("start", "crashafter:tasks", "--allow-reboot", cwd=tmp_path, env=env)
     assert res.returncode == 2, res.stderr
     proc = spawn("resume", cwd=tmp_path, env=env)
     try:
@@ -443,3 +451,29 @@ def test_reboot_count_survives_a_controller_crash(tmp_path):
                                 "reboots 1 attempt 2\n")
     rows, _ = states(journal)
     assert rows["kernel"].reboot_count == 1
+
+
+def test_reboots_are_skipped_unless_the_run_allows_them(tmp_path):
+    env = setup(tmp_path)
+    (tmp_path / "noreboot.py").write_text(textwrap.dedent('''
+        import os
+        from rbsuite import ExecutableTask, HERE, kernel, finishes_during_drain
+
+        def tasks():
+            return [kernel, finishes_during_drain,
+                    ExecutableTask(os.path.join(HERE, "exe_reboot.sh"), "exe_reboot")]
+    '''))
+    res = harness("start", "noreboot:tasks", "--drain-timeout", "5", cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    rows, run = states(tmp_path / "pexen-journal.sqlite")
+    assert run.state == "finished" and run.config["allow_reboot"] is False
+    why = "asked for a reboot, and the run does not allow reboots (start it with --allow-reboot)"
+    assert rows["kernel"].state == "skip" and rows["kernel"].reason == why
+    # an executable: `pexen-harness reboot` exits 77, and reports why
+    assert rows["exe_reboot"].state == "skip"
+    with journal.open(str(tmp_path / "pexen-journal.sqlite"), create=False) as j:
+        reported = [(r.name, r.outcome, r.message) for r in j.results(run.id, "exe_reboot")]
+    assert ("reboot", "skip", why) in reported
+    assert rows["finishes_during_drain"].state == "pass"
+    assert not (tmp_path / "reboots.log").exists()
+    assert (tmp_path / "bootid").read_text() == "first-boot\n"
