@@ -34,6 +34,7 @@ class TaskContext:
     reboot_count: int = 0
     interrupt_count: int = 0   # unplanned reboots it was run again after
     allow_reboot: bool = False  # the run was started (or resumed) with --allow-reboot
+    run_data_path: str = ""     # the directory all tasks of the run share
 
     @property
     def data_dir(self) -> str:
@@ -42,6 +43,16 @@ class TaskContext:
             os.makedirs(self.data_path, exist_ok=True)
             _created.add(self.data_path)
         return self.data_path
+
+    @property
+    def run_data_dir(self) -> str:
+        """A directory every task of the run shares (created here): where a
+        setup task leaves what later tasks use."""
+        path = self.run_data_path or os.path.join(os.path.dirname(self.data_path), "shared")
+        if path not in _created:
+            os.makedirs(path, exist_ok=True)
+            _created.add(path)
+        return path
 
     def env(self) -> Dict[str, str]:
         """The PEXEN_* environment variables of the task (its data directory
@@ -53,6 +64,7 @@ class TaskContext:
             "PEXEN_ATTEMPT": str(self.attempt),
             "PEXEN_TASK_TOKEN": self.token,
             "PEXEN_TASK_DATA": self.data_dir,
+            "PEXEN_RUN_DATA": self.run_data_dir,
             "PEXEN_REBOOT_COUNT": str(self.reboot_count),
             # the names tests written for restraint and tmt read
             "REBOOTCOUNT": str(self.reboot_count),
@@ -70,7 +82,7 @@ class TaskContext:
                        int(env["PEXEN_ATTEMPT"]), env["PEXEN_TASK_TOKEN"],
                        env["PEXEN_TASK_DATA"], int(env.get("PEXEN_REBOOT_COUNT", "0")),
                        int(env.get("PEXEN_INTERRUPT_COUNT", "0")),
-                       env.get("PEXEN_ALLOW_REBOOT") == "1")
+                       env.get("PEXEN_ALLOW_REBOOT") == "1", env.get("PEXEN_RUN_DATA", ""))
         except (KeyError, ValueError):
             return None
 

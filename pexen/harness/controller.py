@@ -423,6 +423,7 @@ def execute(session: Session, journal_path: str) -> int:
     nonce = uuid.uuid4().hex[:16]
     run_root = os.path.join(root, str(session.run_id))
     one_at_a_time = thread_pool and session.workers == 1
+    run_data = f"{run_root}.shared"   # beside the tasks' directories, never one of them
     attempts = session.attempts
     for n, (key, task) in enumerate(session.tasks):
         token = f"{nonce}-{n}"
@@ -432,7 +433,7 @@ def execute(session: Session, journal_path: str) -> int:
                      else os.path.join(run_root, key, "data"))
         ctx = TaskContext(journal_path, session.run_id, key, attempts.get(key, 0) + 1,
                           token, data_path, session.reboots.get(key, 0),
-                          session.interrupts.get(key, 0), session.allow_reboot)
+                          session.interrupts.get(key, 0), session.allow_reboot, run_data)
         wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool,
                                     kill_grace=session.kill_grace, fd_capture=one_at_a_time))
     stop_heartbeat = threading.Event()
