@@ -154,6 +154,9 @@ def test_directory_default_and_sidecar(tmp_path):
     assert meta.get_when(tasks["kvm/nested/deep"]) == meta.get_when(tasks["kvm/boot"])
     assert meta.get_when(tasks["kvm/always"]) == "true"
     assert meta.get_when(tasks["plain"]) is None
+    listed = json.loads(harness("list", "--tasks", str(top), "--json", cwd=tmp_path).stdout)
+    whens = {t["key"]: t["meta"]["when"] for t in listed["tasks"]}
+    assert whens["kvm/always"] == "true" and whens["plain"] is None
 
 
 @pytest.mark.parametrize("files,message", [
