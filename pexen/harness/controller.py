@@ -20,7 +20,8 @@ from ..journal import Journal, JournalWriter, TaskState, to_json_value
 from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorkerPool
 from ..sched._call import takes_shared
 from ..sched._keys import CALLPATH_ATTR_NAME
-from ..sched.common import TaskFailError, is_controlled_fail
+from ..sched._when import CHECKS_WHEN_ATTR, check_when
+from ..sched.common import TaskFailError, TaskSkipError, is_controlled_fail
 from ..sched.meta import SCHED_ATTR_NAME
 from ..util import PexenWarning
 from ..watchdog import (
@@ -66,11 +67,16 @@ def process_started(pid: int) -> Optional[float]:
 
 class TaskWrapper:
     """What the engine runs for one task: sets the task's context (and, in a
-    worker process, its environment), then calls the task."""
+    worker process, its environment), evaluates the task's `when` condition,
+    then calls the task."""
 
     # The engine calls a wrapper with the shared dict (saves inspect.signature
     # on an object without __code__ for every call).
     pexen_takes_shared_ = True
+    # The condition is evaluated here, not by the engine: inside the task's
+    # context and output capture, so a command sees the PEXEN_* variables
+    # and its output lands in the attempt's files.
+    pexen_checks_when_ = True
 
     def __init__(self, inner: Callable[..., Any], ctx: TaskContext, set_env: bool,
                  kill_grace: float = 10.0, fd_capture: bool = False) -> None:
@@ -88,8 +94,12 @@ class TaskWrapper:
         self.__name__ = ctx.task
         setattr(self, CALLPATH_ATTR_NAME, ctx.task.split("/"))
         meta = getattr(inner, SCHED_ATTR_NAME, None)
+        self.when = None
         if meta is not None:
             setattr(self, SCHED_ATTR_NAME, meta)
+            # (an executable evaluates its own, in its directory)
+            if not getattr(inner, CHECKS_WHEN_ATTR, False):
+                self.when = meta.get("when")
 
     def __call__(self, shared: Dict[str, Any], **kwargs: Any) -> Any:
         set_context(self.ctx)
@@ -104,6 +114,8 @@ class TaskWrapper:
         try:
             with capture:
                 try:
+                    if self.when is not None:
+                        self._check_when(capture)
                     if self.pass_shared:
                         ret = self.inner(shared, **kwargs)
                     else:
@@ -111,6 +123,10 @@ class TaskWrapper:
                 except TaskOutcome as exc:
                     self._end_leftovers(began)
                     self._reported(exc.outcome, exc)
+                    raise
+                except TaskSkipError as exc:
+                    self._end_leftovers(began)
+                    self._reported("skip", exc)
                     raise
                 except TaskFailError as exc:
                     self._end_leftovers(began)
@@ -128,6 +144,22 @@ class TaskWrapper:
             raise own
         self._reported("pass", None)
         return ret
+
+    def _check_when(self, capture: Any) -> None:
+        """Evaluate the task's `when` condition (TaskSkipError if false)."""
+        when = self.when
+        if not isinstance(when, str):
+            check_when(when)
+            return
+        # A command: in a worker process fds 1 and 2 and the environment are
+        # the task's already; in the controller, they are given to it.
+        out = err = env = None
+        if not self.set_env:
+            env = dict(os.environ)
+            env.update(self.ctx.env())
+            if isinstance(capture, ThreadCapture):
+                out, err = capture.fds()
+        check_when(when, env=env, stdout=out, stderr=err)
 
     def _reported(self, own: str, exc: Optional[BaseException]) -> None:
         """The worst of its own outcome and what the task reported wins:
@@ -180,6 +212,8 @@ def outcome_of(res: Any) -> Tuple[TaskState, Optional[str]]:
         return (TaskState.TIMEOUT if val.started else TaskState.SKIP), str(val)
     if isinstance(val, TaskOutcome):
         return TaskState(val.outcome), str(val) or None
+    if isinstance(val, TaskSkipError):
+        return TaskState.SKIP, str(val) or None
     message = None
     if val is not None:
         message = f"{type(val).__name__}: {val}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
+import shlex
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -29,7 +30,7 @@ DIR_FILE = "pexen.toml"
 COMMENT_LINES = 40
 
 LIST_FIELDS = ("requires", "provides", "claims", "uses")
-FIELDS = LIST_FIELDS + ("priority", "timeout", "rerun_on_interrupt")
+FIELDS = LIST_FIELDS + ("priority", "timeout", "rerun_on_interrupt", "when")
 #: Settings of the whole suite, only in the top directory's pexen.toml.
 SUITE_FIELDS = ("prefer",)
 
@@ -66,6 +67,11 @@ def _check(field: str, value: Any, where: str) -> Any:
                 or not value > 0 or value != value or value == float("inf")):
             raise MetaSyntaxError(f"{where}: timeout must be a number of seconds > 0, "
                                   f"not {value!r}")
+        return value
+    if field == "when":
+        if not isinstance(value, str) or not value.strip():
+            raise MetaSyntaxError(f"{where}: when must be a shell command (a non-empty "
+                                  f"string), not {value!r}")
         return value
     if not isinstance(value, bool):
         raise MetaSyntaxError(f"{where}: rerun_on_interrupt must be true or false, "
@@ -111,10 +117,17 @@ def from_comment(path: str) -> Found:
         if m is None:
             continue
         where = f"{path}:{number}"
-        for token in m.group(1).split():
+        try:
+            # quoted as in the shell: when="uname -s | grep -q Linux"
+            tokens = shlex.split(m.group(1))
+        except ValueError as exc:  # an unbalanced quote, a trailing backslash
+            raise MetaSyntaxError(f"{where}: {str(exc).lower()} in {m.group(1).strip()!r}") \
+                from None
+        for token in tokens:
             field, eq, text = token.partition("=")
             if not eq or not field or not text:
-                raise MetaSyntaxError(f"{where}: expected field=value, not {token!r}")
+                hint = " (quote a value with spaces: field=\"a b\")" if not eq else ""
+                raise MetaSyntaxError(f"{where}: expected field=value, not {token!r}{hint}")
             if field in found:
                 raise MetaSyntaxError(f"{where}: {field} given twice (first at "
                                       f"{found[field][1]})")

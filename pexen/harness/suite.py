@@ -32,7 +32,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ..factory import ModTreeFactory
 from ..sched._keys import CALLPATH_ATTR_NAME, auto_name, describe, explicit_key
-from ..sched.meta import assign_val
+from ..sched._when import check_when
+from ..sched.meta import SCHED_ATTR_NAME, assign_val
 from ..util import PexenError
 from . import execmeta
 from .capture import current as current_capture
@@ -222,7 +223,14 @@ class ExecutableTask:
     its stdout and stderr go to the attempt's output files (`capture`). Exit 0 passes (returns
     ``{"returncode": 0}``), 77 skips, 99 is an error, death by a signal is an
     error, any other status fails (`TaskOutcome`).
+
+    Its `when` condition, if it has one, is evaluated first the same way (a
+    command runs in the executable's directory, with its environment and
+    output); a false one ends the task with a `TaskSkipError`.
     """
+
+    # It evaluates its `when` itself (the engine and the harness leave it be).
+    pexen_checks_when_ = True
 
     def __init__(self, path: str, key: str) -> None:
         self.path = os.path.abspath(path)
@@ -247,10 +255,15 @@ class ExecutableTask:
         # in the controller (thread pool) the output goes to them by hand.
         capture = current_capture()
         out, err = capture.fds() if capture is not None else (None, None)
+        cwd, env = os.path.dirname(self.path), self._env()
+        meta = getattr(self, SCHED_ATTR_NAME, None)
+        when = meta.get("when") if meta is not None else None
+        if when is not None:
+            check_when(when, cwd=cwd, env=env, stdout=out, stderr=err)
         try:
-            proc = subprocess.Popen([self.path], cwd=os.path.dirname(self.path),
+            proc = subprocess.Popen([self.path], cwd=cwd,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                    stdout=out, stderr=err, env=self._env())
+                                    stdout=out, stderr=err, env=env)
         except OSError as exc:  # not there any more, bad interpreter line, ...
             raise TaskOutcome("error", f"cannot execute {self.path}: "
                                        f"{exc.strerror or _exc_summary(exc)}") from None

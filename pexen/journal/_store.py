@@ -463,13 +463,15 @@ def open_journal(where: str, *, create: bool = True) -> Journal:
 
 
 _NO_META: Dict[str, Any] = {"requires": [], "provides": [], "claims": [], "uses": [],
-                            "priority": 0, "timeout": None, "rerun_on_interrupt": False}
+                            "priority": 0, "timeout": None, "rerun_on_interrupt": False,
+                            "when": None}
 _NO_META_JSON = json.dumps(_NO_META)
 
 
 def task_meta(task: Any) -> Dict[str, Any]:
     """The metadata of a task as JSON (for the journal's `meta` column)."""
     from ..sched import meta
+    from ..sched._when import describe_when
 
     if getattr(task, meta.SCHED_ATTR_NAME, None) is None:
         return dict(_NO_META)  # the usual case: no metadata at all
@@ -486,6 +488,8 @@ def task_meta(task: Any) -> Dict[str, Any]:
         "priority": meta.get_priority(task),
         "timeout": meta.get_timeout(task),
         "rerun_on_interrupt": meta.get_rerun_on_interrupt(task),
+        # a command as it is, a callable by name ("module.qualname()")
+        "when": describe_when(meta.get_when(task)),
     }
 
 

@@ -8,6 +8,7 @@ from .common import (
     TaskFailError,
     TaskKilledError,
     TaskRes,
+    TaskSkipError,
     WorkerDiedError,
     task_fail_wrap,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "TaskKeyError",
     "TaskKilledError",
     "TaskRes",
+    "TaskSkipError",
     "ThreadWorkerPool",
     "WorkerDiedError",
     "meta",

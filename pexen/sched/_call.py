@@ -7,6 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict
 
+from ._when import CHECKS_WHEN_ATTR, check_when
 from .common import ExceptionInfo, TaskRes
 from .meta import SCHED_ATTR_NAME
 
@@ -35,10 +36,20 @@ def takes_shared(task: Callable[..., Any]) -> bool:
 
 
 def call_task(task: Callable[..., Any], shared: Dict[str, Any]) -> TaskRes:
-    """Run a task once and return its TaskRes (the exception, if any, inside)."""
+    """Run a task once and return its TaskRes (the exception, if any, inside).
+
+    Its `when` condition is evaluated first, here, so that it runs under the
+    task's timeout (unless the task evaluates it itself: see `_when`); a
+    false one ends the task with a TaskSkipError.
+    """
     meta = getattr(task, SCHED_ATTR_NAME, None)
-    kwargs = meta.get("kwargs") if meta is not None else _NO_KWARGS
+    if meta is None:
+        kwargs, when = _NO_KWARGS, None
+    else:
+        kwargs, when = meta.get("kwargs"), meta.get("when")
     try:
+        if when is not None and not getattr(task, CHECKS_WHEN_ATTR, False):
+            check_when(when)
         if takes_shared(task):
             ret = task(shared, **kwargs)
         else:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional
 
-from .common import TaskRes, is_controlled_fail
+from .common import TaskRes, TaskSkipError, is_controlled_fail
 
 
 class EventKind(str, enum.Enum):
@@ -51,7 +51,11 @@ Listener = Callable[[TaskEvent], None]
 
 
 def outcome_of(res: TaskRes) -> str:
-    """'pass', 'fail' (a controlled TaskFailError) or 'error' (anything else)."""
-    if res.excinfo is None:
+    """'pass', 'skip' (a TaskSkipError: its `when` condition was false, say),
+    'fail' (another controlled TaskFailError) or 'error' (anything else)."""
+    excinfo = res.excinfo
+    if excinfo is None:
         return "pass"
-    return "fail" if is_controlled_fail(res.excinfo) else "error"
+    if not is_controlled_fail(excinfo):
+        return "error"
+    return "skip" if issubclass(excinfo.type, TaskSkipError) else "fail"

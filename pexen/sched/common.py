@@ -55,6 +55,18 @@ class TaskKilledError(TaskFailError):
         super().__init__(*args, deps_ok=False, locks_ok=True)
 
 
+class TaskSkipError(TaskFailError):
+    """The task did not run, and says why (its `when` condition was false).
+
+    A controlled failure whose dependents do not run (they end skipped, as
+    for any unmet dependency) and whose locks are released. A task may raise
+    it itself to end as skipped.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args, deps_ok=False, locks_ok=True)
+
+
 class WorkerDiedError(Exception):
     """The process running the task died (os._exit, a signal, a crash).
 
@@ -133,6 +145,7 @@ __all__ = [
     "TaskFailError",
     "TaskKilledError",
     "TaskRes",
+    "TaskSkipError",
     "WorkerDiedError",
     "is_controlled_fail",
     "task_fail_wrap",

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Set, TypeVar, overload
 SCHED_ATTR_NAME = "pexen_sched_meta_"
 
 _SET_FIELDS = ("requires", "provides", "uses", "claims")
-FIELDS = _SET_FIELDS + ("priority", "kwargs", "timeout", "rerun_on_interrupt")
+FIELDS = _SET_FIELDS + ("priority", "kwargs", "timeout", "rerun_on_interrupt", "when")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +40,7 @@ def _defaults() -> Dict[str, Any]:
         "kwargs": {},
         "timeout": None,
         "rerun_on_interrupt": False,
+        "when": None,
     }
 
 
@@ -48,7 +49,7 @@ def _defaults() -> Dict[str, Any]:
 _DEFAULTS: Dict[str, Any] = {
     "requires": frozenset(), "provides": frozenset(), "uses": frozenset(),
     "claims": frozenset(), "priority": 0, "kwargs": {}, "timeout": None,
-    "rerun_on_interrupt": False,
+    "rerun_on_interrupt": False, "when": None,
 }
 
 
@@ -90,6 +91,16 @@ def _convert(field: str, value: Any) -> Any:
             raise MetaTypeError(f"{type(value)} cannot be used for rerun_on_interrupt "
                                 "(True or False)")
         return value
+    if field == "when":
+        if value is None or callable(value):
+            return value
+        if isinstance(value, str):
+            if not value.strip():
+                raise MetaValueError("when must be a callable or a shell command, "
+                                     "not an empty string")
+            return value
+        raise MetaTypeError(f"{type(value)} cannot be used for when "
+                            "(a callable, or a shell command as a str)")
     raise AttributeError(f"{field} is not a valid metadata field")
 
 
@@ -289,6 +300,7 @@ get_priority: Callable[[Any], Any] = _reader("priority")
 get_kwargs: Callable[[Any], Dict[str, Any]] = _reader("kwargs")
 get_timeout: Callable[[Any], Optional[float]] = _reader("timeout")
 get_rerun_on_interrupt: Callable[[Any], bool] = _reader("rerun_on_interrupt")
+get_when: Callable[[Any], Any] = _reader("when")
 
 
 @overload
@@ -328,6 +340,7 @@ __all__ = [
     "get_rerun_on_interrupt",
     "get_timeout",
     "get_uses",
+    "get_when",
     "has_meta",
     "retrieve_meta",
 ]
