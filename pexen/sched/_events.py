@@ -5,6 +5,10 @@ and the progress display are listeners. `queued`, `finished` and `skipped` are
 sent from the thread iterating `Sched.run()`; `started` is sent by the pool as
 soon as a worker picks the task up, from a pool thread, so a listener must be
 quick and thread-safe (hand the event to a queue, say).
+
+A Sched with exclusivity groups also sends `group_started` and
+`group_finished` (key: the group's name, task: the `TaskGroup`); a listener
+that only knows task events should ignore kinds it does not know.
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ class EventKind(str, enum.Enum):
     STARTED = "started"    # a worker (pid) runs it
     FINISHED = "finished"  # it ran; `result` and `outcome` say how
     SKIPPED = "skipped"    # it will not run; `reason` says why
+    # Exclusivity groups (only a Sched that has groups sends these): `key` is
+    # the group's name, `task` the TaskGroup.
+    GROUP_STARTED = "group_started"    # before its pool is made
+    GROUP_FINISHED = "group_finished"  # its tasks ended, its pool is gone
 
 
 @dataclass(frozen=True)
 class TaskEvent:
-    """One lifecycle event of one task."""
+    """One lifecycle event of one task (or of one group: see EventKind)."""
 
     kind: EventKind
     key: str
-    task: Callable[..., Any] = field(repr=False, compare=False)
+    task: Any = field(repr=False, compare=False)  # a callable, or a TaskGroup
     at: float = field(default_factory=time.time)
     pid: Optional[int] = None
     result: Optional[TaskRes] = field(default=None, repr=False, compare=False)
