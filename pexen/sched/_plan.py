@@ -13,6 +13,14 @@ per task); a finished one is dropped from the index by task.
 
 The plan does no I/O and knows no pool: `Sched` feeds it tasks and results and
 hands what `pop_dispatchable()` returns to a pool.
+
+Exclusivity groups (`enable_groups()`; a plan without groups has none of
+this): each node has a group position, and only the active group's nodes
+enter the ready structures. A node of another group whose requires are met
+is GATED (left out of every queue) until `activate()` of its group, which
+walks that group's members once; `end_group()` walks them once more to skip
+what is stuck. So the groups cost O(size of the group) each, twice per run,
+and nothing per event.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 from .common import SchedulerError, TaskRes, is_controlled_fail
 from .meta import SCHED_ATTR_NAME
 
-WAITING, READY, PARKED, RUNNING, DONE, SKIPPED = range(6)
+WAITING, READY, PARKED, RUNNING, DONE, SKIPPED, GATED = range(7)
 
 _NOTHING: tuple = ()
 
@@ -108,6 +116,10 @@ class Plan:
         self.skipped_deps = 0
         self.skipped_locks = 0
         self.cancelled: Optional[str] = None
+        # exclusivity groups (None: the plan has no groups)
+        self.gpos: Optional[List[int]] = None       # node -> its group's position
+        self.members: List[List[int]] = []          # position -> its nodes
+        self.active = 0                             # the position that may run
 
     # -- adding --------------------------------------------------------------
 
@@ -119,8 +131,10 @@ class Plan:
             if shared:
                 self.assumed_shared.setdefault(p, []).append(shared)
 
-    def add(self, entries: Iterable[Tuple[Any, str]]) -> Skips:
-        """Add (task, key) pairs; return the ones that can never run."""
+    def add(self, entries: Iterable[Tuple[Any, str]],
+            positions: Optional[List[int]] = None) -> Skips:
+        """Add (task, key) pairs, in groups at `positions` (one per pair) if
+        the plan has groups; return the ones that can never run."""
         providers_left = self.providers_left
         nodes = self.nodes
         tasks, keys, prios = self.task, self.key, self.prio
@@ -150,6 +164,16 @@ class Plan:
             for p in gives:
                 providers_left[p] = providers_left.get(p, 0) + 1
         count = len(new)
+        if self.gpos is not None:
+            if positions is None or len(positions) != count:
+                raise SchedulerError("internal error: tasks added to a plan with "
+                                     "groups without their groups (a bug in pexen)")
+            self.gpos.extend(positions)
+            members = self.members
+            for node, pos in zip(new, positions):
+                while len(members) <= pos:
+                    members.append([])
+                members[pos].append(node)
         self.unmet.extend([0] * count)
         self.state.extend(bytes(count))  # WAITING
         self.shared.extend([None] * count)
@@ -195,6 +219,10 @@ class Plan:
     # -- dispatching ---------------------------------------------------------
 
     def _make_ready(self, node: int) -> None:
+        gpos = self.gpos
+        if gpos is not None and gpos[node] != self.active:
+            self.state[node] = GATED  # its group's activate() makes it ready
+            return
         self.state[node] = READY
         run = self.ready_run
         if run:
@@ -405,6 +433,69 @@ class Plan:
             woke = self._wake(lock) or woke
         return woke
 
+    # -- exclusivity groups --------------------------------------------------
+
+    def enable_groups(self, active: int = 0) -> None:
+        """From now on nodes have groups; the ones already here are in the
+        group at position `active`, which is the one running."""
+        count = len(self.task)
+        self.gpos = [active] * count
+        self.members = [[] for _ in range(active)] + [list(range(count))]
+        self.active = active
+
+    def activate(self, pos: int) -> bool:
+        """Let the group at `pos` run: its gated nodes become ready. Returns
+        whether it has a task left to run (else it needs no pool)."""
+        self.active = pos
+        if pos >= len(self.members):
+            return False
+        state = self.state
+        live = False
+        for node in self.members[pos]:
+            st = state[node]
+            if st == GATED:
+                self._make_ready(node)
+                live = True
+            elif st != DONE and st != SKIPPED:
+                live = True
+        return live
+
+    def end_group(self, label: str) -> Skips:
+        """The active group can make no progress (nothing of it runs or is
+        ready): skip its tasks that are left, waiting for a lock a failed task
+        holds or for requires nobody met, so that the next group can start.
+        Their provides are gone: dependents in later groups are skipped too."""
+        skips: Skips = []
+        state = self.state
+        for node, lock in sorted(self.parked_on.items()):
+            if state[node] != PARKED:
+                continue
+            holder = self.excl.get(lock)
+            who = f" by {self.key[holder]}" if holder is not None else ""
+            state[node] = SKIPPED
+            self.skipped_locks += 1
+            skips.append((node, f"lock {lock!r} still held{who} after a failure"))
+            for p in self.provides[node]:
+                self._provider_gone(p, f"its provider {self.key[node]} was skipped", skips)
+        self.parked.clear()
+        self.parked_on.clear()
+        self.woken_from.clear()
+        if self.active < len(self.members):
+            satisfied = self.satisfied
+            left = self.providers_left
+            for node in self.members[self.active]:
+                if state[node] != WAITING:
+                    continue
+                unmet = [r for r in self.requires[node] if r not in satisfied]
+                if any(left.get(r, 0) > 0 for r in unmet):
+                    # a provider is left, in a group still to come
+                    why = (f"dependencies {unmet!r} not provided by the end of "
+                           f"{label}")
+                else:
+                    why = f"dependencies {unmet!r} never provided"
+                self._skip(node, why, skips)
+        return skips
+
     # -- the end -------------------------------------------------------------
 
     def end(self) -> Skips:
@@ -443,7 +534,7 @@ class Plan:
         self.waiting.clear()
         state = self.state
         for node in nodes:
-            if state[node] in (WAITING, READY, PARKED):
+            if state[node] in (WAITING, READY, PARKED, GATED):
                 state[node] = SKIPPED
                 skips.append((node, reason))
 
