@@ -53,7 +53,8 @@ def test_public_names_are_pinned():
     assert sorted(pexen.sched.__all__) == sorted([
         "DepcheckError", "EventKind", "ExceptionInfo", "Listener", "MutexError",
         "PoolError", "ProcessWorkerPool", "Sched", "SchedulerError", "TaskEvent",
-        "TaskFailError", "TaskKeyError", "TaskKilledError", "TaskRes", "TaskSkipError",
+        "TaskFailError", "TaskGroup", "TaskKeyError", "TaskKilledError", "TaskRes",
+        "TaskSkipError",
         "ThreadWorkerPool", "WorkerDiedError", "meta", "outcome_of", "planner", "pool",
         "task_fail_wrap"])
     assert sorted(pexen.factory.__all__) == sorted([

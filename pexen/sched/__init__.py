@@ -2,6 +2,7 @@
 
 from . import meta, planner, pool
 from ._events import EventKind, Listener, TaskEvent, outcome_of
+from ._groups import TaskGroup
 from .common import (
     ExceptionInfo,
     SchedulerError,
@@ -27,6 +28,7 @@ __all__ = [
     "SchedulerError",
     "TaskEvent",
     "TaskFailError",
+    "TaskGroup",
     "TaskKeyError",
     "TaskKilledError",
     "TaskRes",

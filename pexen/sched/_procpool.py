@@ -82,7 +82,7 @@ class ProcessWorkerPool(_Pool):
         self.wanted_spare = spare
         self.max_tasks = workers + spare
         self.on_start: Optional[Callable[[Any, int], None]] = None
-        self.on_add_tasks: Optional[Callable[[List[Any]], None]] = None
+        self.on_add_tasks: Optional[Callable[..., None]] = None
         self.key_of: Callable[[Any], str] = describe
         self.taskmap: Dict[int, Any] = {}      # id(task) -> task (0.0.x name)
         self._index: Dict[int, int] = {}       # id(task) -> index in the zygote
@@ -457,7 +457,7 @@ class ProcessWorkerPool(_Pool):
         elif kind == "hello":
             worker.pid = msg[1]
         elif kind == "add":
-            self._add_from_worker(worker, msg[1])
+            self._add_from_worker(worker, msg[1], msg[2])
 
     def _decode(self, task: Any, ret_blob: Optional[bytes], shared_blob: Optional[bytes],
                 exc_parts: Any) -> TaskRes:
@@ -476,14 +476,18 @@ class ProcessWorkerPool(_Pool):
                                                            f"AttributeError: {err}\n"))
         return TaskRes(task, shared, ret, excinfo)
 
-    def _add_from_worker(self, worker: _Worker, blobs: List[bytes]) -> None:
+    def _add_from_worker(self, worker: _Worker, blobs: List[bytes],
+                         group: Optional[str]) -> None:
         error: Optional[BaseException] = None
         try:
             tasks = [pickle.loads(blob) for blob in blobs]
             if self.on_add_tasks is None:
                 raise PoolError("this pool is not run by a Sched: tasks cannot be "
                                 "added from inside a task")
-            self.on_add_tasks(tasks)
+            if group is None:
+                self.on_add_tasks(tasks)
+            else:
+                self.on_add_tasks(tasks, group=group)
         except Exception as exc:
             error = exc
         try:

@@ -271,7 +271,9 @@ class _WorkerChannel:
         self.task_fd = task_fd
         self.result_fd = result_fd
 
-    def add_tasks(self, tasks: List[Any]) -> None:
+    def add_tasks(self, tasks: List[Any], group: Optional[str] = None) -> None:
+        """Send tasks (and groups) to the controller's Sched.add_tasks; `group`:
+        the name of the group they join (None: the usual place)."""
         blobs = []
         for task in tasks:
             try:
@@ -281,7 +283,7 @@ class _WorkerChannel:
                     f"task {describe(task)} cannot be added from inside a task under "
                     f"the process pool: it cannot be pickled ({exc}); define it at "
                     "module level", task) from None
-        _write_frame(self.result_fd, _dumps(("add", blobs)))
+        _write_frame(self.result_fd, _dumps(("add", blobs, group)))
         frame = _read_frame(self.task_fd)
         if frame is None:
             os._exit(0)

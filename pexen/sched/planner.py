@@ -13,18 +13,36 @@ provided by someone, no lock both claimed and used, no two tasks with one key).
 it, sending lifecycle events to listeners. Tasks may be added while a run is
 in progress: from the loop consuming `run()`, or from inside a task (under the
 process pool the task is sent back to the controller, so it must be picklable).
+
+Exclusivity groups (`TaskGroup`, see `_groups.py`) run one after the other,
+each with a pool of its own that `run()` makes when the group starts and shuts
+down when it ends. A Sched that never saw a group keeps no group table and
+runs exactly as without them.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import warnings
-from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generator,
+    Iterable,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from .. import util
 from . import pool as _pool
 from ._events import EventKind, Listener, TaskEvent, outcome_of
+from ._groups import GroupedBatch, GroupTable, TaskGroup, order_check
 from ._keys import auto_name, describe, explicit_key
 from ._plan import Plan, Skips, bucket_add, bucket_items
 from .common import SchedulerError, TaskRes
@@ -60,6 +78,14 @@ class TaskKeyError(SchedulerError, ValueError):
     """Two different tasks have the same key in one Sched."""
 
 
+class _Grouping(NamedTuple):
+    """Where the tasks of a checked batch go, for a Sched with groups."""
+
+    positions: List[int]           # per task of the batch: its group's position
+    new_groups: List[TaskGroup]    # appended to the order, in this order
+    enable: bool                   # the Sched's first groups: make its table
+
+
 class Sched:
     """A set of tasks, and the engine that runs them."""
 
@@ -78,6 +104,8 @@ class Sched:
         self._paused = False
         self._assumed: List[Tuple[frozenset, Optional[Dict[str, Any]]]] = []
         self._owner_pid = os.getpid()
+        self._groups: Optional[GroupTable] = None  # None until the first group
+        self._run_pos = 0  # during a run: the position of the group running
         self.default_shared: Dict[str, Any] = {}
         if tasks:
             self.add_tasks(tasks)
@@ -92,6 +120,29 @@ class Sched:
     def key_of(self, task: Any) -> str:
         """The key of a task of this Sched (KeyError if it has none)."""
         return self._tasks[task]
+
+    @property
+    def groups(self) -> List[TaskGroup]:
+        """The groups in the order they run, the ungrouped tasks' group (named
+        '') among them; [] for a Sched that has no groups."""
+        with self._lock:
+            return list(self._groups.order) if self._groups is not None else []
+
+    def group_of(self, task: Any) -> Optional[TaskGroup]:
+        """The group a task of this Sched runs in (KeyError if it is not in
+        it); None for a Sched that has no groups."""
+        with self._lock:
+            if task not in self._tasks:
+                raise KeyError(task)
+            table = self._groups
+            return table.order[table.group_of[task]] if table is not None else None
+
+    @property
+    def pool(self) -> Any:
+        """The pool running tasks now (with groups: the running group's); None
+        when no run is in progress, or between two groups."""
+        run = self._run
+        return run[1] if run is not None else None
 
     def add_listener(self, listener: Listener) -> None:
         """Send lifecycle events (`TaskEvent`) to `listener` from now on."""
@@ -115,9 +166,17 @@ class Sched:
                 # required too: no "provided but not required" warning
                 self._deps[p] = _PROVIDED | _REQUIRED
             self._assumed.append((provided, dict(shared) if shared else None))
+            if self._groups is not None:
+                self._groups.assume(provided)
 
-    def add_tasks(self, new: Iterable[Callable[..., Any]]) -> None:
+    def add_tasks(self, new: Iterable[Union[Callable[..., Any], TaskGroup]], *,
+                  group: Union[str, TaskGroup, None] = None) -> None:
         """Add tasks; checked as a batch, and added only if the batch is valid.
+
+        `new` may hold `TaskGroup`s beside plain callables. Plain tasks join
+        the group `group` names (a name, or a TaskGroup of this Sched) if
+        given; else, during a run, the group running; else the ungrouped
+        tasks (see doc/sched.md, "Exclusivity groups").
 
         Also callable from inside a running task: under the process pool the
         tasks are sent to the controller (they must be picklable).
@@ -125,33 +184,52 @@ class Sched:
         from . import _zygote
 
         if os.getpid() != self._owner_pid and _zygote.worker_channel is not None:
-            _zygote.worker_channel.add_tasks(list(new))
+            name = group.name if isinstance(group, TaskGroup) else group
+            _zygote.worker_channel.add_tasks(list(new), name)
             return
         with self._lock:
-            tasks, keys = self._check_batch(new)
-            if not tasks:
+            tasks, keys, grouping = self._check_batch(new, group)
+            if not tasks and (grouping is None or not grouping.new_groups):
                 return
             run = self._run
+            positions = grouping.positions if grouping is not None else None
             if run is not None:
                 plan, pool = run
-                self._register_late(pool, tasks, keys)
-            self._commit(tasks, keys)
+                if pool is not None:
+                    if positions is None:
+                        self._register_late(pool, tasks, keys)
+                    else:  # only the running group's: the others get pools of their own
+                        now = [n for n, pos in enumerate(positions) if pos == self._run_pos]
+                        if now:
+                            self._register_late(pool, [tasks[n] for n in now],
+                                                [keys[n] for n in now])
+            self._commit(tasks, keys, grouping)
             if run is not None:
-                self._emit_skips(plan, plan.add(zip(tasks, keys)))
+                if positions is not None and plan.gpos is None:
+                    plan.enable_groups(self._run_pos)  # the first group, mid-run
+                self._emit_skips(plan, plan.add(zip(tasks, keys), positions))
 
-    def _check_batch(self, new: Iterable[Any]) -> Tuple[List[Any], List[str]]:
+    def _check_batch(self, new: Iterable[Any], group: Any = None,
+                     ) -> Tuple[List[Any], List[str], Optional[_Grouping]]:
         """The new tasks of a valid batch and their keys, in two lists (no
         pair per task: at 100k tasks, objects that live through the checks
-        cost collections of the cyclic GC)."""
+        cost collections of the cyclic GC), and where they go if the Sched has
+        groups (else None)."""
+        if self._groups is not None or group is not None:
+            return self._check_grouped(new, group)
         tasks: List[Any] = []
         explicit: List[Optional[str]] = []
         seen = set()
         new_keys: Dict[str, Any] = {}
-        for task in new:
+        items = iter(new)
+        for task in items:
             if task in self._tasks or id(task) in seen:
                 continue  # a set of tasks: adding one twice adds it once
             seen.add(id(task))
             if not callable(task):
+                if isinstance(task, TaskGroup):  # the Sched's first group
+                    return self._check_grouped(itertools.chain(tasks, [task], items),
+                                               None)
                 raise TypeError(f"task {task!r} is not callable")
             key = explicit_key(task)
             self._check_meta(task, key)
@@ -165,9 +243,18 @@ class Sched:
             tasks.append(task)
             explicit.append(key)
         if not tasks:
-            return [], []
-        # Name the tasks no factory named: explicit keys win, the others get
-        # their __name__, with '#2', '#3', ... where that is taken.
+            return [], [], None
+        keys, used = self._name_batch(tasks, explicit, new_keys)
+        if __debug__:
+            self._depcheck(tasks, keys)
+        self._name_counts.update(used)  # the batch is valid: from here on it is added
+        return tasks, keys, None
+
+    def _name_batch(self, tasks: List[Any], explicit: List[Optional[str]],
+                    new_keys: Dict[str, Any]) -> Tuple[List[str], Dict[str, int]]:
+        """Name the tasks no factory named: explicit keys win, the others get
+        their __name__, with '#2', '#3', ... where that is taken. Returns the
+        keys and the name counters to commit with the batch."""
         taken = self._keys
         counts = self._name_counts
         used: Dict[str, int] = {}  # committed to counts with the batch
@@ -187,10 +274,52 @@ class Sched:
                     used[base] = n + 1
             batch_keys.add(key)
             keys.append(key)
+        return keys, used
+
+    def _check_grouped(self, new: Iterable[Any], group: Any,
+                       ) -> Tuple[List[Any], List[str], Optional[_Grouping]]:
+        """`_check_batch` for a Sched with groups (or getting its first)."""
+        batch = GroupedBatch(self._groups, self._tasks,
+                             self._run_pos if self._run is not None else None, self._admit)
+        batch.collect(new, group)
+        keys, used = self._name_batch(batch.tasks, batch.explicit, batch.new_keys)
         if __debug__:
-            self._depcheck(tasks, keys)
-        counts.update(used)  # the batch is valid: from here on it is added
-        return tasks, keys
+            self._order_check(batch.tasks, keys, batch.positions, batch.label)
+        self._name_counts.update(used)
+        return (batch.tasks, keys,
+                _Grouping(batch.positions, batch.new_groups, self._groups is None))
+
+    def _admit(self, task: Any, new_keys: Dict[str, Any]) -> Optional[str]:
+        """Check one new task (callable, metadata, key not taken by another
+        task, here or in `new_keys`); its explicit key, noted in `new_keys`."""
+        if not callable(task):
+            raise TypeError(f"task {task!r} is not callable")
+        key = explicit_key(task)
+        self._check_meta(task, key)
+        if key is not None:
+            other = new_keys.get(key, self._keys.get(key))
+            if other is not None:
+                raise TaskKeyError(f"two tasks have the key {key!r}: {describe(other)} "
+                                   f"and {describe(task)}")
+            new_keys[key] = task
+        return key
+
+    def _order_check(self, tasks: List[Any], keys: List[str], positions: List[int],
+                     label: Callable[[int], str]) -> None:
+        """`_depcheck` with groups: a require is met only by a task of the same
+        group or an earlier one."""
+        table = self._groups
+        if table is not None:
+            first = table.first.get
+        else:  # all the Sched's tasks so far are at position 0, the earliest
+            deps = self._deps
+
+            def first(r: Any) -> Optional[Tuple[int, str]]:
+                return (0, "") if deps.get(r, 0) & _PROVIDED else None
+
+        problem = order_check(tasks, keys, positions, first, label)
+        if problem is not None:
+            raise DepcheckError(*problem)
 
     @staticmethod
     def _check_meta(task: Any, key: Optional[str]) -> None:
@@ -263,7 +392,11 @@ class Sched:
             raise DepcheckError(f"Unsatisfied requires remain: {list(remain)} "
                                 f"(required {who})", remain)
 
-    def _commit(self, tasks: List[Any], keys: List[str]) -> None:
+    def _commit(self, tasks: List[Any], keys: List[str],
+                grouping: Optional[_Grouping] = None) -> None:
+        if grouping is not None and grouping.enable:
+            self._groups = GroupTable.from_plain(self._tasks,
+                                                 (p for p, _ in self._assumed))
         deps = self._deps
         get = deps.get
         for task, key in zip(tasks, keys):
@@ -280,6 +413,9 @@ class Sched:
                     warnings.warn(f"Dep '{p}' provided by {task}, but not required "
                                   "by any task", category=util.PexenWarning,
                                   stacklevel=4)
+        if grouping is not None:
+            assert self._groups is not None
+            self._groups.commit(tasks, keys, grouping.positions, grouping.new_groups)
 
     @staticmethod
     def _register_late(pool: Any, tasks: List[Any], keys: List[str]) -> None:
@@ -319,62 +455,111 @@ class Sched:
 
     def run(self, pool: Any = None) -> Generator[TaskRes, None, None]:
         """Run every task once; yield a TaskRes per task that ran, in
-        completion order. Without a pool, a ThreadWorkerPool() is used."""
+        completion order. Without a pool, a ThreadWorkerPool() is used (for
+        the ungrouped tasks; each TaskGroup makes a pool of its own)."""
         with self._lock:
             if self._run is not None:
                 raise SchedulerError("run() was called while a run of this Sched "
                                      "is in progress")
             if not self._tasks:
                 return
-            if pool is None:
-                pool = _pool.ThreadWorkerPool()
             plan = Plan(dict(self.default_shared), self._tasks)
             for provided, shared in self._assumed:
                 plan.assume(provided, shared)
-            self._run = (plan, pool)
+            table = self._groups
+            if table is None:
+                skips = plan.add(self._tasks.items())
+            else:
+                plan.enable_groups()
+                skips = []
+                for pos, members in enumerate(table.members):
+                    skips += plan.add([(t, self._tasks[t]) for t in members],
+                                      [pos] * len(members))
+            self._run = (plan, None)
+            self._run_pos = 0
+            self._emit_skips(plan, skips)
         emit = self._emit if self._listeners else None
         listener_errors: List[BaseException] = []
+        started_hook = (self._started_hook(plan, listener_errors)
+                        if emit is not None else None)
         completed = False
+        current: Any = None  # the pool that may have workers now
         try:
-            pool.register(list(self._tasks))
-            if hasattr(pool, "on_start"):
-                pool.on_start = (self._started_hook(plan, listener_errors)
-                                 if emit is not None else None)
-            if hasattr(pool, "on_add_tasks"):
-                pool.on_add_tasks = self.add_tasks
-            if hasattr(pool, "key_of"):
-                pool.key_of = plan.key_of
-            with self._lock:
-                self._emit_skips(plan, plan.add(self._tasks.items()))
-            pool.start()
-            results = pool.iter_results()
+            pos = 0
             while True:
+                # One group per turn (a Sched without groups: one turn, group None).
                 with self._lock:
-                    self._fill(plan, pool, emit)
-                    if not plan.running:
-                        if plan.unstick():
-                            continue
-                        self._run = None  # later add_tasks wait for the next run
+                    table = self._groups
+                    if table is not None and pos >= len(table.order):
+                        self._run = None
                         break
-                try:
-                    res = next(results)
-                except StopIteration:
-                    raise SchedulerError(
-                        f"internal error: {type(pool).__name__}.iter_results() ended "
-                        f"with {len(plan.running)} tasks still running (a bug in "
-                        "pexen or in the pool)") from None
-                if listener_errors:
-                    raise listener_errors[0]
+                    group = table.order[pos] if table is not None else None
+                    if group is not None and not plan.activate(pos):
+                        # Nothing of it left to run: no pool. Done under the lock,
+                        # so a task added to it meanwhile cannot be stranded.
+                        self._run_pos = pos + 1
+                        if emit is not None:
+                            emit(TaskEvent(EventKind.GROUP_STARTED, group.name, group))
+                            emit(TaskEvent(EventKind.GROUP_FINISHED, group.name, group))
+                        pos += 1
+                        continue
+                if group is not None and emit is not None:
+                    emit(TaskEvent(EventKind.GROUP_STARTED, group.name, group))
+                if group is None or group.pool is None:
+                    if pool is None:
+                        pool = _pool.ThreadWorkerPool()
+                    gpool = pool
+                else:
+                    gpool = group.make_pool()
                 with self._lock:
-                    node, skips = plan.finish(res)
-                    if emit is not None:
-                        emit(TaskEvent(EventKind.FINISHED, plan.key[node], res.task,
-                                       result=res, outcome=outcome_of(res)))
-                    self._emit_skips(plan, skips)
-                yield res
-            pool.shutdown(wait=True)
-            for res in results:
-                raise SchedulerError(f"internal error: a result after the end: {res}")
+                    table = self._groups
+                    members = (list(table.members[pos]) if table is not None
+                               else list(self._tasks))
+                    gpool.register(members)
+                    if hasattr(gpool, "on_start"):
+                        gpool.on_start = started_hook
+                    if hasattr(gpool, "on_add_tasks"):
+                        gpool.on_add_tasks = self.add_tasks
+                    if hasattr(gpool, "key_of"):
+                        gpool.key_of = plan.key_of
+                    self._run = (plan, gpool)  # from now on late tasks go to gpool
+                current = gpool
+                gpool.start()
+                results = gpool.iter_results()
+                last = False
+                while True:
+                    with self._lock:
+                        self._fill(plan, gpool, emit)
+                        if not plan.running:
+                            if plan.unstick():
+                                continue
+                            last = self._group_ends(plan, pos)
+                            break
+                    try:
+                        res = next(results)
+                    except StopIteration:
+                        raise SchedulerError(
+                            f"internal error: {type(gpool).__name__}.iter_results() "
+                            f"ended with {len(plan.running)} tasks still running (a bug "
+                            "in pexen or in the pool)") from None
+                    if listener_errors:
+                        raise listener_errors[0]
+                    with self._lock:
+                        node, skips = plan.finish(res)
+                        if emit is not None:
+                            emit(TaskEvent(EventKind.FINISHED, plan.key[node], res.task,
+                                           result=res, outcome=outcome_of(res)))
+                        self._emit_skips(plan, skips)
+                    yield res
+                gpool.shutdown(wait=True)
+                for res in results:
+                    raise SchedulerError(f"internal error: a result after the end: {res}")
+                current = None
+                if group is not None and emit is not None:
+                    emit(TaskEvent(EventKind.GROUP_FINISHED, group.name, group))
+                if last:
+                    break
+                pos += 1
             with self._lock:
                 self._emit_skips(plan, plan.end())
             completed = True
@@ -382,8 +567,8 @@ class Sched:
             with self._lock:
                 if self._run is not None and self._run[0] is plan:
                     self._run = None
-            if not completed:
-                _abandon(pool)
+            if not completed and current is not None:
+                _abandon(current)
         if plan.skipped_deps:
             warnings.warn(f"{plan.skipped_deps} tasks skipped due to unmet deps "
                           "caused by parent exception", category=util.PexenWarning,
@@ -392,6 +577,23 @@ class Sched:
         if held:
             warnings.warn(f"{held} locks still held at exit due to parent exception",
                           category=util.PexenWarning, stacklevel=2)
+
+    def _group_ends(self, plan: Plan, pos: int) -> bool:
+        """(Holding the lock.) Nothing of the group at `pos` runs or can start:
+        skip what is left of it, and point late tasks at the next group.
+        Returns True if the run ends with it (the last group, or paused)."""
+        table = self._groups
+        if self._paused:
+            self._run = None  # a paused run ends as if the rest could not run
+            return True
+        if table is not None:
+            self._emit_skips(plan, plan.end_group(table.label(pos)))
+            if pos + 1 < len(table.order):
+                self._run = (plan, None)  # between two groups: no pool
+                self._run_pos = pos + 1
+                return False
+        self._run = None  # later add_tasks wait for the next run
+        return True
 
     def _fill(self, plan: Plan, pool: Any, emit: Optional[Callable[..., None]]) -> None:
         if self._paused:
