@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """How the cost per task of `pexen.sched.Sched` grows with the number of tasks.
 
-Runs no-op tasks through `Sched` with a `ThreadWorkerPool` in five shapes
-(independent, one long chain, fan-in, fan-out, lock-heavy) at 1k, 10k and 100k
-tasks, next to a plain `concurrent.futures.ThreadPoolExecutor` running the same
-number of no-op callables with the same number of threads, and prints a table:
+Runs no-op tasks through `Sched` with a `ThreadWorkerPool` in six shapes
+(independent, one long chain, fan-in, fan-out, lock-heavy, and independent
+tasks split into 100 exclusivity groups, each run by a thread pool of its own
+of the same size) at 1k, 10k and 100k tasks, next to a plain
+`concurrent.futures.ThreadPoolExecutor` running the same number of no-op
+callables with the same number of threads, and prints a table:
 microseconds per task, the ratio of the per-task cost at the largest size to
 the smallest, the ratio to the executor, and the peak RSS, with the targets
 marked PASS/FAIL.
@@ -46,7 +48,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-SHAPES = ("independent", "chain", "fan-in", "fan-out", "lock-heavy")
+SHAPES = ("independent", "chain", "fan-in", "fan-out", "lock-heavy", "groups")
+NGROUPS = 100  # the "groups" shape: the tasks split into this many TaskGroups
 BASELINE = "threadpoolexecutor"
 # Extra row: independent tasks that all share one __name__ (so Sched has to
 # invent 'noop#2', 'noop#3', ... keys); measured only at small sizes.
@@ -98,13 +101,21 @@ def _noop_factory(i: int, distinct_name: bool) -> Callable[[], None]:
     return noop
 
 
-def build_tasks(shape: str, n: int) -> List[Callable[[], None]]:
-    """n distinct no-op callables with the metadata of `shape`."""
+def build_tasks(shape: str, n: int, workers: int = 2, spare: int = 2) -> List[Any]:
+    """n distinct no-op callables with the metadata of `shape` (for "groups",
+    NGROUPS TaskGroups holding them, each with a thread pool of `workers` and
+    `spare`)."""
     from pexen.sched.meta import assign_val
 
     tasks = [_noop_factory(i, shape != SAMENAME) for i in range(n)]
     if shape in ("independent", SAMENAME, BASELINE):
         pass
+    elif shape == "groups":
+        from pexen.sched import TaskGroup
+
+        size = -(-n // NGROUPS)  # the last groups may be smaller (or empty)
+        return [TaskGroup(f"g{k}", tasks[k * size:(k + 1) * size], pool="thread",
+                          workers=workers, spare=spare) for k in range(NGROUPS)]
     elif shape == "chain":
         # Task i requires p{i-1} and provides p{i}; the last one provides
         # nothing (a provide nobody requires would only add a warning).
@@ -143,7 +154,7 @@ def _import_pexen() -> None:
 
 def time_sched(tasks: List[Any], workers: int, spare: int) -> Tuple[float, float]:
     """(seconds in Sched(tasks), seconds consuming run()); checks the results."""
-    from pexen.sched import Sched, ThreadWorkerPool
+    from pexen.sched import Sched, TaskGroup, ThreadWorkerPool
 
     t0 = time.perf_counter()
     sched = Sched(tasks)
@@ -154,8 +165,9 @@ def time_sched(tasks: List[Any], workers: int, spare: int) -> Tuple[float, float
         if res.excinfo is not None:
             failed += 1
     t2 = time.perf_counter()
-    if count != len(tasks) or failed:
-        raise RuntimeError(f"{count} results ({failed} failed) for {len(tasks)} tasks")
+    expected = sum(len(t.tasks) if isinstance(t, TaskGroup) else 1 for t in tasks)
+    if count != expected or failed:
+        raise RuntimeError(f"{count} results ({failed} failed) for {expected} tasks")
     return t1 - t0, t2 - t1
 
 
@@ -219,7 +231,7 @@ def measure_one(shape: str, n: int, reps: int, workers: int, spare: int,
     _import_pexen()
     rss_start = max_rss_kib()
     # Warm up (imports, code paths, thread machinery) with a small run.
-    warm = build_tasks(shape, min(n, 200))
+    warm = build_tasks(shape, min(n, 200), workers, spare)
     if shape == BASELINE:
         time_executor(warm, workers)
     else:
@@ -231,7 +243,7 @@ def measure_one(shape: str, n: int, reps: int, workers: int, spare: int,
     gc_counts = [0, 0, 0]
     rss_tasks: Optional[int] = None
     for rep in range(reps):
-        tasks = build_tasks(shape, n)
+        tasks = build_tasks(shape, n, workers, spare)
         gc.collect()
         if rep == 0:
             # Only the first: later ones count the heap an earlier run left.
@@ -534,10 +546,10 @@ def main_profile(shape: str, n: int, args: argparse.Namespace) -> int:
     import threading
 
     _import_pexen()
-    warm = build_tasks(shape, min(n, 200))
+    warm = build_tasks(shape, min(n, 200), args.workers, args.spare)
     time_sched(warm, args.workers, args.spare)
     del warm
-    tasks = build_tasks(shape, n)
+    tasks = build_tasks(shape, n, args.workers, args.spare)
     gc.collect()
 
     worker_profs: List[cProfile.Profile] = []
