@@ -471,10 +471,11 @@ class Sched:
                 skips = plan.add(self._tasks.items())
             else:
                 plan.enable_groups()
-                skips = []
-                for pos, members in enumerate(table.members):
-                    skips += plan.add([(t, self._tasks[t]) for t in members],
-                                      [pos] * len(members))
+                # one batch, so that each require counts all its providers
+                keys = self._tasks
+                skips = plan.add([(t, keys[t]) for members in table.members for t in members],
+                                 [pos for pos, members in enumerate(table.members)
+                                  for _ in members])
             self._run = (plan, None)
             self._run_pos = 0
             self._emit_skips(plan, skips)
