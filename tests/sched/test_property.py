@@ -7,6 +7,11 @@ and outcomes. Checks, from a log the tasks write as they run:
 - every task that did not run was reported skipped with a reason that holds
   (an unmet dependency, or a lock still held at the end by a failed task),
   and every task ran or was skipped, exactly once.
+
+The same suites split into exclusivity groups (requires pointing to the same
+group or an earlier one, each group a thread pool of its own size) keep those
+invariants, and no task starts while a task of another group runs or after a
+task of a later group started.
 """
 
 import random
@@ -94,7 +99,68 @@ def test_random_suites(suite):
         warnings.simplefilter("ignore", PexenWarning)
         s = sched.Sched(tasks, listeners=[events.append])
         results = list(s.run(sched.ThreadWorkerPool(workers=workers)))
+    check(specs, tasks, log, results, events)
 
+
+@st.composite
+def grouped_suites(draw):
+    """A suite, and the group of each task: groups follow the task order (so
+    requires, which point to earlier tasks, point to the same group or an
+    earlier one), each with a thread pool of 1 to 3 workers."""
+    specs, _ = draw(suites())
+    n = len(specs)
+    count = draw(st.integers(1, min(4, n)))
+    cuts = sorted(draw(st.lists(st.integers(1, n - 1), min_size=count - 1,
+                                max_size=count - 1, unique=True))) if n > 1 else []
+    group_of = [sum(1 for c in cuts if c <= i) for i in range(n)]
+    sizes = [draw(st.integers(1, 3)) for _ in range(len(cuts) + 1)]
+    return specs, group_of, sizes
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(grouped_suites())
+def test_random_suites_in_groups(suite):
+    specs, group_of, sizes = suite
+    log, log_lock = [], threading.Lock()
+    events = []
+    tasks = build(specs, log, log_lock)
+    groups = [sched.TaskGroup(f"g{g}", [t for t, tg in zip(tasks, group_of) if tg == g],
+                              workers=workers)
+              for g, workers in enumerate(sizes)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PexenWarning)
+        s = sched.Sched(groups, listeners=[events.append])
+        results = list(s.run())
+    check(specs, tasks, log, results, events)
+
+    # group order: a start never overlaps another group's task, nor comes
+    # after a later group's start
+    running, latest = set(), 0
+    for kind, i in log:
+        g = group_of[i]
+        if kind == "start":
+            assert g >= latest, f"t{i} of g{g} started after a task of g{latest}"
+            assert all(group_of[j] == g for j in running), \
+                f"t{i} of g{g} started while {sorted(running)} ran"
+            latest = g
+            running.add(i)
+        else:
+            running.discard(i)
+    # and the events: each task's events between its group's two group events
+    where = {}
+    for n, ev in enumerate(events):
+        if ev.kind.value.startswith("group_"):
+            where.setdefault(ev.key, []).append(n)
+    assert list(where) == [f"g{g}" for g in range(len(sizes))]
+    for n, ev in enumerate(events):
+        if not ev.kind.value.startswith("group_") and ev.kind.value != "skipped":
+            lo, hi = where[f"g{group_of[int(ev.key[1:])]}"]
+            assert lo < n < hi, f"{ev.kind.value} of {ev.key} outside its group"
+
+
+def check(specs, tasks, log, results, events):
+    """The invariants of the module docstring, from the log and the events."""
     index = {t: i for i, t in enumerate(tasks)}
     ran = [index[r.task] for r in results]
     assert len(ran) == len(set(ran)), "a task ran twice"
@@ -129,6 +195,8 @@ def test_random_suites(suite):
     # every task: exactly one finished or skipped event
     final = {}
     for ev in events:
+        if ev.kind.value.startswith("group_"):
+            continue
         if ev.kind.value in ("finished", "skipped"):
             assert ev.key not in final, f"{ev.key} ended twice"
             final[ev.key] = ev
