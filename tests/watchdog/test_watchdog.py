@@ -256,3 +256,20 @@ def test_a_process_that_survives_sigkill_is_reported_leaked(monkeypatch):
     assert isinstance(val, TaskTimeout)
     assert [p["pid"] for p in val.leaked] and "LEAKED" in str(val)
     assert results["after"].ret == "ran"
+
+
+def test_group_events_are_ignored():
+    """A Sched with exclusivity groups also sends group_started and
+    group_finished; the watchdog watches tasks only."""
+    from pexen.sched import TaskGroup
+
+    def quick():
+        return "quick"
+
+    def also():
+        return "also"
+
+    results, skipped, wd = run_watched([TaskGroup("A", [quick]), TaskGroup("B", [also])],
+                                       ThreadWorkerPool(), default_timeout=30)
+    assert results["quick"].ret == "quick" and results["also"].ret == "also"
+    assert skipped == {} and not wd.run_timed_out
