@@ -728,6 +728,9 @@ def test_exec_environment_with_a_context(tmp_path, task_context, monkeypatch):
         "PEXEN_TASK_TOKEN": "tok-123",
         "PEXEN_TASK_DATA": str(tmp_path / "taskdata"),
         "PEXEN_REBOOT_COUNT": "1", "PEXEN_INTERRUPT_COUNT": "0",
+        "PEXEN_ALLOW_REBOOT": "0",
+        # without a run data path: "shared" beside the task's directory
+        "PEXEN_RUN_DATA": str(tmp_path / "shared"),
     }
     assert seen["env"]["SUITE_TEST_MARK"] == "inherited"
     assert "PEXEN_TASK" not in os.environ  # the test's own environment is left alone
