@@ -329,6 +329,9 @@ class Plan:
             if p in satisfied:
                 continue
             satisfied.add(p)
+            if shared:
+                # for tasks added later that require it (their add() merges it)
+                self.assumed_shared.setdefault(p, []).append(shared)
             for w in self._pop_waiters(p):
                 if state[w] != WAITING:
                     continue

@@ -41,3 +41,13 @@ def adder_of_unmet():
 @func_meta(requires=["ghost"])
 def late_needs_ghost():
     pass
+
+
+@func_meta(provides=["inventory"])
+def inventory(shared):
+    shared["hosts"] = ["alpha", "beta"]
+
+
+@func_meta(requires=["inventory"])
+def reads_inventory(shared):
+    return list(shared["hosts"])

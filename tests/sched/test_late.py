@@ -110,3 +110,16 @@ def test_tasks_added_after_the_run_wait_for_the_next():
     b = make("b")
     s.add_tasks([b])
     assert {r.task for r in s.run()} == {s.tasks[0], b}
+
+
+@both_pools()
+def test_a_late_task_gets_the_shared_state_of_a_provider_that_already_ran(pool):
+    with pytest.warns(PexenWarning):
+        s = sched.Sched([latetasks.inventory])
+    got = []
+    for res in s.run(pool()):
+        if res.task is latetasks.inventory:
+            s.add_tasks([latetasks.reads_inventory])
+        else:
+            got.append((res.ret, res.excinfo))
+    assert got == [(["alpha", "beta"], None)]
