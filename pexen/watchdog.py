@@ -441,7 +441,9 @@ class Watchdog:
         ender.start()
 
     def _end_task(self, entry: _Running, reason: str) -> None:
-        where = self.pool.take_over(entry.task)
+        # with exclusivity groups the pool running the task is the group's
+        pool = getattr(self.sched, "pool", None) or self.pool
+        where = pool.take_over(entry.task)
         if not where:
             return  # it ended by itself just now
         killed: List[ProcInfo] = []
@@ -465,7 +467,7 @@ class Watchdog:
         if leaked:
             message += f"; LEAKED (still running after SIGKILL): {describe_procs(leaked)}"
         err = TaskTimeout(message, killed, leaked, started=entry.started)
-        self.pool.deliver(TaskRes(entry.task, None, None, ExceptionInfo(
+        pool.deliver(TaskRes(entry.task, None, None, ExceptionInfo(
             TaskTimeout, err, None, f"TaskTimeout: {err}\n")))
 
 

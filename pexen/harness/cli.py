@@ -39,7 +39,7 @@ from .run import (
     start,
 )
 from .selection import choose
-from .suite import SuiteError, load_suite, parse_suite
+from .suite import SuiteError, load_suite_groups, parse_suite
 
 
 def _progress(total: int, done: int) -> Progress:
@@ -337,15 +337,18 @@ def _list_tasks(args: argparse.Namespace) -> int:
         spec = replace(parse_suite(args.tasks), select=tuple(args.select or ()),
                        exclude=tuple(args.exclude or ()), prefer=tuple(args.prefer or ()),
                        deps=not args.no_deps)
-        tasks = load_suite(spec)
+        loaded = load_suite_groups(spec)
+        tasks = loaded.tasks
         chosen = choose(spec, tasks)
     except SuiteError as exc:
         raise HarnessError(str(exc)) from None
     pulled = {p.key: p for p in chosen.pulled}
+    group_of = loaded.group_of()
     if args.json:
         out = []
         for key, task in chosen.tasks:
-            item: Dict[str, Any] = {"key": key, "meta": task_meta(task)}
+            item: Dict[str, Any] = {"key": key, "meta": task_meta(task),
+                                    "group": group_of.get(key)}
             if key in pulled:
                 item["pulled_in"] = pulled[key].to_json()
             out.append(item)
@@ -358,6 +361,10 @@ def _list_tasks(args: argparse.Namespace) -> int:
                  for name in ("requires", "provides", "claims", "uses") if meta.get(name)]
         parts += [f"{name}={meta[name]}" for name in ("priority", "timeout")
                   if meta.get(name)]
+        if key in group_of:
+            parts.append(f"group={group_of[key]}")
+        if meta.get("when"):
+            parts.append(f"when={json.dumps(meta['when'])}")
         line = f"{key:{width}}  {' '.join(parts)}".rstrip()
         print(line)
         if key in pulled:

@@ -12,7 +12,7 @@ import uuid
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import psutil
 
@@ -37,7 +37,7 @@ from .context import TaskContext, set_context
 from .outcome import TaskOutcome
 from .reaper import kill_leftovers
 from .report import outranks, reported_worst, use_journal
-from .suite import ExecutableTask
+from .suite import ExecutableTask, SuiteGroup, grouped
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2, 3, 4
 FAILED_STATES = {"fail", "timeout", "error"}
@@ -246,6 +246,7 @@ class Session:
     drain_timeout: float = 600.0                   # for the others, before a reboot
     reboot_now: Optional[str] = None               # a task whose reboot is still owed
     interrupts: Dict[str, int] = field(default_factory=dict)  # key -> unplanned reboots
+    groups: Sequence[SuiteGroup] = ()              # exclusivity groups, in run order
     allow_reboot: bool = False                     # may tasks reboot the machine
 
 
@@ -358,8 +359,11 @@ class JournalListener:
     of column values for the journal writer, nothing more."""
 
     def __init__(self, writer: JournalWriter, session: Session, tokens: Dict[str, str],
-                 thread_pool: bool, on_first: Callable[[], None]) -> None:
+                 thread_pool: bool, on_first: Callable[[], None],
+                 thread_keys: Optional[Set[str]] = None) -> None:
         self.writer = writer
+        # with groups of both kinds: the tasks that run in threads
+        self.thread_keys = thread_keys
         self.on_first = on_first
         self.session = session
         self.tokens = tokens
@@ -385,7 +389,8 @@ class JournalListener:
             at = ev.at
             w.move(key, TaskState.QUEUED, at, _QUEUED_COLUMNS,
                    (at, self.tokens[key], self.session.attempts.get(key, 0) + 1))
-            if not self.thread_pool:
+            if not (self.thread_pool if self.thread_keys is None
+                    else key in self.thread_keys):
                 # Under the process pool the attempt is on disk before the task
                 # can run: a test that takes the machine down at once must still
                 # use up its attempts. (About a millisecond per task here: next
@@ -398,8 +403,9 @@ class JournalListener:
             at = ev.at
             self.started[key] = at
             pid = ev.pid
-            pid_started = (self.own_start if self.thread_pool or pid == self.own_pid
-                           else process_started(pid))
+            pid_started = (self.own_start if pid == self.own_pid or (
+                self.thread_pool if self.thread_keys is None else key in self.thread_keys)
+                else process_started(pid))
             w.move(key, TaskState.RUNNING, at, _STARTED_COLUMNS,
                    (at, pid, pid_started, self.boot))
             return
@@ -438,6 +444,14 @@ class JournalListener:
             state = TaskState.SKIP
             reason = storable(ev.reason)
             w.move(key, state, ev.at, _SKIPPED_COLUMNS, (reason, ev.at))
+        elif kind is EventKind.GROUP_STARTED or kind is EventKind.GROUP_FINISHED:
+            group = ev.task
+            detail: Dict[str, Any] = {"group": key}
+            if kind is EventKind.GROUP_STARTED:
+                detail.update(pool=group.pool or self.session.pool,
+                              workers=group.workers or self.session.workers)
+            w.run_note(kind.value.replace("_", "-"), detail)
+            return
         else:
             return
         progress = self.session.progress
@@ -450,13 +464,20 @@ def execute(session: Session, journal_path: str) -> int:
     journal = session.journal
     writer = session.writer or journal.writer(session.run_id)
     thread_pool = session.pool == "thread"
+    # a group may run in a pool of another kind and size than the session's
+    kind_of: Dict[str, Tuple[bool, int]] = {}
+    for group in session.groups:
+        in_thread = (group.pool or session.pool) == "thread"
+        size = group.workers if group.workers is not None else session.workers
+        kind_of.update((key, (in_thread, size)) for key in group.keys)
     root = data_root(journal_path)
     os.makedirs(root, mode=0o700, exist_ok=True)
     tokens: Dict[str, str] = {}
     wrappers = []
     nonce = uuid.uuid4().hex[:16]
     run_root = os.path.join(root, str(session.run_id))
-    one_at_a_time = thread_pool and session.workers == 1
+    one_at_a_time = False
+    thread_keys = set()
     run_data = f"{run_root}.shared"   # beside the tasks' directories, never one of them
     attempts = session.attempts
     for n, (key, task) in enumerate(session.tasks):
@@ -468,15 +489,26 @@ def execute(session: Session, journal_path: str) -> int:
         ctx = TaskContext(journal_path, session.run_id, key, attempts.get(key, 0) + 1,
                           token, data_path, session.reboots.get(key, 0),
                           session.interrupts.get(key, 0), session.allow_reboot, run_data)
-        wrappers.append(TaskWrapper(task, ctx, set_env=not thread_pool,
-                                    kill_grace=session.kill_grace, fd_capture=one_at_a_time))
+        in_thread, size = kind_of.get(key, (thread_pool, session.workers))
+        alone = in_thread and size == 1
+        one_at_a_time = one_at_a_time or alone
+        if in_thread:
+            thread_keys.add(key)
+        wrappers.append(TaskWrapper(task, ctx, set_env=not in_thread,
+                                    kill_grace=session.kill_grace, fd_capture=alone))
     stop_heartbeat = threading.Event()
-    listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start())
+    listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start(),
+                               thread_keys=thread_keys if session.groups else None)
     sched = Sched(listeners=[listener])
     beat = _Beat(session, writer, sched, stop_heartbeat)
     for provides, shared in session.assumed:
         sched.assume_provided(provides, shared)
-    sched.add_tasks(wrappers)
+    wrapper_of = {w.ctx.task: w for w in wrappers}
+    with warnings.catch_warnings():
+        # "provided, but not required by any task": checked and allowed at start
+        warnings.simplefilter("ignore", PexenWarning)
+        sched.add_tasks(grouped(session.tasks, session.groups, lambda key, _: wrapper_of[key],
+                                pool=session.pool, workers=session.workers))
     pool = (ThreadWorkerPool(workers=session.workers, spare=session.workers)
             if thread_pool else ProcessWorkerPool(workers=session.workers,
                                                   spare=session.workers))
@@ -487,7 +519,7 @@ def execute(session: Session, journal_path: str) -> int:
     previous = _install_stop_handlers(lambda: beat.reboot_key is not None)
     gen = None
     code = EXIT_OK
-    switch = install() if thread_pool else None
+    switch = install() if thread_keys else None
     if switch is not None:
         switch.__enter__()
         use_journal(journal_path, journal)

@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import sys
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 if sys.version_info >= (3, 11):
@@ -32,7 +33,11 @@ COMMENT_LINES = 40
 LIST_FIELDS = ("requires", "provides", "claims", "uses")
 FIELDS = LIST_FIELDS + ("priority", "timeout", "rerun_on_interrupt", "when")
 #: Settings of the whole suite, only in the top directory's pexen.toml.
-SUITE_FIELDS = ("prefer",)
+SUITE_FIELDS = ("prefer", "groups")
+#: The exclusivity group an executable runs in (a name; see GroupDecl).
+GROUP_FIELD = "group"
+#: The keys of a `[group]` table in a directory's pexen.toml.
+GROUP_KEYS = ("name", "pool", "workers", "spare")
 
 _COMMENT = re.compile(r"^\s*#\s*pexen:(.*)$")
 _TRUE = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -44,11 +49,59 @@ class MetaSyntaxError(Exception):
     """Malformed metadata; the message names the file and line."""
 
 
+@dataclass(frozen=True)
+class GroupDecl:
+    """An exclusivity group a directory declares (`[group]` in its
+    pexen.toml): every executable under it runs in the group. `pool`,
+    `workers` and `spare` left None are the run's own (--pool, -j)."""
+
+    name: str
+    pool: Optional[str] = None
+    workers: Optional[int] = None
+    spare: Optional[int] = None
+    where: str = ""
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"name": self.name, "pool": self.pool, "workers": self.workers,
+                "spare": self.spare}
+
+
+def _group_table(value: Dict[str, Any], where: str, default_name: str) -> GroupDecl:
+    """The `[group]` table of a pexen.toml, checked."""
+    extra = sorted(k for k in value if k not in GROUP_KEYS)
+    if extra:
+        raise MetaSyntaxError(f"{where}: unknown key {extra[0]!r} in [group] (one of "
+                              f"{', '.join(GROUP_KEYS)})")
+    name = value.get("name", default_name)
+    if not isinstance(name, str) or not name.strip():
+        what = ("needs a name (name = \"...\")" if not default_name
+                else f"name must be a non-empty string, not {name!r}")
+        raise MetaSyntaxError(f"{where}: [group] {what}")
+    pool = value.get("pool")
+    if pool is not None and pool not in ("thread", "process"):
+        raise MetaSyntaxError(f"{where}: [group] pool must be \"thread\" or \"process\", "
+                              f"not {pool!r}")
+    numbers_of: Dict[str, Optional[int]] = {}
+    for key, low in (("workers", 1), ("spare", 0)):
+        number = value.get(key)
+        if number is not None and (not isinstance(number, int) or isinstance(number, bool)
+                                   or number < low):
+            raise MetaSyntaxError(f"{where}: [group] {key} must be a whole number >= {low}, "
+                                  f"not {number!r}")
+        numbers_of[key] = number
+    return GroupDecl(name.strip(), pool, numbers_of["workers"], numbers_of["spare"], where)
+
+
 def _check(field: str, value: Any, where: str) -> Any:
     """`value` (from TOML, or parsed from a comment) checked for `field`."""
     if field in SUITE_FIELDS:
         raise MetaSyntaxError(f"{where}: {field} is read only from the pexen.toml at the "
                               "top of the suite")
+    if field == GROUP_FIELD:
+        if not isinstance(value, str) or not value.strip():
+            raise MetaSyntaxError(f"{where}: group must be the name of a group, not "
+                                  f"{value!r}")
+        return value.strip()
     if field not in FIELDS:
         raise MetaSyntaxError(f"{where}: unknown field {field!r} (one of {', '.join(FIELDS)})")
     if field in LIST_FIELDS:
@@ -158,17 +211,57 @@ def _read_toml(path: str) -> Tuple[str, Dict[str, Any]]:
     return text, table
 
 
-def from_toml(path: str, top: bool = False) -> Found:
+def from_toml(path: str, top: bool = False,
+              decls: Optional[Dict[str, GroupDecl]] = None, rel_dir: str = "") -> Found:
     """The fields of a TOML file (a sidecar, or a directory's pexen.toml;
-    `top`: the suite's own, where the suite settings are allowed too and left out)."""
+    `top`: the suite's own, where the suite settings are allowed too and left
+    out). A directory's `[group]` table (`decls` given, `rel_dir` the
+    directory in the suite) is added to `decls` and makes its group the
+    default `group` of what is under it."""
     text, table = _read_toml(path)
     found: Found = {}
     for key, value in table.items():
         if top and key in SUITE_FIELDS:
             continue
+        if key == GROUP_FIELD and isinstance(value, dict):
+            where = f"{path}:{_table_line(text, key)}"
+            if decls is None:
+                raise MetaSyntaxError(f"{where}: a [group] is declared in a directory's "
+                                      f"{DIR_FILE}, not in a sidecar")
+            decl = _group_table(value, where, rel_dir.replace(os.sep, "/"))
+            other = decls.get(decl.name)
+            if other is not None and other.where != decl.where:
+                raise MetaSyntaxError(f"{where}: group {decl.name!r} is declared twice (also "
+                                      f"at {other.where})")
+            decls[decl.name] = decl
+            found[key] = (decl.name, where)
+            continue
         where = f"{path}:{_line_of(text, key)}"
         found[key] = (_check(key, value, where), where)
     return found
+
+
+def _table_line(text: str, name: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if re.match(rf"^\s*\[\s*{re.escape(name)}\s*\]", line):
+            return number
+    return _line_of(text, name)
+
+
+def suite_groups(top: str) -> Tuple[List[str], str]:
+    """The `groups` list of the suite directory `top` (its pexen.toml): the
+    order groups run in; and where it is (file:line)."""
+    path = os.path.join(top, DIR_FILE)
+    if not os.path.isfile(path):
+        return [], path
+    text, table = _read_toml(path)
+    value = table.get("groups", [])
+    where = f"{path}:{_line_of(text, 'groups')}"
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip()
+                                              for v in value):
+        raise MetaSyntaxError(f"{where}: groups must be a list of group names, not "
+                              f"{value!r}")
+    return [v.strip() for v in value], where
 
 
 def suite_prefer(top: str) -> List[str]:
@@ -188,10 +281,13 @@ def suite_prefer(top: str) -> List[str]:
     return [v.strip() for v in value]
 
 
-def for_executable(top: str, path: str, cache: Optional[Dict[str, Found]] = None) -> \
-        Dict[str, Any]:
-    """The metadata of executable `path` of the suite directory `top`."""
+def for_executable(top: str, path: str, cache: Optional[Dict[str, Found]] = None,
+                   decls: Optional[Dict[str, GroupDecl]] = None) -> Dict[str, Any]:
+    """The metadata of executable `path` of the suite directory `top`; its
+    `group`, if any, as (name, "file:line"), and the groups its directories
+    declare added to `decls`."""
     cache = {} if cache is None else cache
+    decls = {} if decls is None else decls
     merged: Found = {}
     rel_dir = os.path.relpath(os.path.dirname(path), top)
     dirs = [top]
@@ -201,11 +297,15 @@ def for_executable(top: str, path: str, cache: Optional[Dict[str, Found]] = None
     for d in dirs:
         if d not in cache:
             candidate = os.path.join(d, DIR_FILE)
-            cache[d] = (from_toml(candidate, top=d == top) if os.path.isfile(candidate)
-                        else {})
+            cache[d] = (from_toml(candidate, top=d == top, decls=decls,
+                                  rel_dir=os.path.relpath(d, top) if d != top else "")
+                        if os.path.isfile(candidate) else {})
         merged.update(cache[d])
     merged.update(from_comment(path))
     sidecar = path + SIDECAR_SUFFIX
     if os.path.isfile(sidecar):
         merged.update(from_toml(sidecar))
-    return {field: value for field, (value, _) in merged.items()}
+    out = {field: value for field, (value, _) in merged.items()}
+    if GROUP_FIELD in merged:
+        out[GROUP_FIELD] = merged[GROUP_FIELD]
+    return out

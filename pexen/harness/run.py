@@ -29,7 +29,15 @@ from .controller import (
 from .reaper import kill_leftovers
 from .selection import choose, report_lines, rerun_spec
 from .selection import to_json as selection_json
-from .suite import SuiteError, SuiteSpec, load_suite, parse_suite
+from .suite import (
+    Loaded,
+    SuiteError,
+    SuiteGroup,
+    SuiteSpec,
+    grouped,
+    load_suite_groups,
+    parse_suite,
+)
 
 DEFAULT_JOURNAL = "pexen-journal.sqlite"
 LIVE_STATES = {"queued", "running", "rebooting", "interrupted"}
@@ -95,8 +103,9 @@ def journal_path(arg: Optional[str]) -> str:
 
 
 def _check_tasks(tasks: Sequence[Tuple[str, Any]], spec: SuiteSpec,
-                 assumed: Sequence[Any] = ()) -> None:
-    """The engine's checks (deps, locks, keys) before anything is journaled."""
+                 assumed: Sequence[Any] = (), groups: Sequence[SuiteGroup] = ()) -> None:
+    """The engine's checks (deps, locks, keys, and with groups: no task
+    requires what only a later group provides) before anything is journaled."""
     try:
         probe = Sched()
         if assumed:
@@ -105,9 +114,22 @@ def _check_tasks(tasks: Sequence[Tuple[str, Any]], spec: SuiteSpec,
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            probe.add_tasks(task for _, task in tasks)
+            probe.add_tasks(grouped(tasks, groups, lambda key, task: task))
     except (DepcheckError, MutexError, TaskKeyError, TypeError, ValueError) as exc:
         raise HarnessError(f"suite {spec.target}: {exc}") from None
+
+
+def _rows(tasks: Sequence[Tuple[str, Any]], groups: Sequence[SuiteGroup]
+          ) -> List[Tuple[str, Dict[str, Any]]]:
+    """The task rows of a new run: key and metadata (with the task's group)."""
+    group_of = {key: group.name for group in groups for key in group.keys}
+    rows = []
+    for key, task in tasks:
+        meta = task_meta(task)
+        if key in group_of:
+            meta["group"] = group_of[key]
+        rows.append((key, meta))
+    return rows
 
 
 def _open(path: str, create: bool) -> Journal:
@@ -147,13 +169,14 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
                 if suite is not None:
                     raise HarnessError("give SUITE or --rerun-failed, not both (the run "
                                        "to rerun names its suite)")
-                spec, tasks = _rerun_spec(path, rerun_failed, pick)
+                spec, loaded = _rerun_spec(path, rerun_failed, pick)
             else:
                 if suite is None:
                     raise HarnessError("give SUITE (or --rerun-failed [RUN])")
                 spec = replace(parse_suite(suite), select=pick.select,
                                exclude=pick.exclude, prefer=pick.prefer, deps=pick.deps)
-                tasks = load_suite(spec)
+                loaded = load_suite_groups(spec)
+            tasks = loaded.tasks
             chosen = choose(spec, tasks) if spec.selects else None
         except SuiteError as exc:
             raise HarnessError(str(exc)) from None
@@ -164,7 +187,9 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
             unmet = [(k, t) for k, t in tasks if k in chosen.unmet]
             suite_order = {key: i for i, (key, _) in enumerate(tasks)}
             tasks = chosen.tasks
-        _check_tasks(tasks, spec)
+            loaded = loaded.restricted(tasks)
+        groups = loaded.groups
+        _check_tasks(tasks, spec, groups=groups)
         j = _open(path, create=True)
         try:
             run_deadline = (time.time() + options.run_timeout
@@ -174,10 +199,12 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
                 rows = sorted([*tasks, *unmet], key=lambda kt: suite_order[kt[0]])
             run_id = j.create_run(
                 spec.to_json(), {**options.config(run_deadline, path), **(extra_config or {})},
-                [(key, task_meta(task)) for key, task in rows],
+                _rows(rows, groups),
                 host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
                 controller_started=process_started(os.getpid()) or time.time())
             writer = None
+            if groups:
+                j.add_run_event(run_id, "groups", {"groups": [g.to_json() for g in groups]})
             if chosen is not None:
                 j.add_run_event(run_id, "selection", selection_json(chosen))
                 if unmet:
@@ -191,7 +218,8 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
                               run_deadline=run_deadline, drain_timeout=options.drain_timeout,
                               progress=(progress(len(rows), len(unmet)) if progress
                                         else None),
-                              ready=ready, writer=writer, allow_reboot=options.allow_reboot)
+                              ready=ready, writer=writer, allow_reboot=options.allow_reboot,
+                              groups=groups)
             code = controller.execute(session, path)
             _close_progress(session)
             return run_id, code
@@ -199,7 +227,7 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
             j.close()
 
 
-def _rerun_spec(path: str, run_id: int, pick: Pick) -> Tuple[SuiteSpec, List[Tuple[str, Any]]]:
+def _rerun_spec(path: str, run_id: int, pick: Pick) -> Tuple[SuiteSpec, Loaded]:
     """The spec and whole suite of a rerun of run `run_id` (0: the newest)."""
     if "://" not in path and not os.path.exists(path):
         raise HarnessError(f"no journal at {path} (give --journal)")
@@ -220,14 +248,14 @@ def _rerun_spec(path: str, run_id: int, pick: Pick) -> Tuple[SuiteSpec, List[Tup
         raise _alive_error(run)
     try:
         old = SuiteSpec.from_json(run.suite)
-        tasks = load_suite(old)
+        loaded = load_suite_groups(old)
     except SuiteError as exc:
         raise HarnessError(f"run {run.id} cannot be run again: its suite no longer loads: "
                            f"{exc}") from None
-    spec = rerun_spec(old, states, tasks, run.id, prefer=pick.prefer)
+    spec = rerun_spec(old, states, loaded.tasks, run.id, prefer=pick.prefer)
     if not pick.deps:
         spec = replace(spec, deps=False)
-    return spec, tasks
+    return spec, loaded
 
 
 def _close_progress(session: Session) -> None:
@@ -305,15 +333,18 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                             else config.get("run_deadline"))
             try:
                 spec = SuiteSpec.from_json(run.suite)
-                loaded = load_suite(spec)
+                whole = load_suite_groups(spec)
+                loaded = whole.tasks
             except SuiteError as exc:
                 raise HarnessError(f"run {run.id} cannot be resumed: its suite no longer "
                                    f"loads: {exc}") from None
             if spec.selects:
                 loaded, unmet = _started_part(j, run, loaded)
-                _check_tasks([kt for kt in loaded if kt[0] not in unmet], spec)
+                checked = [kt for kt in loaded if kt[0] not in unmet]
             else:
-                _check_tasks(loaded, spec)  # before anything is written
+                checked = loaded
+            # before anything is written
+            _check_tasks(checked, spec, groups=whole.restricted(checked).groups)
             claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
                                   pid_started=process_started(os.getpid()) or time.time(),
                                   boot_id=boot_id(),
@@ -330,7 +361,8 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                               progress=progress(plan.total, plan.done) if progress else None,
                               writer=plan.writer, ready=ready, reboots=plan.reboots,
                               drain_timeout=opts.drain_timeout, reboot_now=plan.reboot_now,
-                              interrupts=plan.interrupts, allow_reboot=opts.allow_reboot)
+                              interrupts=plan.interrupts, allow_reboot=opts.allow_reboot,
+                              groups=whole.restricted(plan.tasks).groups)
             code = controller.execute(session, path)
             _close_progress(session)
             return run.id, code

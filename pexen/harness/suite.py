@@ -28,9 +28,10 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..factory import ModTreeFactory
+from ..sched import TaskGroup
 from ..sched._keys import CALLPATH_ATTR_NAME, auto_name, describe, explicit_key
 from ..sched._when import check_when
 from ..sched.meta import SCHED_ATTR_NAME, assign_val
@@ -302,13 +303,98 @@ def _display_name(spec: SuiteSpec) -> str:
     return spec.target
 
 
-def _load_dir(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]]:
+@dataclass
+class SuiteGroup:
+    """An exclusivity group of a suite (see pexen.sched.TaskGroup): its
+    tasks' keys, and its pool; `pool`, `workers`, `spare` left None are the
+    run's own (--pool, -j)."""
+
+    name: str
+    keys: List[str]
+    pool: Optional[str] = None
+    workers: Optional[int] = None
+    spare: Optional[int] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"name": self.name, "pool": self.pool, "workers": self.workers,
+                "spare": self.spare, "tasks": len(self.keys)}
+
+
+@dataclass
+class Loaded:
+    """A suite's tasks as (key, task) pairs, and its groups in the order they
+    run (the tasks in no group run before them)."""
+
+    tasks: List[Tuple[str, Callable[..., Any]]]
+    groups: List[SuiteGroup]
+
+    def group_of(self) -> Dict[str, str]:
+        """key -> group name, for the tasks in a group."""
+        return {key: group.name for group in self.groups for key in group.keys}
+
+    def restricted(self, tasks: List[Tuple[str, Callable[..., Any]]]) -> Loaded:
+        """The same groups over a part of the tasks (the empty ones left out)."""
+        keep = {key for key, _ in tasks}
+        groups = [SuiteGroup(g.name, [k for k in g.keys if k in keep], g.pool, g.workers,
+                             g.spare) for g in self.groups]
+        return Loaded(tasks, [g for g in groups if g.keys])
+
+
+def grouped(tasks: Sequence[Tuple[str, Any]], groups: Sequence[SuiteGroup],
+            make: Callable[[str, Any], Any], pool: str = "thread",
+            workers: Optional[int] = None) -> List[Any]:
+    """What to give `Sched.add_tasks`: `make(key, task)` of each task in no
+    group first, then a TaskGroup per group, in order (its pool and workers
+    from the group, else `pool` and `workers`)."""
+    if not groups:
+        return [make(key, task) for key, task in tasks]
+    by_key = dict(tasks)
+    in_group = {key for group in groups for key in group.keys}
+    out: List[Any] = [make(key, task) for key, task in tasks if key not in in_group]
+    for group in groups:
+        size = group.workers if group.workers is not None else workers
+        out.append(TaskGroup(group.name, [make(key, by_key[key]) for key in group.keys
+                                          if key in by_key],
+                             pool=group.pool or pool, workers=size,
+                             # as the run's pool: a task handed out ahead per worker
+                             spare=group.spare if group.spare is not None else size))
+    return out
+
+
+def _dir_groups(top: str, name: str, members: Dict[str, Tuple[str, str]],
+                decls: Dict[str, execmeta.GroupDecl], order: List[str]) -> List[SuiteGroup]:
+    """The groups of a directory suite: `members` key -> (group, file:line),
+    in walk order; `decls` the declared groups."""
+    try:
+        listed, where = execmeta.suite_groups(top)
+    except execmeta.MetaSyntaxError as exc:
+        raise _error(name, str(exc)) from None
+    for group, at in members.values():
+        if group not in decls:
+            known = f" (declared: {', '.join(sorted(decls))})" if decls else ""
+            raise _error(name, f"{at}: unknown group {group!r}; declare it with a [group] "
+                               f"table in a directory's {execmeta.DIR_FILE}{known}")
+    for group in listed:
+        if group not in decls:
+            raise _error(name, f"{where}: groups lists {group!r}, which no [group] declares")
+    keys_of: Dict[str, List[str]] = {}
+    for key in order:
+        if key in members:
+            keys_of.setdefault(members[key][0], []).append(key)
+    names = [g for g in listed if g in keys_of] + [g for g in keys_of if g not in listed]
+    return [SuiteGroup(g, keys_of[g], decls[g].pool, decls[g].workers, decls[g].spare)
+            for g in names]
+
+
+def _load_dir(spec: SuiteSpec, name: str) -> Loaded:
     top = spec.target
     if not os.path.isdir(top):
         raise _error(name, "no such directory")
     found: List[Tuple[str, Callable[..., Any]]] = []
     files_of: Dict[str, str] = {}
     meta_cache: Dict[str, Any] = {}
+    decls: Dict[str, execmeta.GroupDecl] = {}
+    members: Dict[str, Tuple[str, str]] = {}
     not_exec = 0
 
     def walk_error(exc: OSError) -> None:
@@ -331,7 +417,10 @@ def _load_dir(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]
             files_of[key] = rel
             task = ExecutableTask(full, key)
             try:
-                fields = execmeta.for_executable(top, full, meta_cache)
+                fields = execmeta.for_executable(top, full, meta_cache, decls)
+                member = fields.pop(execmeta.GROUP_FIELD, None)
+                if member is not None:
+                    members[key] = member
                 if fields:
                     assign_val(task, **fields)
             except execmeta.MetaSyntaxError as exc:
@@ -342,7 +431,7 @@ def _load_dir(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]
     if not found:
         hint = f" ({not_exec} files without the executable bit)" if not_exec else ""
         raise _error(name, f"no executable files in the directory{hint}")
-    return found
+    return Loaded(found, _dir_groups(top, name, members, decls, [k for k, _ in found]))
 
 
 def _import(spec: SuiteSpec, name: str, modname: str) -> ModuleType:
@@ -355,13 +444,27 @@ def _import(spec: SuiteSpec, name: str, modname: str) -> ModuleType:
         raise _error(name, f"cannot import {modname}: {_exc_summary(exc)}") from None
 
 
-def _keyed(name: str, tasks: Iterable[Any]) -> List[Tuple[str, Callable[..., Any]]]:
+def _keyed(name: str, tasks: Iterable[Any]) -> Loaded:
     """(key, task) pairs of Python tasks, as the engine will key them: the
-    callpath when there is one, else the name. The same object twice counts once."""
+    callpath when there is one, else the name. The same object twice counts
+    once. A `pexen.sched.TaskGroup` among them is a group of its tasks."""
     found: List[Tuple[str, Callable[..., Any]]] = []
     seen = set()
     by_key: Dict[str, Any] = {}
-    for index, task in enumerate(tasks):
+    groups: List[Tuple[TaskGroup, List[Any]]] = []
+    flat: List[Any] = []
+    for task in tasks:
+        if isinstance(task, TaskGroup):
+            if not isinstance(task.pool, str):
+                raise _error(name, f"group {task.name!r}: the harness runs groups in "
+                                   f"'thread' or 'process' pools, not {_short(task.pool)}")
+            if any(g.name == task.name for g, _ in groups):
+                raise _error(name, f"two groups are named {task.name!r}")
+            groups.append((task, list(task.tasks)))
+            flat.extend(task.tasks)
+        else:
+            flat.append(task)
+    for index, task in enumerate(flat):
         if not callable(task):
             raise _error(name, f"task {index} is not callable: {_short(task)}")
         if id(task) in seen:
@@ -379,10 +482,26 @@ def _keyed(name: str, tasks: Iterable[Any]) -> List[Tuple[str, Callable[..., Any
         pairs.append((key, task))
     if not pairs:
         raise _error(name, "no tasks")
-    return pairs
+    key_of = {id(task): key for key, task in pairs}
+    in_group: Dict[str, str] = {}
+    suite_groups = []
+    for group, members in groups:
+        keys = []
+        for task in members:
+            key = key_of[id(task)]
+            if key in in_group and in_group[key] != group.name:
+                raise _error(name, f"task {key} is in two groups: {in_group[key]!r} and "
+                                   f"{group.name!r}")
+            if key not in in_group:
+                in_group[key] = group.name
+                keys.append(key)
+        if keys:
+            suite_groups.append(SuiteGroup(group.name, keys, group.pool, group.workers,
+                                           group.spare))
+    return Loaded(pairs, suite_groups)
 
 
-def _load_module(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]]:
+def _load_module(spec: SuiteSpec, name: str) -> Loaded:
     mod = _import(spec, name, spec.target)
     try:
         # Keys are read after the walk: a task found twice (imported into a
@@ -394,7 +513,7 @@ def _load_module(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., An
     return pairs
 
 
-def _load_function(spec: SuiteSpec, name: str) -> List[Tuple[str, Callable[..., Any]]]:
+def _load_function(spec: SuiteSpec, name: str) -> Loaded:
     modname, _, funcname = spec.target.partition(":")
     mod = _import(spec, name, modname)
     try:
@@ -426,17 +545,35 @@ def load_suite(spec: SuiteSpec) -> List[Tuple[str, Callable[..., Any]]]:
 
     The keys are those `pexen.sched.Sched` gives the tasks. Any problem with
     the suite (missing, does not import, no tasks, two tasks with one key, ...)
-    is a SuiteError with a one-line message.
+    is a SuiteError with a one-line message. `load_suite_groups` gives the
+    exclusivity groups too.
     """
+    return load_suite_groups(spec).tasks
+
+
+def directory_tasks(path: str, pool: str = "process") -> List[Any]:
+    """The tests of a directory of executables (with their metadata and
+    groups, as `pexen-harness start DIR` reads them) as a list to return from
+    a `module:function` suite: the tasks in no group, then a
+    `pexen.sched.TaskGroup` per group (those that name no pool get `pool`).
+    Any problem is a SuiteError."""
+    top = os.path.abspath(path)
+    loaded = load_suite_groups(SuiteSpec("dir", top, os.path.dirname(top)))
+    return grouped(loaded.tasks, loaded.groups, lambda key, task: task, pool=pool)
+
+
+def load_suite_groups(spec: SuiteSpec) -> Loaded:
+    """The tasks of a suite (as `load_suite`) and its exclusivity groups."""
     name = _display_name(spec)
     if spec.kind == "dir":
-        found = _load_dir(spec, name)
+        loaded = _load_dir(spec, name)
     elif spec.kind == "module":
-        found = _load_module(spec, name)
+        loaded = _load_module(spec, name)
     elif spec.kind == "function":
-        found = _load_function(spec, name)
+        loaded = _load_function(spec, name)
     else:
         raise _error(name, f"unknown suite kind {spec.kind!r}")
+    found = loaded.tasks
     for key, _ in found:
         if not key.isascii():
             try:
@@ -445,7 +582,8 @@ def load_suite(spec: SuiteSpec) -> List[Tuple[str, Callable[..., Any]]]:
                 shown = key.encode("utf-8", "backslashreplace").decode("ascii", "replace")
                 raise _error(name, f"task key '{shown}' is not valid UTF-8 (a file name in "
                                    "another encoding?); rename it") from None
-    return found
+    return loaded
 
 
-__all__ = ["ExecutableTask", "KINDS", "SuiteError", "SuiteSpec", "load_suite", "parse_suite"]
+__all__ = ["ExecutableTask", "KINDS", "Loaded", "SuiteError", "SuiteGroup", "SuiteSpec",
+           "directory_tasks", "grouped", "load_suite", "load_suite_groups", "parse_suite"]

@@ -30,6 +30,9 @@ from . import models
 from .errors import JournalError
 from .states import TRANSITIONS, TaskState, advance
 
+#: The from-state of a run note (an event that leaves the run state alone).
+_NOTE: Any = object()
+
 
 @dataclass(frozen=True)
 class Transition:
@@ -142,6 +145,12 @@ class JournalWriter:
         self._put((None, None, to_state, time.time(), tuple(fields),
                    tuple(fields.values()), json.dumps(detail) if detail else None))
 
+    def run_note(self, what: str, detail: Optional[Dict[str, Any]] = None) -> None:
+        """An event of the run (`what`: "group-started", say), in order with
+        the tasks' events, that does not change the run's state."""
+        self._put((None, _NOTE, what, time.time(), (), (), json.dumps(detail) if detail
+                   else None))
+
     def update_run(self, **fields: Any) -> None:
         """Set columns of the runs row (the heartbeat), without an event and
         without touching the run's state."""
@@ -240,8 +249,11 @@ class JournalWriter:
         run_fields: Dict[str, Any] = {}
         for key, frm, to, at, cols, values, detail in batch:
             if to is not None:
-                event_rows.append((run_id, key, frm, to, at, detail))
+                event_rows.append((run_id, key, None if frm is _NOTE else frm, to, at,
+                                   detail))
             if key is None:
+                if frm is _NOTE:
+                    continue
                 run_fields.update(zip(cols, values))
                 if to is not None:  # a heartbeat updates columns, never the state
                     run_fields["state"] = to

@@ -1,0 +1,4 @@
+#!/bin/sh
+# A pipe carries bytes unchanged.
+set -eu
+test "$(printf 'abc\n' | cat)" = abc
