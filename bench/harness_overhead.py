@@ -192,7 +192,7 @@ def instrument(phases: Phases, writers: List[Any]) -> None:
     from pexen.harness import controller, run
     from pexen.journal import Journal, JournalWriter
 
-    phases.wrap(run, "load_suite", "load_suite")
+    phases.wrap(run, "load_suite_groups", "load_suite")
     phases.wrap(run, "_check_tasks", "check_tasks")
     phases.wrap(run, "_open", "open")
     phases.wrap(run, "pick_run", "pick_run")
