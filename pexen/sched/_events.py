@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
+from collections import namedtuple
 from typing import Any, Callable, Dict, Optional
 
 from .common import TaskRes, TaskSkipError, is_controlled_fail
@@ -32,18 +32,44 @@ class EventKind(str, enum.Enum):
     GROUP_FINISHED = "group_finished"  # its tasks ended, its pool is gone
 
 
-@dataclass(frozen=True)
-class TaskEvent:
-    """One lifecycle event of one task (or of one group: see EventKind)."""
+_EventFields = namedtuple("_EventFields", "kind key task at pid result outcome reason")
+_now = time.time
 
-    kind: EventKind
-    key: str
-    task: Any = field(repr=False, compare=False)  # a callable, or a TaskGroup
-    at: float = field(default_factory=time.time)
-    pid: Optional[int] = None
-    result: Optional[TaskRes] = field(default=None, repr=False, compare=False)
-    outcome: Optional[str] = None
-    reason: Optional[str] = None
+
+class TaskEvent(_EventFields):
+    """One lifecycle event of one task (or of one group: see EventKind):
+    `kind`, `key`, `task` (a callable, or a TaskGroup), `at` (time.time() when
+    made, unless given), `pid`, `result`, `outcome`, `reason`.
+
+    Immutable (a named tuple: several are made per task, so they are cheap to
+    make). Two events are equal when all but their `task` and `result` are."""
+
+    __slots__ = ()
+
+    def __new__(cls, kind: EventKind, key: str, task: Any, at: Optional[float] = None,
+                pid: Optional[int] = None, result: Optional[TaskRes] = None,
+                outcome: Optional[str] = None, reason: Optional[str] = None) -> TaskEvent:
+        return tuple.__new__(cls, (kind, key, task, _now() if at is None else at, pid,
+                                   result, outcome, reason))
+
+    def _compared(self) -> tuple:
+        return (self[0], self[1], self[3], self[4], self[6], self[7])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TaskEvent):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        return (f"TaskEvent(kind={self.kind!r}, key={self.key!r}, at={self.at!r}, "
+                f"pid={self.pid!r}, outcome={self.outcome!r}, reason={self.reason!r})")
 
     def to_json(self) -> Dict[str, Any]:
         """The event as plain JSON values (the task and its result objects left out)."""
