@@ -272,3 +272,23 @@ def test_the_lab_example_uses_every_feature(tmp_path):
                    cwd=tmp_path)
     assert "pulled in: provides 'mta' for mail/deliver (preferred; over mail/pipe-agent)" \
         in done.stdout
+
+
+def test_the_watchdog_ends_hung_tests_inside_groups(tmp_path):
+    top = tmp_path / "suite"
+    for name, pool in (("vm", "process"), ("sys", "thread")):
+        (top / name).mkdir(parents=True)
+        (top / name / "pexen.toml").write_text(f'[group]\npool = "{pool}"\nworkers = 2\n')
+        # ignores SIGTERM, and leaves a daemon behind that ignores it too
+        exe(top / name / "hang.sh", "# pexen: timeout=1", "trap '' TERM",
+            "(trap '' TERM; sleep 300) &", "sleep 300")
+        exe(top / name / "ok.sh")
+    done = harness("start", "suite", "--kill-grace", "0.5", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    tasks, _ = states(tmp_path / "pexen-journal.sqlite")
+    for name in ("vm", "sys"):
+        assert tasks[f"{name}/hang"].state == "timeout", tasks[f"{name}/hang"].reason
+        assert tasks[f"{name}/ok"].state == "pass"
+    started = [d["group"] for s, d in group_notes(tmp_path / "pexen-journal.sqlite")
+               if s == "group-started"]
+    assert started == ["sys", "vm"]
