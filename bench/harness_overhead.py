@@ -6,7 +6,8 @@ Three measurements, each in a fresh interpreter
 (``python bench/harness_overhead.py --one KIND N ...`` prints one JSON line):
 
 - ``engine``: N distinct no-op Python tasks through ``pexen.sched.Sched`` with
-  a ``ThreadWorkerPool(workers, spare=workers)`` (what the controller uses).
+  a ``ThreadWorkerPool(workers, spare=3 * workers)`` (what the controller
+  uses for the thread pool: ``pexen.harness.suite.default_spare``).
   Timed: ``Sched(tasks)`` + consuming ``run()``; building the tasks is timed
   apart (``build``).
 - ``harness``: the same N tasks as a ``module:function`` suite written into a
@@ -252,7 +253,10 @@ def measure_engine(n: int, reps: int, workers: int) -> Dict[str, Any]:
         sched = Sched(tasks)
         t1 = time.perf_counter()
         count = 0
-        for res in sched.run(ThreadWorkerPool(workers=workers, spare=workers)):
+        from pexen.harness.suite import default_spare
+
+        spare = default_spare("thread", workers)
+        for res in sched.run(ThreadWorkerPool(workers=workers, spare=spare)):
             count += 1
             if res.excinfo is not None:
                 raise RuntimeError(f"a task failed: {res.excinfo}")
@@ -581,7 +585,7 @@ def report(args: argparse.Namespace, sizes: List[int],
         resume_runs[0]["fs"] if resume_runs else "?")
     print()
     print(f"pexen harness overhead: no-op Python tasks, {args.workers} worker threads "
-          f"(spare {args.workers}); journal on {fs} ({args.dir or tempfile.gettempdir()})")
+          f"(spare {3 * args.workers}); journal on {fs} ({args.dir or tempfile.gettempdir()})")
     print(f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
           f"{os.cpu_count()} CPUs"
           + ("" if load is None else f", 1-min load average {load:.2f} before starting")

@@ -36,8 +36,8 @@ from .capture import FD_LOCK, FdCapture, ThreadCapture, install, log_paths
 from .context import TaskContext, set_context
 from .outcome import TaskOutcome
 from .reaper import kill_leftovers
-from .report import outranks, reported_worst, use_journal
-from .suite import ExecutableTask, SuiteGroup, grouped
+from .report import make_counter, outranks, report_count, reported_worst, use_journal
+from .suite import ExecutableTask, SuiteGroup, default_spare, grouped
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2, 3, 4
 FAILED_STATES = {"fail", "timeout", "error"}
@@ -95,6 +95,7 @@ class TaskWrapper:
         setattr(self, CALLPATH_ATTR_NAME, ctx.task.split("/"))
         meta = getattr(inner, SCHED_ATTR_NAME, None)
         self.when = None
+        self.reports_before: Optional[int] = None  # the run's report count at the start
         if meta is not None:
             setattr(self, SCHED_ATTR_NAME, meta)
             # (an executable evaluates its own, in its directory)
@@ -111,6 +112,7 @@ class TaskWrapper:
         else:
             capture = ThreadCapture(*self.logs)
         began = time.time()
+        self.reports_before = report_count(self.ctx)
         try:
             with capture:
                 try:
@@ -164,7 +166,7 @@ class TaskWrapper:
     def _reported(self, own: str, exc: Optional[BaseException]) -> None:
         """The worst of its own outcome and what the task reported wins:
         raise it if a reported result is worse than `own`."""
-        found = reported_worst(self.ctx)
+        found = reported_worst(self.ctx, self.reports_before)
         if found is not None and outranks(found[0], own):
             raise TaskOutcome(*found) from exc
 
@@ -479,6 +481,7 @@ def execute(session: Session, journal_path: str) -> int:
     one_at_a_time = False
     thread_keys = set()
     run_data = f"{run_root}.shared"   # beside the tasks' directories, never one of them
+    make_counter(f"{run_root}.reports")   # (pexen.harness.report)
     attempts = session.attempts
     for n, (key, task) in enumerate(session.tasks):
         token = f"{nonce}-{n}"
@@ -509,9 +512,9 @@ def execute(session: Session, journal_path: str) -> int:
         warnings.simplefilter("ignore", PexenWarning)
         sched.add_tasks(grouped(session.tasks, session.groups, lambda key, _: wrapper_of[key],
                                 pool=session.pool, workers=session.workers))
-    pool = (ThreadWorkerPool(workers=session.workers, spare=session.workers)
-            if thread_pool else ProcessWorkerPool(workers=session.workers,
-                                                  spare=session.workers))
+    spare = default_spare(session.pool, session.workers)
+    pool = (ThreadWorkerPool(workers=session.workers, spare=spare)
+            if thread_pool else ProcessWorkerPool(workers=session.workers, spare=spare))
     watchdog = Watchdog(sched, pool, default_timeout=session.timeout,
                         grace=session.kill_grace, run_deadline=session.run_deadline,
                         time_used=session.time_used, tokens=tokens)

@@ -8,10 +8,19 @@ rebooted), so reporting cannot hang the test. A marker file next to the
 task's output (``ATTEMPT.reported``) tells the harness, when the task ends,
 that the attempt reported something; the task's final outcome is then the
 worst of its own and its reported results.
+
+So that the harness need not look for that file after every task (a system
+call per task, which under the thread pool also hands the interpreter lock
+to another thread), every report also bumps a counter of the run
+(``RUN.reports`` beside the tasks' directories, 8 bytes, under an exclusive
+``flock``), which the harness reads through a shared memory map: a task
+whose run counted no report while it ran reported nothing.
 """
 
 from __future__ import annotations
 
+import fcntl
+import mmap
 import os
 import threading
 from typing import Any, Dict, Optional, Tuple
@@ -29,6 +38,67 @@ _lock = threading.Lock()
 
 def _marker(ctx: TaskContext) -> str:
     return os.path.join(os.path.dirname(ctx.data_path), f"{ctx.attempt}.reported")
+
+
+#: The report counter of a run: 8 bytes (little endian) in RUN.reports.
+COUNTER_SIZE = 8
+_maps: Dict[str, Any] = {}
+
+
+def counter_path(ctx: TaskContext) -> Optional[str]:
+    """The run's report counter (``<data root>/RUN.reports``), or None if
+    the task's data path is not laid out as the harness makes it."""
+    suffix = f"/{ctx.task}/data"
+    if not ctx.data_path.endswith(suffix):
+        return None
+    return ctx.data_path[:-len(suffix)] + ".reports"
+
+
+def make_counter(path: str) -> None:
+    """Create a run's report counter (0) if it is not there (the controller
+    does, before any task runs)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.write(fd, bytes(COUNTER_SIZE))
+    finally:
+        os.close(fd)
+
+
+def report_count(ctx: TaskContext) -> Optional[int]:
+    """How many reports the task's run has counted (a read of shared memory,
+    no system call once the map is made), or None if there is no counter."""
+    path = counter_path(ctx)
+    if path is None:
+        return None
+    counter = _maps.get(path)
+    if counter is None:
+        try:
+            with open(path, "rb") as f:
+                counter = mmap.mmap(f.fileno(), COUNTER_SIZE, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None
+        _maps[path] = counter
+    return int.from_bytes(counter[:COUNTER_SIZE], "little")
+
+
+def _count_report(ctx: TaskContext) -> None:
+    path = counter_path(ctx)
+    if path is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return  # no counter: the harness looks for the marker file
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        now = int.from_bytes(os.pread(fd, COUNTER_SIZE, 0).ljust(COUNTER_SIZE, b"\0"),
+                             "little")
+        os.pwrite(fd, (now + 1).to_bytes(COUNTER_SIZE, "little"), 0)
+    finally:
+        os.close(fd)  # (releases the lock)
 
 
 def _journal(path: str) -> Any:
@@ -80,11 +150,16 @@ def report(name: str, outcome: str, message: Optional[str] = None) -> None:
     os.makedirs(os.path.dirname(marker), exist_ok=True)
     with open(marker, "a"):
         pass
+    _count_report(ctx)  # after the marker: a count seen means the marker is there
 
 
-def reported_worst(ctx: TaskContext) -> Optional[Tuple[str, str]]:
+def reported_worst(ctx: TaskContext, count_before: Optional[int] = None
+                   ) -> Optional[Tuple[str, str]]:
     """(outcome, message) of the worst result the attempt reported, or None
-    if it reported none."""
+    if it reported none. `count_before`: `report_count(ctx)` when the attempt
+    started; if the run counted no report since, nothing is looked up."""
+    if count_before is not None and report_count(ctx) == count_before:
+        return None
     if not os.path.exists(_marker(ctx)):
         return None
     found = _journal(ctx.journal).results(ctx.run_id, ctx.task, ctx.attempt)

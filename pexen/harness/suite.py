@@ -340,6 +340,18 @@ class Loaded:
         return Loaded(tasks, [g for g in groups if g.keys])
 
 
+#: Tasks handed out ahead per worker: one under the process pool (each
+#: hand-out is synced to the journal first, and counts an attempt), three
+#: under the thread pool (in-process tasks are often tiny: a deeper queue
+#: keeps the workers busy while the controller journals what ended).
+SPARE_PER_WORKER = {"process": 1, "thread": 3}
+
+
+def default_spare(pool: str, workers: Optional[int]) -> Optional[int]:
+    """The `spare` of a pool of `workers` of kind `pool` (None: the pool's own)."""
+    return None if workers is None else workers * SPARE_PER_WORKER.get(pool, 1)
+
+
 def grouped(tasks: Sequence[Tuple[str, Any]], groups: Sequence[SuiteGroup],
             make: Callable[[str, Any], Any], pool: str = "thread",
             workers: Optional[int] = None) -> List[Any]:
@@ -353,11 +365,12 @@ def grouped(tasks: Sequence[Tuple[str, Any]], groups: Sequence[SuiteGroup],
     out: List[Any] = [make(key, task) for key, task in tasks if key not in in_group]
     for group in groups:
         size = group.workers if group.workers is not None else workers
+        kind = group.pool or pool
         out.append(TaskGroup(group.name, [make(key, by_key[key]) for key in group.keys
                                           if key in by_key],
-                             pool=group.pool or pool, workers=size,
-                             # as the run's pool: a task handed out ahead per worker
-                             spare=group.spare if group.spare is not None else size))
+                             pool=kind, workers=size,
+                             spare=(group.spare if group.spare is not None
+                                    else default_spare(kind, size))))
     return out
 
 

@@ -72,10 +72,20 @@ SUITE = textwrap.dedent('''
             print("ValueError:", exc)
 
 
+    def reports_from_a_child():
+        # another process reports for this task (under the thread pool the
+        # task's variables are not in os.environ: hand them over)
+        import subprocess
+        import sys
+        subprocess.run([sys.executable, "-m", "pexen.harness.cli", "report", "child-check",
+                        "fail", "-m", "from a child"], check=True,
+                       env={**os.environ, **pexen.context().env()})
+
+
     def tasks():
         exe = ExecutableTask(os.path.join(HERE, "exe.sh"), "exe")
         return [checks, after_checks, warns_only, after_warn, own_error_wins,
-                skip_beaten_by_fail, bad_reports, exe]
+                skip_beaten_by_fail, bad_reports, exe, reports_from_a_child]
 ''')
 
 EXE = """#!/bin/sh
@@ -107,6 +117,8 @@ def test_reported_results_decide_the_outcome(tmp_path, pool):
     assert rows["skip_beaten_by_fail"].state == "fail"
     assert rows["bad_reports"].state == "pass"
     assert rows["exe"].state == "error" and "disk-b" in rows["exe"].reason
+    assert rows["reports_from_a_child"].state == "fail"
+    assert rows["reports_from_a_child"].reason == "reported child-check: fail: from a child"
     base = tmp_path / "pexen-journal.sqlite.d" / "1"
     bad = (base / "bad_reports" / "1.out").read_text()
     assert "ValueError: unknown outcome 'nonsense'" in bad and "needs a name" in bad
