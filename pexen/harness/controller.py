@@ -36,7 +36,14 @@ from .capture import FD_LOCK, FdCapture, ThreadCapture, install, log_paths
 from .context import TaskContext, set_context
 from .outcome import TaskOutcome
 from .reaper import kill_leftovers
-from .report import make_counter, outranks, report_count, reported_worst, use_journal
+from .report import (
+    count_at,
+    counter_path,
+    make_counter,
+    outranks,
+    reported_worst,
+    use_journal,
+)
 from .suite import ExecutableTask, SuiteGroup, default_spare, grouped
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2, 3, 4
@@ -84,7 +91,12 @@ class TaskWrapper:
         self.ctx = ctx
         self.set_env = set_env    # in a worker process (which is a child subreaper)
         self.kill_grace = kill_grace
-        self.logs = log_paths(os.path.dirname(ctx.data_path), ctx.attempt)
+        data_path = ctx.data_path
+        if data_path.endswith("/data"):   # as execute() makes it: the quick way
+            base = f"{data_path[:-5]}/{ctx.attempt}"
+            self.logs = (base + ".out", base + ".err")
+        else:
+            self.logs = log_paths(os.path.dirname(data_path), ctx.attempt)
         # in the controller, one task at a time (-j 1): capture at the fd level
         self.fd_capture = fd_capture
         self.pass_shared = takes_shared(inner)
@@ -92,10 +104,12 @@ class TaskWrapper:
         # by the token its processes carry (a scan: only for executables).
         self.scan_token = not set_env and isinstance(inner, ExecutableTask)
         self.__name__ = ctx.task
-        setattr(self, CALLPATH_ATTR_NAME, ctx.task.split("/"))
+        # the engine keys a task by its callpath joined with "/": the key itself
+        setattr(self, CALLPATH_ATTR_NAME, (ctx.task,))
         meta = getattr(inner, SCHED_ATTR_NAME, None)
         self.when = None
         self.reports_before: Optional[int] = None  # the run's report count at the start
+        self.counter = counter_path(ctx)
         if meta is not None:
             setattr(self, SCHED_ATTR_NAME, meta)
             # (an executable evaluates its own, in its directory)
@@ -112,7 +126,7 @@ class TaskWrapper:
         else:
             capture = ThreadCapture(*self.logs)
         began = time.time()
-        self.reports_before = report_count(self.ctx)
+        self.reports_before = count_at(self.counter)
         try:
             with capture:
                 try:
@@ -166,7 +180,7 @@ class TaskWrapper:
     def _reported(self, own: str, exc: Optional[BaseException]) -> None:
         """The worst of its own outcome and what the task reported wins:
         raise it if a reported result is worse than `own`."""
-        found = reported_worst(self.ctx, self.reports_before)
+        found = reported_worst(self.ctx, self.reports_before, self.counter)
         if found is not None and outranks(found[0], own):
             raise TaskOutcome(*found) from exc
 

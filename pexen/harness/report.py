@@ -70,7 +70,11 @@ def make_counter(path: str) -> None:
 def report_count(ctx: TaskContext) -> Optional[int]:
     """How many reports the task's run has counted (a read of shared memory,
     no system call once the map is made), or None if there is no counter."""
-    path = counter_path(ctx)
+    return count_at(counter_path(ctx))
+
+
+def count_at(path: Optional[str]) -> Optional[int]:
+    """`report_count` of the counter at `path` (None: no counter)."""
     if path is None:
         return None
     counter = _maps.get(path)
@@ -153,12 +157,13 @@ def report(name: str, outcome: str, message: Optional[str] = None) -> None:
     _count_report(ctx)  # after the marker: a count seen means the marker is there
 
 
-def reported_worst(ctx: TaskContext, count_before: Optional[int] = None
-                   ) -> Optional[Tuple[str, str]]:
+def reported_worst(ctx: TaskContext, count_before: Optional[int] = None,
+                   counter: Optional[str] = None) -> Optional[Tuple[str, str]]:
     """(outcome, message) of the worst result the attempt reported, or None
     if it reported none. `count_before`: `report_count(ctx)` when the attempt
-    started; if the run counted no report since, nothing is looked up."""
-    if count_before is not None and report_count(ctx) == count_before:
+    started; if the run counted no report since, nothing is looked up.
+    `counter`: `counter_path(ctx)`, if known."""
+    if count_before is not None and count_at(counter or counter_path(ctx)) == count_before:
         return None
     if not os.path.exists(_marker(ctx)):
         return None
