@@ -29,7 +29,7 @@ import heapq
 from collections import deque
 from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
-from .common import SchedulerError, TaskRes, is_controlled_fail
+from .common import SchedulerError, TaskRes, TaskSkipError, is_controlled_fail
 from .meta import SCHED_ATTR_NAME
 
 WAITING, READY, PARKED, RUNNING, DONE, SKIPPED, GATED = range(7)
@@ -315,8 +315,13 @@ class Plan:
         if deps_ok:
             self._satisfy(node, res.shared)
         else:
+            # a task that skipped (its condition, TaskSkipError, an outcome
+            # of "skip") did not fail: say which
+            val = excinfo.val if excinfo is not None else None
+            how = ("was skipped" if isinstance(val, TaskSkipError)
+                   or getattr(val, "outcome", None) == "skip" else "failed")
             for p in self.provides[node]:
-                self._provider_gone(p, f"its provider {self.key[node]} failed", skips)
+                self._provider_gone(p, f"its provider {self.key[node]} {how}", skips)
         return node, skips
 
     def _satisfy(self, node: int, shared: Any) -> None:

@@ -75,7 +75,7 @@ def test_python_task_conditions(tmp_path, pool, workers):
     assert got == {
         "on_linux": ("pass", None),
         "on_windows": ("skip", "condition not met: whensuite.windows() returned False"),
-        "needs_windows": ("skip", "dependency 'win' not met: its provider on_windows failed"),
+        "needs_windows": ("skip", "dependency 'win' not met: its provider on_windows was skipped"),
         "undecided": ("error", "RuntimeError: cannot tell"),
         "own_reason": ("skip", "no GPU here"),
         "cmd_true": ("pass", None),
@@ -124,7 +124,7 @@ def test_executable_conditions(tmp_path, pool):
     never = "condition not met: `false` exited 1"
     assert got == {
         "never": ("skip", never),
-        "after": ("skip", "dependency 'thing' not met: its provider never failed"),
+        "after": ("skip", "dependency 'thing' not met: its provider never was skipped"),
         "piped": ("pass", None),
         "sub/here": ("pass", None),
         "sub/not-here": ("skip", "condition not met: `test -e no-marker` exited 1"),

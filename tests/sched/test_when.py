@@ -78,7 +78,7 @@ def test_dependents_of_a_skipped_task_are_skipped_and_its_locks_freed(pool):
     res, rec = run([skipped, child, grandchild, locker], pool)
     assert set(res) == {"skipped", "locker"}
     reasons = {e.key: e.reason for e in rec.of("skipped")}
-    assert reasons["child"] == "dependency 'db' not met: its provider skipped failed"
+    assert reasons["child"] == "dependency 'db' not met: its provider skipped was skipped"
     assert "its provider child was skipped" in reasons["grandchild"]
 
 
