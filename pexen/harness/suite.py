@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from ..factory import ModTreeFactory
 from ..sched import TaskGroup
 from ..sched._keys import CALLPATH_ATTR_NAME, auto_name, describe, explicit_key
-from ..sched._when import check_when
+from ..sched._when import check_when, wait_session
 from ..sched.meta import SCHED_ATTR_NAME, assign_val
 from ..util import PexenError
 from . import execmeta
@@ -268,18 +268,7 @@ class ExecutableTask:
         except OSError as exc:  # not there any more, bad interpreter line, ...
             raise TaskOutcome("error", f"cannot execute {self.path}: "
                                        f"{exc.strerror or _exc_summary(exc)}") from None
-        try:
-            status = proc.wait()
-        except BaseException:
-            # Interrupted while waiting (KeyboardInterrupt, ...): leave nothing
-            # running. The leader is not reaped yet, so its pid (= the group
-            # id) cannot have been reused.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            proc.wait()
-            raise
+        status = wait_session(proc)
         if status == 0:
             return {"returncode": 0}
         if status < 0:

@@ -69,6 +69,13 @@ def run_command(command: str, *, cwd: Optional[str] = None,
     proc = subprocess.Popen([_SHELL, "-c", command], cwd=cwd, env=env,
                             stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                             start_new_session=True)
+    return wait_session(proc)
+
+
+def wait_session(proc: subprocess.Popen) -> int:
+    """Wait for `proc`, started in a session of its own, and return its exit
+    status. Interrupted while waiting (KeyboardInterrupt, ...), it kills the
+    whole process group first, so nothing is left running."""
     try:
         return proc.wait()
     except BaseException:

@@ -226,22 +226,10 @@ class Sched:
             if task in self._tasks or id(task) in seen:
                 continue  # a set of tasks: adding one twice adds it once
             seen.add(id(task))
-            if not callable(task):
-                if isinstance(task, TaskGroup):  # the Sched's first group
-                    return self._check_grouped(itertools.chain(tasks, [task], items),
-                                               None)
-                raise TypeError(f"task {task!r} is not callable")
-            key = explicit_key(task)
-            self._check_meta(task, key)
-            if key is not None:
-                other = new_keys.get(key, self._keys.get(key))
-                if other is not None:
-                    raise TaskKeyError(
-                        f"two tasks have the key {key!r}: {describe(other)} and "
-                        f"{describe(task)}")
-                new_keys[key] = task
+            if isinstance(task, TaskGroup):  # the Sched's first group
+                return self._check_grouped(itertools.chain(tasks, [task], items), None)
             tasks.append(task)
-            explicit.append(key)
+            explicit.append(self._admit(task, new_keys))
         if not tasks:
             return [], [], None
         keys, used = self._name_batch(tasks, explicit, new_keys)
