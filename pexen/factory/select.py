@@ -15,6 +15,7 @@ tasks cannot run and why. See doc/suites.md, "Selecting tasks".
 from __future__ import annotations
 
 import fnmatch
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
@@ -43,13 +44,17 @@ class Pulled:
     candidates: Tuple[str, ...]
     rule: str
 
-    def describe(self) -> str:
-        """One line: 'KEY provides REQ for WANTED_BY (RULE[; over OTHERS])'."""
-        text = f"{self.key} provides {self.requirement!r} for {self.wanted_by} ({self.rule}"
+    def why(self) -> str:
+        """'provides REQ for WANTED_BY (RULE[; over OTHERS])'."""
+        text = f"provides {self.requirement!r} for {self.wanted_by} ({self.rule}"
         others = [c for c in self.candidates if c != self.key]
         if others:
             text += "; over " + ", ".join(others)
         return text + ")"
+
+    def describe(self) -> str:
+        """One line: 'KEY provides REQ for WANTED_BY (RULE[; over OTHERS])'."""
+        return f"{self.key} {self.why()}"
 
     def to_json(self) -> Dict[str, Any]:
         return {"key": self.key, "requirement": _plain(self.requirement),
@@ -194,9 +199,9 @@ def resolve_deps(selected: Iterable[Any], catalogue: Iterable[Any],
     for key, task in chosen:
         for what in get_provides(task):
             given.setdefault(what, key)
-    todo = list(chosen)
+    todo = deque(chosen)
     while todo:
-        key, task = todo.pop(0)
+        key, task = todo.popleft()
         for what in sorted(get_requires(task), key=repr):
             if what in given:
                 continue
@@ -289,12 +294,5 @@ def select_tasks(catalogue: Iterable[Any], select: Sequence[str] = (),
     return result
 
 
-def describe_selection(selection: Selection) -> List[str]:
-    """Lines saying what was pulled in and what cannot run (for printing)."""
-    lines = [f"pulled in: {p.describe()}" for p in selection.pulled]
-    lines += [f"skipped: {key}: {why}" for key, why in selection.unmet.items()]
-    return lines
-
-
-__all__ = ["Pulled", "Selection", "SelectionError", "check_pattern", "describe_selection",
-           "matches", "resolve_deps", "select_tasks", "task_key"]
+__all__ = ["Pulled", "Selection", "SelectionError", "check_pattern", "matches",
+           "resolve_deps", "select_tasks", "task_key"]

@@ -368,10 +368,7 @@ def _list_tasks(args: argparse.Namespace) -> int:
         line = f"{key:{width}}  {' '.join(parts)}".rstrip()
         print(line)
         if key in pulled:
-            p = pulled[key]
-            why = f"    pulled in: provides {p.requirement!r} for {p.wanted_by} ({p.rule}"
-            others = [c for c in p.candidates if c != key]
-            print(why + (f"; over {', '.join(others)})" if others else ")"))
+            print(f"    pulled in: {pulled[key].why()}")
     for key, why in chosen.unmet.items():
         print(f"{key:{width}}  not run: {why}")
     print(f"{len(chosen.tasks)} tasks to run ({len(chosen.tasks) - len(pulled)} selected, "

@@ -92,7 +92,8 @@ def rerun_spec(spec: SuiteSpec, states: Dict[str, str],
     if not keys:
         raise SuiteError(f"run {run_id}: every task passed or was skipped; "
                          "nothing to run again")
-    ran = [key for key in states if key in dict(tasks)]
+    in_suite = {key for key, _ in tasks}
+    ran = [key for key in states if key in in_suite]
     return replace(spec, select=(), exclude=(), keys=tuple(keys),
                    prefer=tuple(dict.fromkeys([*prefer, *spec.prefer, *ran])))
 
