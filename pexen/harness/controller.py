@@ -489,7 +489,7 @@ def execute(session: Session, journal_path: str) -> int:
     root = data_root(journal_path)
     os.makedirs(root, mode=0o700, exist_ok=True)
     tokens: Dict[str, str] = {}
-    wrappers = []
+    wrapper_of: Dict[str, TaskWrapper] = {}
     nonce = uuid.uuid4().hex[:16]
     run_root = os.path.join(root, str(session.run_id))
     one_at_a_time = False
@@ -511,8 +511,8 @@ def execute(session: Session, journal_path: str) -> int:
         one_at_a_time = one_at_a_time or alone
         if in_thread:
             thread_keys.add(key)
-        wrappers.append(TaskWrapper(task, ctx, set_env=not in_thread,
-                                    kill_grace=session.kill_grace, fd_capture=alone))
+        wrapper_of[key] = TaskWrapper(task, ctx, set_env=not in_thread,
+                                      kill_grace=session.kill_grace, fd_capture=alone)
     stop_heartbeat = threading.Event()
     listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start(),
                                thread_keys=thread_keys if session.groups else None)
@@ -520,7 +520,6 @@ def execute(session: Session, journal_path: str) -> int:
     beat = _Beat(session, writer, sched, stop_heartbeat)
     for provides, shared in session.assumed:
         sched.assume_provided(provides, shared)
-    wrapper_of = {w.ctx.task: w for w in wrappers}
     with warnings.catch_warnings():
         # "provided, but not required by any task": checked and allowed at start
         warnings.simplefilter("ignore", PexenWarning)

@@ -17,6 +17,15 @@ def exe(path, *lines):
     return path
 
 
+def write_suite(top, files):
+    """Executables (name -> comment lines) and other files (name -> text)."""
+    for name, body in files.items():
+        if name.endswith(".sh"):
+            exe(top / name, *body)
+        else:
+            (top / name).write_text(body)
+
+
 def tasks_of(top):
     return dict(load_suite(parse_suite(str(top))))
 
@@ -70,11 +79,7 @@ def test_metadata_drives_the_run(tmp_path):
 ])
 def test_malformed_metadata_is_an_error_naming_file_and_line(tmp_path, files, message):
     top = tmp_path / "suite"
-    for name, body in files.items():
-        if name.endswith(".sh"):
-            exe(top / name, *body)
-        else:
-            (top / name).write_text(body)
+    write_suite(top, files)
     with pytest.raises(SuiteError) as info:
         tasks_of(top)
     assert message in str(info.value) and "\n" not in str(info.value)

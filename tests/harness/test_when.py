@@ -13,6 +13,7 @@ from pexen.harness.suite import SuiteError, load_suite, parse_suite
 from pexen.sched import meta
 
 from .test_cli import harness, states
+from .test_execmeta import write_suite
 from .test_watchdog_cli import no_process_left
 
 PY_SUITE = textwrap.dedent('''
@@ -171,11 +172,7 @@ def test_directory_default_and_sidecar(tmp_path):
 ])
 def test_malformed_conditions_are_errors_naming_file_and_line(tmp_path, files, message):
     top = tmp_path / "suite"
-    for name, body in files.items():
-        if name.endswith(".sh"):
-            exe(top / name, *body)
-        else:
-            (top / name).write_text(body)
+    write_suite(top, files)
     with pytest.raises(SuiteError, match="t.sh|pexen.toml"):
         load_suite(parse_suite(str(top)))
     res = harness("start", str(top), cwd=tmp_path)
