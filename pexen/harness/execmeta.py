@@ -61,10 +61,6 @@ class GroupDecl:
     spare: Optional[int] = None
     where: str = ""
 
-    def to_json(self) -> Dict[str, Any]:
-        return {"name": self.name, "pool": self.pool, "workers": self.workers,
-                "spare": self.spare}
-
 
 def _group_table(value: Dict[str, Any], where: str, default_name: str) -> GroupDecl:
     """The `[group]` table of a pexen.toml, checked."""

@@ -119,10 +119,9 @@ def _check_tasks(tasks: Sequence[Tuple[str, Any]], spec: SuiteSpec,
         raise HarnessError(f"suite {spec.target}: {exc}") from None
 
 
-def _rows(tasks: Sequence[Tuple[str, Any]], groups: Sequence[SuiteGroup]
+def _rows(tasks: Sequence[Tuple[str, Any]], group_of: Dict[str, str]
           ) -> List[Tuple[str, Dict[str, Any]]]:
     """The task rows of a new run: key and metadata (with the task's group)."""
-    group_of = {key: group.name for group in groups for key in group.keys}
     rows = []
     for key, task in tasks:
         meta = task_meta(task)
@@ -199,7 +198,7 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
                 rows = sorted([*tasks, *unmet], key=lambda kt: suite_order[kt[0]])
             run_id = j.create_run(
                 spec.to_json(), {**options.config(run_deadline, path), **(extra_config or {})},
-                _rows(rows, groups),
+                _rows(rows, loaded.group_of()),
                 host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
                 controller_started=process_started(os.getpid()) or time.time())
             writer = None
