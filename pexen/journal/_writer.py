@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 import queue
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from functools import cache
+from itertools import chain
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
@@ -300,16 +303,24 @@ class JournalWriter:
         # IMMEDIATE, as the engine's writing transactions): building
         # SQLAlchemy statements, or even checking a connection out of the
         # pool, for every commit cost more than the commit.
+        #
+        # Rows go in by many to a statement (see _chunks): the driver lets
+        # the other threads run while SQLite works on a statement, and takes
+        # the interpreter lock back after it; one statement per row made
+        # every row two lock hand-overs between this thread and the tasks'.
         cur = con.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 if event_rows:
-                    cur.executemany(
-                        "INSERT INTO events (run_id, key, from_state, to_state, at, "
-                        "detail) VALUES (?, ?, ?, ?, ?, ?)", event_rows)
+                    for size, params in _chunks(event_rows, _EVENT_ROWS):
+                        cur.execute(_insert_events_sql(size), params)
                 for cols, rows in updates.items():
-                    cur.executemany(self._sql_update("tasks", cols), rows)
+                    if _UPDATE_FROM and len(rows) > 1:
+                        for size, params in _chunks(rows, _update_rows(len(cols))):
+                            cur.execute(_update_tasks_sql(cols, size), params)
+                    else:
+                        cur.executemany(self._sql_update("tasks", cols), rows)
                 if run_fields:
                     cur.execute(self._sql_update("runs", tuple(run_fields)),
                                 (*run_fields.values(), self.run_id))
@@ -334,3 +345,48 @@ class JournalWriter:
         if run_fields:
             conn.execute(update(models.runs).where(models.runs.c.id == self.run_id)
                          .values(**run_fields))
+
+
+# -- statements of many rows (SQLite) ------------------------------------------
+
+# SQLite takes up to 999 parameters in a statement before 3.32, 32766 since;
+# UPDATE ... FROM is there since 3.33.
+_MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
+_EVENT_COLUMNS = 6
+_EVENT_ROWS = min(256, _MAX_PARAMS // _EVENT_COLUMNS)
+
+
+def _update_rows(columns: int) -> int:
+    """Rows of an UPDATE ... FROM (VALUES ...) with `columns` set per row."""
+    return min(256, _MAX_PARAMS // (columns + 1))
+
+
+def _chunks(rows: List[Tuple[Any, ...]], most: int) -> Iterator[Tuple[int, List[Any]]]:
+    """`rows` as (row count, flat parameters) pieces of `most` rows, then of
+    descending powers of two: few distinct statements, each prepared once
+    (the driver keeps a cache of them)."""
+    start, left = 0, len(rows)
+    size = most
+    while left:
+        while size > left:
+            size = 1 << (left.bit_length() - 1) if left < most else most
+        yield size, list(chain.from_iterable(rows[start:start + size]))
+        start += size
+        left -= size
+
+
+@cache
+def _insert_events_sql(rows: int) -> str:
+    return ("INSERT INTO events (run_id, key, from_state, to_state, at, detail) VALUES "
+            + ",".join(("(?,?,?,?,?,?)",) * rows))
+
+
+@cache
+def _update_tasks_sql(cols: Tuple[str, ...], rows: int) -> str:
+    """Set `cols` of `rows` task rows, from rows of (*values, id): one
+    statement (the ids are distinct: a batch folds a task's changes)."""
+    row = "(" + ",".join("?" * (len(cols) + 1)) + ")"
+    sets = ", ".join(f"{c} = v.column{i}" for i, c in enumerate(cols, 1))
+    return (f"UPDATE tasks SET {sets} FROM (VALUES {','.join((row,) * rows)}) AS v "
+            f"WHERE tasks.id = v.column{len(cols) + 1}")

@@ -11,6 +11,8 @@ import subprocess
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 import pexen.journal as journal
@@ -246,3 +248,65 @@ def test_values_json_changes_are_not_restorable():
     assert journal.to_json_value({1: "a"})[1] is False
     assert journal.to_json_value({"a": [1, {"b": None}]})[1] is True
     assert journal.to_json_value(True) == ("true", True)
+
+
+_COLUMN_SETS = [
+    ("queued_at", "token", "attempt"),
+    ("started_at", "pid", "pid_started", "boot_id"),
+    ("finished_at", "reason", "time_used", "ret", "ret_restorable", "exc_type",
+     "exc_text", "shared", "shared_restorable"),
+    ("reason", "finished_at"),
+    ("time_used",),
+]
+
+
+def _value(col, n):
+    if col in ("attempt", "pid"):
+        return n
+    if col.endswith("_restorable"):
+        return bool(n % 2)
+    if col.endswith("_at") or col in ("time_used", "pid_started"):
+        return n / 7
+    return None if n % 5 == 0 else f"{col}-{n}-\u00e9"
+
+
+def _rows_after(path, batch, fast):
+    """The task and event rows after the writer commits `batch` in one
+    transaction, by its SQLite statements (fast) or by SQLAlchemy Core."""
+    with journal.open(path) as j:
+        rid = new_run(j, keys=[f"t{i}" for i in range(300)])
+        w = j.writer(rid)
+        raw = j.engine.raw_connection() if fast else None
+        try:
+            w._commit(batch, raw)
+        finally:
+            if raw is not None:
+                raw.close()
+        with j.reader.connect() as conn:
+            tasks = [tuple(t) for t in conn.execute(text("SELECT * FROM tasks ORDER BY id"))]
+            events = [tuple(e) for e in conn.execute(text(
+                "SELECT * FROM events WHERE key IS NOT NULL ORDER BY id"))]
+        w.close()
+    return tasks, events
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 299), st.integers(0, len(_COLUMN_SETS) - 1),
+                          st.integers(0, 10_000), st.booleans()),
+                min_size=1, max_size=700))
+def test_a_big_batch_writes_what_row_by_row_statements_write(tmp_path_factory, items):
+    """The writer puts a batch's rows in with statements of many rows; the
+    rows must be those SQLAlchemy's one-row statements make: later values of
+    a task win, every event in order, values of every type intact."""
+    batch = []
+    for task, which, n, event in items:
+        cols = _COLUMN_SETS[which]
+        values = tuple(_value(c, n + i) for i, c in enumerate(cols))
+        batch.append((f"t{task}", "pending" if event else None, f"s{n % 9}" if event else None,
+                      n / 3, cols, values, '{"n": %d}' % n if n % 3 == 0 else None))
+    base = tmp_path_factory.mktemp("batch")
+    fast = _rows_after(str(base / "fast.sqlite"), batch, fast=True)
+    core = _rows_after(str(base / "core.sqlite"), batch, fast=False)
+    assert fast == core
+    assert len(fast[1]) == sum(1 for item in items if item[3])
