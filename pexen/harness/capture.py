@@ -153,6 +153,15 @@ class ThreadCapture:
 
     def __exit__(self, *exc: Any) -> None:
         _local.files = None
+        self.close()
+
+    @property
+    def opened(self) -> bool:
+        """Whether the task wrote anything (a file was opened)."""
+        return self._streams[0] is not None or self._streams[1] is not None
+
+    def close(self) -> None:
+        """Close the files opened; an empty one goes."""
         for stream in self._streams:
             if stream is not None:
                 try:

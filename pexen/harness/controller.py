@@ -33,7 +33,9 @@ from ..watchdog import (
     end_processes,
 )
 from .capture import FD_LOCK, FdCapture, ThreadCapture, install, log_paths
+from .capture import _local as captures
 from .context import TaskContext, set_context
+from .context import _local as contexts
 from .outcome import TaskOutcome
 from .reaper import kill_leftovers
 from .report import (
@@ -115,8 +117,11 @@ class TaskWrapper:
             # (an executable evaluates its own, in its directory)
             if not getattr(inner, CHECKS_WHEN_ATTR, False):
                 self.when = meta.get("when")
+        self.quick = not (set_env or fd_capture or self.scan_token or self.when is not None)
 
     def __call__(self, shared: Dict[str, Any], **kwargs: Any) -> Any:
+        if self.quick:
+            return self._quick_call(shared, kwargs)
         set_context(self.ctx)
         if self.set_env:
             os.environ.update(self.ctx.env())
@@ -136,20 +141,8 @@ class TaskWrapper:
                         ret = self.inner(shared, **kwargs)
                     else:
                         ret = self.inner(**kwargs)
-                except TaskOutcome as exc:
-                    self._end_leftovers(began)
-                    self._reported(exc.outcome, exc)
-                    raise
-                except TaskSkipError as exc:
-                    self._end_leftovers(began)
-                    self._reported("skip", exc)
-                    raise
-                except TaskFailError as exc:
-                    self._end_leftovers(began)
-                    self._reported("fail", exc)
-                    raise
-                except BaseException:
-                    self._end_leftovers(began)
+                except BaseException as exc:
+                    self._ended(began, exc)
                     raise
                 ended, leaked = self._end_leftovers(began)
         finally:
@@ -160,6 +153,46 @@ class TaskWrapper:
             raise own
         self._reported("pass", None)
         return ret
+
+    def _quick_call(self, shared: Dict[str, Any], kwargs: Dict[str, Any]) -> Any:
+        """`__call__` of a Python task in a thread (no condition, output
+        captured per thread, nothing of its own to end after it): the same
+        steps, with no call that is not needed. A task in the thread pool
+        is usually small, and this runs for each one."""
+        contexts.ctx = self.ctx
+        capture = ThreadCapture(*self.logs)
+        captures.files = capture
+        counter = self.counter
+        self.reports_before = before = count_at(counter)
+        try:
+            if self.pass_shared:
+                ret = self.inner(shared, **kwargs)
+            else:
+                ret = self.inner(**kwargs)
+        except BaseException as exc:
+            captures.files = None
+            capture.close()
+            contexts.ctx = None
+            self._ended(0.0, exc)
+            raise
+        captures.files = None
+        if capture.opened:
+            capture.close()
+        contexts.ctx = None
+        if before is None or count_at(counter) != before:
+            self._reported("pass", None)
+        return ret
+
+    def _ended(self, began: float, exc: BaseException) -> None:
+        """After the task raised `exc`: end what it left running; a worse
+        result it reported wins over its own outcome."""
+        self._end_leftovers(began)
+        if isinstance(exc, TaskOutcome):
+            self._reported(exc.outcome, exc)
+        elif isinstance(exc, TaskSkipError):
+            self._reported("skip", exc)
+        elif isinstance(exc, TaskFailError):
+            self._reported("fail", exc)
 
     def _check_when(self, capture: Any) -> None:
         """Evaluate the task's `when` condition (TaskSkipError if false)."""
