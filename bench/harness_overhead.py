@@ -544,7 +544,8 @@ def main_parent(args: argparse.Namespace) -> int:
             if err.strip():
                 print("    " + err.strip().replace("\n", "\n    "), file=sys.stderr)
 
-    resume_n = args.resume_size or (QUICK_RESUME_N if args.quick else RESUME_N)
+    resume_n = (args.resume_size if args.resume_size is not None
+                else QUICK_RESUME_N if args.quick else RESUME_N)
     resume_runs: List[Dict[str, Any]] = []
     resume_err = ""
     if resume_n:
@@ -682,6 +683,8 @@ def report(args: argparse.Namespace, sizes: List[int],
         print(f"  [{verdict(ok)}] journaled / engine alone per task at {size_label(n)}: "
               f"{fmt(h_us, '.1f')} / {fmt(e_us, '.1f')} µs = {fmt(ratio, '.2f')}x "
               f"(target <= {TARGET_VS_ENGINE:g}x)")
+    if not resume_n:   # --resume-size 0
+        return
     ok = None if planning is None else planning <= TARGET_RESUME_S
     note = ("" if resume_n == RESUME_N else
             f"  (measured at {size_label(resume_n)}; target at 100k)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 from ..util import PexenError
 
@@ -73,6 +73,22 @@ class TaskContext:
             "PEXEN_INTERRUPT_COUNT": str(self.interrupt_count),
             "PEXEN_ALLOW_REBOOT": "1" if self.allow_reboot else "0",
         }
+
+    @classmethod
+    def many(cls, journal: str, run_id: int, allow_reboot: bool, run_data_path: str,
+             each: Iterable[Tuple[str, int, str, str, int, int]]) -> Iterator[TaskContext]:
+        """Contexts of the tasks of one run, from (task, attempt, token,
+        data_path, reboot_count, interrupt_count) each: what `cls(...)`
+        makes, without a frozen dataclass's ten guarded assignments per
+        object (the controller makes one per task of a run)."""
+        new = object.__new__
+        for task, attempt, token, data_path, reboots, interrupts in each:
+            ctx = new(cls)
+            ctx.__dict__.update(journal=journal, run_id=run_id, task=task, attempt=attempt,
+                                token=token, data_path=data_path, reboot_count=reboots,
+                                interrupt_count=interrupts, allow_reboot=allow_reboot,
+                                run_data_path=run_data_path)
+            yield ctx
 
     @classmethod
     def from_env(cls, environ: Optional[Dict[str, str]] = None) -> Optional[TaskContext]:

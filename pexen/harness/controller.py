@@ -88,7 +88,8 @@ class TaskWrapper:
     pexen_checks_when_ = True
 
     def __init__(self, inner: Callable[..., Any], ctx: TaskContext, set_env: bool,
-                 kill_grace: float = 10.0, fd_capture: bool = False) -> None:
+                 kill_grace: float = 10.0, fd_capture: bool = False,
+                 counter: Optional[str] = None) -> None:
         self.inner = inner
         self.ctx = ctx
         self.set_env = set_env    # in a worker process (which is a child subreaper)
@@ -104,20 +105,21 @@ class TaskWrapper:
         self.pass_shared = takes_shared(inner)
         # In the controller (thread pool), an executable's leftovers are found
         # by the token its processes carry (a scan: only for executables).
-        self.scan_token = not set_env and isinstance(inner, ExecutableTask)
+        self.scan_token = scan_token = not set_env and isinstance(inner, ExecutableTask)
         self.__name__ = ctx.task
         # the engine keys a task by its callpath joined with "/": the key itself
         setattr(self, CALLPATH_ATTR_NAME, (ctx.task,))
         meta = getattr(inner, SCHED_ATTR_NAME, None)
-        self.when = None
+        self.when = when = None
         self.reports_before: Optional[int] = None  # the run's report count at the start
-        self.counter = counter_path(ctx)
+        # the run's report counter (execute() knows it for all the run's tasks)
+        self.counter = counter if counter is not None else counter_path(ctx)
         if meta is not None:
             setattr(self, SCHED_ATTR_NAME, meta)
             # (an executable evaluates its own, in its directory)
             if not getattr(inner, CHECKS_WHEN_ATTR, False):
-                self.when = meta.get("when")
-        self.quick = not (set_env or fd_capture or self.scan_token or self.when is not None)
+                self.when = when = meta.get("when")
+        self.quick = not (set_env or fd_capture or scan_token or when is not None)
 
     def __call__(self, shared: Dict[str, Any], **kwargs: Any) -> Any:
         if self.quick:
@@ -511,7 +513,7 @@ class JournalListener:
 def execute(session: Session, journal_path: str) -> int:
     """Run the session's tasks; return the exit code (0/1/2)."""
     journal = session.journal
-    writer = session.writer or journal.writer(session.run_id)
+    writer = session.writer or journal.writer(session.run_id, separate=True)
     thread_pool = session.pool == "thread"
     # a group may run in a pool of another kind and size than the session's
     kind_of: Dict[str, Tuple[bool, int]] = {}
@@ -528,24 +530,29 @@ def execute(session: Session, journal_path: str) -> int:
     one_at_a_time = False
     thread_keys = set()
     run_data = f"{run_root}.shared"   # beside the tasks' directories, never one of them
-    make_counter(f"{run_root}.reports")   # (pexen.harness.report)
-    attempts = session.attempts
-    for n, (key, task) in enumerate(session.tasks):
-        token = f"{nonce}-{n}"
-        tokens[key] = token
-        # what os.path.join makes of a relative key, for less
-        data_path = (f"{run_root}/{key}/data" if not key.startswith("/")
-                     else os.path.join(run_root, key, "data"))
-        ctx = TaskContext(journal_path, session.run_id, key, attempts.get(key, 0) + 1,
-                          token, data_path, session.reboots.get(key, 0),
-                          session.interrupts.get(key, 0), session.allow_reboot, run_data)
-        in_thread, size = kind_of.get(key, (thread_pool, session.workers))
+    make_counter(f"{run_root}.reports")   # (pexen.harness.report): see `counter` below
+    attempts, reboots, interrupts = session.attempts, session.reboots, session.interrupts
+    for n, (key, _) in enumerate(session.tasks):
+        tokens[key] = f"{nonce}-{n}"
+    contexts = TaskContext.many(journal_path, session.run_id, session.allow_reboot, run_data, (
+        (key, attempts.get(key, 0) + 1, tokens[key],
+         # what os.path.join makes of a relative key, for less
+         (f"{run_root}/{key}/data" if not key.startswith("/")
+          else os.path.join(run_root, key, "data")),
+         reboots.get(key, 0), interrupts.get(key, 0))
+        for key, _ in session.tasks))
+    counter = f"{run_root}.reports"
+    default_kind = (thread_pool, session.workers)
+    for (key, task), ctx in zip(session.tasks, contexts):
+        in_thread, size = kind_of.get(key, default_kind) if kind_of else default_kind
         alone = in_thread and size == 1
-        one_at_a_time = one_at_a_time or alone
+        if alone:
+            one_at_a_time = True
         if in_thread:
             thread_keys.add(key)
         wrapper_of[key] = TaskWrapper(task, ctx, set_env=not in_thread,
-                                      kill_grace=session.kill_grace, fd_capture=alone)
+                                      kill_grace=session.kill_grace, fd_capture=alone,
+                                      counter=counter)
     stop_heartbeat = threading.Event()
     listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start(),
                                thread_keys=thread_keys if session.groups else None)

@@ -207,7 +207,7 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
             if chosen is not None:
                 j.add_run_event(run_id, "selection", selection_json(chosen))
                 if unmet:
-                    writer = j.writer(run_id)
+                    writer = j.writer(run_id, separate=True)
                     for key, _ in unmet:
                         writer.transition(key, TaskState.SKIP, finished_at=time.time(),
                                           reason=chosen.unmet[key])
@@ -406,7 +406,8 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
     found, extras = j.resume_rows(run.id)
     rows = {row[0]: row for row in found}
     by_key = dict(loaded)
-    writer = j.writer(run.id, {key: (row[1], row[2]) for key, row in rows.items()})
+    writer = j.writer(run.id, {key: (row[1], row[2]) for key, row in rows.items()},
+                      separate=True)
     same_boot = run.boot_id == boot_id()
     try:
         added = [k for k in by_key if k not in rows]

@@ -351,16 +351,20 @@ class Journal:
                 time.sleep(poll)
 
     def writer(self, run_id: int,
-               states: Optional[Dict[str, Tuple[int, str]]] = None) -> JournalWriter:
+               states: Optional[Dict[str, Tuple[int, str]]] = None,
+               separate: bool = False) -> JournalWriter:
         """A writer for the run's transitions (one per controller); `states`
-        (key -> (task id, state)) saves reading them again."""
+        (key -> (task id, state)) saves reading them again. `separate`: commit
+        from a process of its own (a SQLite file; see JournalWriter): what
+        the controller of a run uses."""
         if states is None:
             with self._guard(), self.reader.connect() as conn:
                 rows = conn.execute(select(models.tasks.c.key, models.tasks.c.id,
                                            models.tasks.c.state).where(
                     models.tasks.c.run_id == run_id)).all()
             states = {k: (i, s) for k, i, s in rows}
-        return JournalWriter(self.engine, run_id, states, self.where)
+        return JournalWriter(self.engine, run_id, states, self.where, separate=separate,
+                             busy_ms=_open.BUSY_TIMEOUT_MS)
 
     def resume_rows(self, run_id: int) -> Tuple[List[Tuple[str, int, str, int]],
                                                 Dict[str, Tuple[Any, ...]]]:

@@ -12,29 +12,38 @@ committed. `flush()` waits until everything handed over so far is on disk
 The caller's side does as little as it can (the harness calls it for every
 event of every task): `move()` takes the columns as a tuple of names and a
 tuple of values, and queues one tuple.
+
+With `separate=True` (what the controller asks for, on a SQLite journal) the
+thread only carries the batches to a process of its own that folds and
+commits them (`_sqlitewriter`), and waits for each commit there: the same
+order and group commit, without the writer's work competing with the tasks'
+threads for the interpreter lock. If that process cannot be started, the
+thread commits itself.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
-import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import cache
-from itertools import chain
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
 
-from . import models
+from . import _sqlitewriter, models
+from ._sqlitewriter import NOTE as _NOTE
+from ._sqlitewriter import commit, fold, frame
 from .errors import JournalError
 from .states import TRANSITIONS, TaskState, advance
 
-#: The from-state of a run note (an event that leaves the run state alone).
-_NOTE: Any = object()
+#: How long close() waits for the writer's process to end.
+PROCESS_EXIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -75,12 +84,28 @@ class _Marker:
         self.done = threading.Event()
 
 
+class _NewIds:
+    """Put in the queue by add_task() for the writer's process."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: Dict[str, int]) -> None:
+        self.ids = ids
+
+
 class JournalWriter:
     """Writes the transitions of one run, in order, from one thread."""
 
     def __init__(self, engine: Engine, run_id: int, tasks: Dict[str, Tuple[int, str]],
-                 where: str = "journal") -> None:
+                 where: str = "journal", separate: bool = False,
+                 busy_ms: int = 30_000) -> None:
         self._engine = engine
+        # a process of its own for the commits (SQLite files only)
+        path = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._separate = bool(separate and path and path != ":memory:")
+        self._path = path
+        self._busy_ms = busy_ms
+        self.process_pid: Optional[int] = None
         self.run_id = run_id
         self.where = where
         self._ids = {key: tid for key, (tid, _) in tasks.items()}
@@ -94,10 +119,20 @@ class JournalWriter:
         self._closed = False
         self.commits = 0
         self.events_written = 0
-        self._sql: Dict[Tuple[str, ...], str] = {}
         # Started on the first transition, not here: a process pool forks its
         # fork server when the run starts, and should find no other thread.
         self._thread: Optional[threading.Thread] = None
+        # The writer's process, though, is started here, in the caller's
+        # thread: a fork server forked while another thread is starting a
+        # program would keep that start waiting (it holds a copy of the pipe
+        # the start waits on) for as long as it lives.
+        self._child: Optional[_Child] = None
+        if self._separate:
+            try:
+                self._child = _Child.start(self)
+                self.process_pid = self._child.proc.pid
+            except (OSError, subprocess.SubprocessError, ValueError):
+                pass   # (no interpreter to run it with, say): the thread commits
 
     # -- the caller's side -----------------------------------------------------
 
@@ -108,6 +143,8 @@ class JournalWriter:
         """Know a task row created after the writer started."""
         self._ids[key] = task_id
         self._state[key] = TaskState(state)
+        if self._child is not None:
+            self._put(_NewIds({key: task_id}))
 
     def move(self, key: str, to_state: TaskState, at: float, columns: Tuple[str, ...],
              values: Tuple[Any, ...]) -> None:
@@ -173,7 +210,7 @@ class JournalWriter:
                     thread.start()
                     self._thread = thread
 
-    def _put(self, item: _Item) -> None:
+    def _put(self, item: Any) -> None:
         self._check_open()
         self._queue.put(item)
 
@@ -204,32 +241,22 @@ class JournalWriter:
                     break
                 if type(item) is _Marker:
                     item.done.set()
+        elif self._child is not None:
+            self._child.close()
         if self._error is not None:
             raise JournalError(f"{self.where}: writing failed: {self._error}")
 
     # -- the writer thread -----------------------------------------------------
 
     def _loop(self) -> None:
+        if self._child is not None:
+            self._loop_with(self._child)
+            return
         q = self._queue
         raw = None
         try:
             while True:
-                item = q.get()
-                batch: List[Any] = []
-                markers: List[_Marker] = []
-                stop = False
-                while True:
-                    if item is _STOP:
-                        stop = True
-                        break
-                    if type(item) is _Marker:
-                        markers.append(item)
-                    else:
-                        batch.append(item)
-                    try:
-                        item = q.get_nowait()
-                    except queue.Empty:
-                        break
+                batch, markers, stop = self._take(q.get())
                 if batch and self._error is None:
                     try:
                         if raw is None and self._engine.dialect.paramstyle == "qmark":
@@ -245,92 +272,58 @@ class JournalWriter:
             if raw is not None:
                 raw.close()
 
+    def _take(self, item: Any) -> Tuple[List[Any], List[_Marker], bool]:
+        """`item` and everything queued after it: (the items, the flush
+        markers, whether close() asked to stop)."""
+        q = self._queue
+        batch: List[Any] = []
+        markers: List[_Marker] = []
+        while True:
+            if item is _STOP:
+                return batch, markers, True
+            if type(item) is _Marker:
+                markers.append(item)
+            else:
+                batch.append(item)
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                return batch, markers, False
+
+    def _loop_with(self, child: _Child) -> None:
+        """The thread's loop when a process commits: hand each batch over,
+        wait until it is committed."""
+        q = self._queue
+        try:
+            while True:
+                batch, markers, stop = self._take(q.get())
+                if batch and self._error is None:
+                    try:
+                        child.commit(batch)
+                        self.commits += 1
+                        self.events_written += sum(1 for item in batch
+                                                   if type(item) is tuple and item[2] is not None)
+                    except BaseException as exc:
+                        self._error = exc
+                for marker in markers:
+                    marker.done.set()
+                if stop:
+                    return
+        finally:
+            child.close()
+
     def _commit(self, batch: List[_Item], raw: Any) -> None:
-        run_id = self.run_id
-        event_rows = []
-        final: Dict[str, Dict[str, Any]] = {}   # key -> the task row's new values
-        run_fields: Dict[str, Any] = {}
-        for key, frm, to, at, cols, values, detail in batch:
-            if to is not None:
-                event_rows.append((run_id, key, None if frm is _NOTE else frm, to, at,
-                                   detail))
-            if key is None:
-                if frm is _NOTE:
-                    continue
-                run_fields.update(zip(cols, values))
-                if to is not None:  # a heartbeat updates columns, never the state
-                    run_fields["state"] = to
-                continue
-            # Fold all of a task's changes in this batch into one row update
-            # (later values win), so the order of updates cannot matter.
-            values_of = final.get(key)
-            if values_of is None:
-                values_of = final[key] = dict(zip(cols, values))
-            else:
-                values_of.update(zip(cols, values))
-            if to is not None:
-                values_of["state"] = to
-        ids = self._ids
-        updates: Dict[Tuple[str, ...], List[Tuple[Any, ...]]] = {}
-        for key, values_of in final.items():
-            row = (*values_of.values(), ids[key])
-            rows = updates.get(tuple(values_of))
-            if rows is None:
-                updates[tuple(values_of)] = [row]
-            else:
-                rows.append(row)
+        event_rows, updates, run_fields = fold(batch, self.run_id, self._ids)
         if raw is None:  # a driver with another paramstyle: the Core path
             with self._engine.begin() as conn:
                 self._commit_core(conn, event_rows, updates, run_fields)
         else:
-            self._commit_sqlite(raw.driver_connection, event_rows, updates, run_fields)
+            # plain SQL on the driver's connection: building SQLAlchemy
+            # statements, or even checking a connection out of the pool, for
+            # every commit cost more than the commit
+            commit(raw.driver_connection, self.run_id, event_rows, updates, run_fields)
         self.commits += 1
         self.events_written += len(event_rows)
-
-    def _sql_update(self, table: str, cols: Tuple[str, ...]) -> str:
-        sql = self._sql.get(cols) if table == "tasks" else None
-        if sql is None:
-            sets = ", ".join(f"{c} = ?" for c in cols)
-            sql = f"UPDATE {table} SET {sets} WHERE id = ?"
-            if table == "tasks":
-                self._sql[cols] = sql
-        return sql
-
-    def _commit_sqlite(self, con: Any, event_rows: List[Tuple[Any, ...]],
-                       updates: Dict[Tuple[str, ...], List[Tuple[Any, ...]]],
-                       run_fields: Dict[str, Any]) -> None:
-        # Plain SQL on the driver's connection, one transaction (BEGIN
-        # IMMEDIATE, as the engine's writing transactions): building
-        # SQLAlchemy statements, or even checking a connection out of the
-        # pool, for every commit cost more than the commit.
-        #
-        # Rows go in by many to a statement (see _chunks): the driver lets
-        # the other threads run while SQLite works on a statement, and takes
-        # the interpreter lock back after it; one statement per row made
-        # every row two lock hand-overs between this thread and the tasks'.
-        cur = con.cursor()
-        try:
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                if event_rows:
-                    for size, params in _chunks(event_rows, _EVENT_ROWS):
-                        cur.execute(_insert_events_sql(size), params)
-                for cols, rows in updates.items():
-                    if _UPDATE_FROM and len(rows) > 1:
-                        for size, params in _chunks(rows, _update_rows(len(cols))):
-                            cur.execute(_update_tasks_sql(cols, size), params)
-                    else:
-                        cur.executemany(self._sql_update("tasks", cols), rows)
-                if run_fields:
-                    cur.execute(self._sql_update("runs", tuple(run_fields)),
-                                (*run_fields.values(), self.run_id))
-                cur.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    cur.execute("ROLLBACK")
-                raise
-        finally:
-            cur.close()
 
     def _commit_core(self, conn: Any, event_rows: List[Tuple[Any, ...]],
                      updates: Dict[Tuple[str, ...], List[Tuple[Any, ...]]],
@@ -347,46 +340,141 @@ class JournalWriter:
                          .values(**run_fields))
 
 
-# -- statements of many rows (SQLite) ------------------------------------------
 
-# SQLite takes up to 999 parameters in a statement before 3.32, 32766 since;
-# UPDATE ... FROM is there since 3.33.
-_MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
-_EVENT_COLUMNS = 6
-_EVENT_ROWS = min(256, _MAX_PARAMS // _EVENT_COLUMNS)
+class _Child:
+    """The writer's process (`_sqlitewriter` run as a program) and its pipes."""
+
+    def __init__(self, proc: subprocess.Popen, out: int, answers: int, where: str) -> None:
+        self.proc = proc
+        self.out = out
+        self.answers = answers
+        self.where = where
+        self._buf = b""
+        _OPEN_FDS.update((out, answers))
+
+    @classmethod
+    def start(cls, writer: JournalWriter) -> _Child:
+        script = _sqlitewriter.__file__
+        if not script or not os.path.isfile(script):
+            raise ValueError("the writer's program is not a file")
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        try:
+            # its own session: a ^C to the controller's terminal must leave it
+            # to commit what the controller journals as it stops
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", script, str(to_child), str(from_child),
+                 str(os.getpid())],
+                pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, start_new_session=True)
+        except BaseException:
+            for fd in (from_parent, to_parent):
+                os.close(fd)
+            raise
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        child = cls(proc, from_parent, to_parent, writer.where)
+        try:
+            child.send(("init", writer._path, writer.run_id, dict(writer._ids),
+                        writer._busy_ms))
+        except OSError:
+            child.close()
+            raise
+        return child
+
+    def send(self, value: Any) -> None:
+        try:
+            data = frame(value)
+        except ValueError:   # a value of a type marshal does not know
+            data = frame(_plain(value))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.out, view):]
+
+    def commit(self, batch: List[Any]) -> None:
+        items: List[Any] = []
+        for item in batch:
+            if type(item) is _NewIds:
+                if items:
+                    self._commit(items)
+                    items = []
+                self.send(("ids", item.ids))
+            else:
+                items.append(item)
+        if items:
+            self._commit(items)
+
+    def _answer(self) -> bytes:
+        """The next line the process wrote (b"" if it ended)."""
+        while b"\n" not in self._buf:
+            chunk = os.read(self.answers, 4096)
+            if not chunk:
+                return b""
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    def _commit(self, items: List[Any]) -> None:
+        try:
+            self.send(("batch", items))
+        except OSError:
+            pass   # it ended: the answer says why
+        answer = self._answer()
+        if answer == b"ok":
+            return
+        if answer.startswith(b"error "):
+            text = answer[6:].decode("utf-8", "replace").strip()
+        else:
+            code = self.proc.wait(PROCESS_EXIT_SECONDS)
+            text = f"its process ended (exit code {code})"
+        raise JournalError(f"{self.where}: the writer's process: {text}")
+
+    def close(self) -> None:
+        for fd in (self.out, self.answers):   # its input ends: it ends
+            if fd in _OPEN_FDS:
+                _OPEN_FDS.discard(fd)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        try:
+            self.proc.wait(PROCESS_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
-def _update_rows(columns: int) -> int:
-    """Rows of an UPDATE ... FROM (VALUES ...) with `columns` set per row."""
-    return min(256, _MAX_PARAMS // (columns + 1))
+#: The controller's ends of the pipes to writers' processes. A process forked
+#: from the controller (the process pool's fork server and its workers) closes
+#: them, so that when the controller dies the writer's process sees its input
+#: end at once (it would notice its parent gone within a second anyway).
+_OPEN_FDS: Set[int] = set()
 
 
-def _chunks(rows: List[Tuple[Any, ...]], most: int) -> Iterator[Tuple[int, List[Any]]]:
-    """`rows` as (row count, flat parameters) pieces of `most` rows, then of
-    descending powers of two: few distinct statements, each prepared once
-    (the driver keeps a cache of them)."""
-    start, left = 0, len(rows)
-    size = most
-    while left:
-        while size > left:
-            size = 1 << (left.bit_length() - 1) if left < most else most
-        yield size, list(chain.from_iterable(rows[start:start + size]))
-        start += size
-        left -= size
+def _close_in_child() -> None:
+    for fd in _OPEN_FDS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _OPEN_FDS.clear()
 
 
-@cache
-def _insert_events_sql(rows: int) -> str:
-    return ("INSERT INTO events (run_id, key, from_state, to_state, at, detail) VALUES "
-            + ",".join(("(?,?,?,?,?,?)",) * rows))
+os.register_at_fork(after_in_child=_close_in_child)
 
 
-@cache
-def _update_tasks_sql(cols: Tuple[str, ...], rows: int) -> str:
-    """Set `cols` of `rows` task rows, from rows of (*values, id): one
-    statement (the ids are distinct: a batch folds a task's changes)."""
-    row = "(" + ",".join("?" * (len(cols) + 1)) + ")"
-    sets = ", ".join(f"{c} = v.column{i}" for i, c in enumerate(cols, 1))
-    return (f"UPDATE tasks SET {sets} FROM (VALUES {','.join((row,) * rows)}) AS v "
-            f"WHERE tasks.id = v.column{len(cols) + 1}")
+def _plain(value: Any) -> Any:
+    """`value` with what marshal does not know made plain: subclasses of
+    str, int and float (enums, say) as their base type, anything else as
+    its repr (the driver would refuse it too)."""
+    if value is None or type(value) in (str, int, float, bool, bytes):
+        return value
+    if isinstance(value, (tuple, list)):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
+    return repr(value)

@@ -8,8 +8,10 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import sys
 import threading
 
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -153,10 +155,11 @@ def test_truncated_journal_is_refused_untouched(jpath, tmp_path):
     assert broken.read_bytes() == data[: len(data) // 3]
 
 
-def test_writer_order_projection_and_group_commit(jpath):
+@pytest.mark.parametrize("separate", [False, True], ids=["thread", "process"])
+def test_writer_order_projection_and_group_commit(jpath, separate):
     with journal.open(jpath) as j:
         rid = new_run(j, keys=[f"t{i}" for i in range(200)])
-        w = j.writer(rid)
+        w = j.writer(rid, separate=separate)
         for i in range(200):
             key = f"t{i}"
             w.transition(key, S.QUEUED)
@@ -174,7 +177,13 @@ def test_writer_order_projection_and_group_commit(jpath):
             ("pending", "queued"), ("queued", "running"), ("running", "pass")]
         ids = [e.id for e in evs]
         assert ids == sorted(ids)
+        pid = w.process_pid
         w.close()
+    if separate:  # the commits were made by a process of the writer's, ended now
+        assert pid is not None and pid != os.getpid()
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    else:
+        assert pid is None
 
 
 def test_illegal_transition_is_refused_in_the_caller(jpath):
@@ -310,3 +319,86 @@ def test_a_big_batch_writes_what_row_by_row_statements_write(tmp_path_factory, i
     core = _rows_after(str(base / "core.sqlite"), batch, fast=False)
     assert fast == core
     assert len(fast[1]) == sum(1 for item in items if item[3])
+
+
+def test_writer_process_takes_tasks_added_later_and_values_of_any_type(jpath):
+    with journal.open(jpath) as j:
+        rid = new_run(j)
+        w = j.writer(rid, separate=True)
+        w.transition("a", S.QUEUED)
+        w.flush()
+        w.add_task("late", j.add_tasks(rid, [("late", {"requires": []})])["late"])
+        w.transition("late", S.QUEUED)
+        # a str enum (marshal knows only plain types): stored as its value
+        w.transition("late", S.RUNNING, reason=S.RUNNING, pid=7)
+        w.flush()
+        rows = {t.key: t for t in j.tasks(rid)}
+        assert rows["a"].state == "queued"
+        assert rows["late"].state == "running" and rows["late"].pid == 7
+        assert rows["late"].reason == "running"
+        w.close()
+
+
+def test_writer_process_commits_nothing_for_a_run_claimed_by_another(jpath):
+    """After a controller dies, resume claims the run: a commit the old
+    writer's process still makes must not land after that claim."""
+    with journal.open(jpath) as j:
+        rid = new_run(j)
+        w = j.writer(rid, separate=True)
+        w.transition("a", S.QUEUED)
+        w.flush()
+        with j.engine.begin() as conn:   # what claim_run writes
+            conn.execute(text("UPDATE runs SET controller_pid = controller_pid + 1"))
+        w.transition("b", S.QUEUED)
+        with pytest.raises(journal.JournalError, match="another controller"):
+            w.flush()
+        with pytest.raises(journal.JournalError):
+            w.close()
+        assert {t.key: t.state for t in j.tasks(rid)} == {"a": "queued", "b": "pending",
+                                                          "c": "pending"}
+
+
+def test_writer_process_that_dies_is_an_error_not_a_hang(jpath):
+    with journal.open(jpath) as j:
+        rid = new_run(j)
+        w = j.writer(rid, separate=True)
+        w.transition("a", S.QUEUED)
+        w.flush()
+        proc = psutil.Process(w.process_pid)
+        proc.kill()
+        proc.wait(10)
+        w.transition("b", S.QUEUED)
+        with pytest.raises(journal.JournalError, match="process ended"):
+            w.flush(timeout=30)
+        with pytest.raises(journal.JournalError):
+            w.close()
+
+
+_DYING_CONTROLLER = """
+import os, signal, sys
+import pexen.journal as journal
+from pexen.journal import TaskState as S
+with journal.open(sys.argv[1]) as j:
+    rid = j.create_run({"kind": "dir", "target": "/x", "cwd": "/"}, {}, [("a", {})],
+                       host="h", boot_id="b", controller_pid=os.getpid(),
+                       controller_started=0.0)
+    w = j.writer(rid, separate=True)
+    w.transition("a", S.QUEUED)
+    w.flush()
+    print(w.process_pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_writer_process_ends_with_its_controller(jpath):
+    proc = subprocess.run([sys.executable, "-c", _DYING_CONTROLLER, jpath],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    try:
+        psutil.Process(pid).wait(10)
+    except psutil.NoSuchProcess:
+        pass
+    assert not psutil.pid_exists(pid)
+    with journal.open(jpath) as j:
+        assert [t.state for t in j.tasks(1)] == ["queued"]
