@@ -14,7 +14,8 @@ program it starts in a few milliseconds.
 The protocol on the pipes (see `JournalWriter`): frames of a 4-byte length
 (little endian) and a `marshal`led value, in order:
 
-- first ``("init", path, run_id, ids, busy_ms)``, ids: task key -> row id;
+- first ``("init", path, run_id, busy_ms)``: the process reads the run's
+  task ids (key -> row id) itself, while the controller goes on;
 - ``("batch", items)``: commit `items` (tuples as `JournalWriter` queues
   them) in one transaction, then answer;
 - ``("ids", {key: id})``: task rows made after the start.
@@ -232,11 +233,12 @@ def serve(in_fd: int, out_fd: int, parent: int) -> int:
     first = frames.next()
     if first is None:
         return 0
-    _, path, run_id, ids, busy_ms = first
+    _, path, run_id, busy_ms = first
     try:
         con = connect(path, busy_ms)
         owner = con.execute("SELECT controller_pid, controller_started FROM runs "
                             "WHERE id = ?", (run_id,)).fetchone()
+        ids = dict(con.execute("SELECT key, id FROM tasks WHERE run_id = ?", (run_id,)))
     except Exception as exc:
         os.write(out_fd, _answer(exc))
         return 1

@@ -376,8 +376,7 @@ class _Child:
             os.close(from_child)
         child = cls(proc, from_parent, to_parent, writer.where)
         try:
-            child.send(("init", writer._path, writer.run_id, dict(writer._ids),
-                        writer._busy_ms))
+            child.send(("init", writer._path, writer.run_id, writer._busy_ms))
         except OSError:
             child.close()
             raise
