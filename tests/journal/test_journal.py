@@ -313,7 +313,7 @@ def test_a_big_batch_writes_what_row_by_row_statements_write(tmp_path_factory, i
         cols = _COLUMN_SETS[which]
         values = tuple(_value(c, n + i) for i, c in enumerate(cols))
         batch.append((f"t{task}", "pending" if event else None, f"s{n % 9}" if event else None,
-                      n / 3, cols, values, '{"n": %d}' % n if n % 3 == 0 else None))
+                      n / 3, cols, values, f'{{"n": {n}}}' if n % 3 == 0 else None))
     base = tmp_path_factory.mktemp("batch")
     fast = _rows_after(str(base / "fast.sqlite"), batch, fast=True)
     core = _rows_after(str(base / "core.sqlite"), batch, fast=False)
