@@ -20,8 +20,9 @@ The protocol on the pipes (see `JournalWriter`): frames of a 4-byte length
   them) in one transaction, then answer;
 - ``("ids", {key: id})``: task rows made after the start.
 
-Each batch is answered on the other pipe with one line: ``ok`` once
-committed, or ``error <message>`` (and the process ends). The process ends
+The process says ``ready`` on the other pipe once it has opened the journal,
+then answers each batch with one line: ``ok`` once committed, or ``error
+<message>`` (and the process ends). The process ends
 when its input ends, or when the process that started it is gone, and never
 commits for a controller that lost the run: each transaction first checks
 that the run's controller (pid and start time) is the one it was at the
@@ -242,6 +243,7 @@ def serve(in_fd: int, out_fd: int, parent: int) -> int:
     except Exception as exc:
         os.write(out_fd, _answer(exc))
         return 1
+    os.write(out_fd, b"ready\n")   # (before it, the writer may still commit itself)
     while True:
         msg = frames.next()
         if msg is None:

@@ -84,6 +84,10 @@ class _Marker:
         self.done = threading.Event()
 
 
+class _NotStarted(Exception):
+    """The writer's process ended before it was ready: it committed nothing."""
+
+
 class _NewIds:
     """Put in the queue by add_task() for the writer's process."""
 
@@ -249,14 +253,22 @@ class JournalWriter:
     # -- the writer thread -----------------------------------------------------
 
     def _loop(self) -> None:
-        if self._child is not None:
-            self._loop_with(self._child)
-            return
         q = self._queue
+        taken = None
+        if self._child is not None:
+            taken = self._loop_with(self._child)
+            if taken is None:
+                return
+            # It ended before it was ready (nothing committed): commit here.
+            self._child = None
+            self.process_pid = None
         raw = None
         try:
             while True:
-                batch, markers, stop = self._take(q.get())
+                batch, markers, stop = taken or self._take(q.get())
+                taken = None
+                if self._separate:   # (queued for the process)
+                    batch = [item for item in batch if type(item) is not _NewIds]
                 if batch and self._error is None:
                     try:
                         if raw is None and self._engine.dialect.paramstyle == "qmark":
@@ -290,9 +302,10 @@ class JournalWriter:
             except queue.Empty:
                 return batch, markers, False
 
-    def _loop_with(self, child: _Child) -> None:
+    def _loop_with(self, child: _Child) -> Optional[Tuple[List[Any], List[_Marker], bool]]:
         """The thread's loop when a process commits: hand each batch over,
-        wait until it is committed."""
+        wait until it is committed. If the process ended before it was
+        ready, the batch it was given (for the thread to commit)."""
         q = self._queue
         try:
             while True:
@@ -303,12 +316,14 @@ class JournalWriter:
                         self.commits += 1
                         self.events_written += sum(1 for item in batch
                                                    if type(item) is tuple and item[2] is not None)
+                    except _NotStarted:
+                        return batch, markers, stop
                     except BaseException as exc:
                         self._error = exc
                 for marker in markers:
                     marker.done.set()
                 if stop:
-                    return
+                    return None
         finally:
             child.close()
 
@@ -350,6 +365,7 @@ class _Child:
         self.answers = answers
         self.where = where
         self._buf = b""
+        self.ready = False   # it said it opened the journal
         _OPEN_FDS.update((out, answers))
 
     @classmethod
@@ -420,6 +436,12 @@ class _Child:
         except OSError:
             pass   # it ended: the answer says why
         answer = self._answer()
+        if not self.ready:
+            if answer == b"":
+                raise _NotStarted()   # (a Python that cannot run it, say)
+            if answer == b"ready":
+                self.ready = True
+                answer = self._answer()
         if answer == b"ok":
             return
         if answer.startswith(b"error "):

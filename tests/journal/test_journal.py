@@ -402,3 +402,26 @@ def test_writer_process_ends_with_its_controller(jpath):
     assert not psutil.pid_exists(pid)
     with journal.open(jpath) as j:
         assert [t.state for t in j.tasks(1)] == ["queued"]
+
+
+def test_writer_commits_itself_when_its_process_cannot_run(jpath, monkeypatch):
+    """An interpreter that cannot run the writer's program (it exits at
+    once): the writer's thread commits instead, nothing is lost."""
+    false = shutil.which("false")
+    if false is None:
+        pytest.skip("no false(1)")
+    with journal.open(jpath) as j:
+        rid = new_run(j)
+        monkeypatch.setattr(sys, "executable", false)
+        w = j.writer(rid, separate=True)
+        monkeypatch.undo()
+        w.transition("a", S.QUEUED)
+        w.transition("a", S.RUNNING, pid=5)
+        w.flush()
+        w.add_task("late", j.add_tasks(rid, [("late", {"requires": []})])["late"])
+        w.transition("late", S.QUEUED)
+        w.close()
+        assert w.process_pid is None
+        assert {t.key: t.state for t in j.tasks(rid)} == {
+            "a": "running", "b": "pending", "c": "pending", "late": "queued"}
+        assert [e.to_state for e in j.events(rid) if e.key == "a"] == ["queued", "running"]
