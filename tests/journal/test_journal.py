@@ -321,12 +321,19 @@ def test_a_big_batch_writes_what_row_by_row_statements_write(tmp_path_factory, i
     assert len(fast[1]) == sum(1 for item in items if item[3])
 
 
+def started_writer(j):
+    """A run of tasks a, b, c and its writer with a process of its own, the
+    move of `a` to queued committed by it."""
+    rid = new_run(j)
+    w = j.writer(rid, separate=True)
+    w.transition("a", S.QUEUED)
+    w.flush()
+    return rid, w
+
+
 def test_writer_process_takes_tasks_added_later_and_values_of_any_type(jpath):
     with journal.open(jpath) as j:
-        rid = new_run(j)
-        w = j.writer(rid, separate=True)
-        w.transition("a", S.QUEUED)
-        w.flush()
+        rid, w = started_writer(j)
         w.add_task("late", j.add_tasks(rid, [("late", {"requires": []})])["late"])
         w.transition("late", S.QUEUED)
         # a str enum (marshal knows only plain types): stored as its value
@@ -343,10 +350,7 @@ def test_writer_process_commits_nothing_for_a_run_claimed_by_another(jpath):
     """After a controller dies, resume claims the run: a commit the old
     writer's process still makes must not land after that claim."""
     with journal.open(jpath) as j:
-        rid = new_run(j)
-        w = j.writer(rid, separate=True)
-        w.transition("a", S.QUEUED)
-        w.flush()
+        rid, w = started_writer(j)
         with j.engine.begin() as conn:   # what claim_run writes
             conn.execute(text("UPDATE runs SET controller_pid = controller_pid + 1"))
         w.transition("b", S.QUEUED)
@@ -360,10 +364,7 @@ def test_writer_process_commits_nothing_for_a_run_claimed_by_another(jpath):
 
 def test_writer_process_that_dies_is_an_error_not_a_hang(jpath):
     with journal.open(jpath) as j:
-        rid = new_run(j)
-        w = j.writer(rid, separate=True)
-        w.transition("a", S.QUEUED)
-        w.flush()
+        _, w = started_writer(j)
         proc = psutil.Process(w.process_pid)
         proc.kill()
         proc.wait(10)
