@@ -21,8 +21,8 @@ The protocol on the pipes (see `JournalWriter`): frames of a 4-byte length
 - ``("ids", {key: id})``: task rows made after the start.
 
 The process says ``ready`` on the other pipe once it has opened the journal,
-then answers each batch with one line: ``ok`` once committed, or ``error
-<message>`` (and the process ends). The process ends
+then answers each batch with one line: ``ok N`` once committed (N: the event
+rows written), or ``error <message>`` (and the process ends). The process ends
 when its input ends, or when the process that started it is gone, and never
 commits for a controller that lost the run: each transaction first checks
 that the run's controller (pid and start time) is the one it was at the
@@ -253,11 +253,12 @@ def serve(in_fd: int, out_fd: int, parent: int) -> int:
             ids.update(msg[1])
             continue
         try:
-            commit(con, run_id, *fold(msg[1], run_id, ids), owner=owner)
+            event_rows, updates, run_fields = fold(msg[1], run_id, ids)
+            commit(con, run_id, event_rows, updates, run_fields, owner=owner)
         except Exception as exc:
             os.write(out_fd, _answer(exc))
             return 1
-        os.write(out_fd, b"ok\n")
+        os.write(out_fd, b"ok %d\n" % len(event_rows))
 
 
 def _answer(exc: BaseException) -> bytes:

@@ -363,8 +363,7 @@ class Journal:
                                            models.tasks.c.state).where(
                     models.tasks.c.run_id == run_id)).all()
             states = {k: (i, s) for k, i, s in rows}
-        return JournalWriter(self.engine, run_id, states, self.where, separate=separate,
-                             busy_ms=_open.BUSY_TIMEOUT_MS)
+        return JournalWriter(self.engine, run_id, states, self.where, separate=separate)
 
     def resume_rows(self, run_id: int) -> Tuple[List[Tuple[str, int, str, int]],
                                                 Dict[str, Tuple[Any, ...]]]:

@@ -37,6 +37,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
 
 from . import _sqlitewriter, models
+from ._open import BUSY_TIMEOUT_MS
 from ._sqlitewriter import NOTE as _NOTE
 from ._sqlitewriter import commit, fold, frame
 from .errors import JournalError
@@ -102,7 +103,7 @@ class JournalWriter:
 
     def __init__(self, engine: Engine, run_id: int, tasks: Dict[str, Tuple[int, str]],
                  where: str = "journal", separate: bool = False,
-                 busy_ms: int = 30_000) -> None:
+                 busy_ms: int = BUSY_TIMEOUT_MS) -> None:
         self._engine = engine
         # a process of its own for the commits (SQLite files only)
         path = engine.url.database if engine.dialect.name == "sqlite" else None
@@ -312,10 +313,8 @@ class JournalWriter:
                 batch, markers, stop = self._take(q.get())
                 if batch and self._error is None:
                     try:
-                        child.commit(batch)
+                        self.events_written += child.commit(batch)
                         self.commits += 1
-                        self.events_written += sum(1 for item in batch
-                                                   if type(item) is tuple and item[2] is not None)
                     except _NotStarted:
                         return batch, markers, stop
                     except BaseException as exc:
@@ -353,7 +352,6 @@ class JournalWriter:
         if run_fields:
             conn.execute(update(models.runs).where(models.runs.c.id == self.run_id)
                          .values(**run_fields))
-
 
 
 class _Child:
@@ -407,18 +405,21 @@ class _Child:
         while view:
             view = view[os.write(self.out, view):]
 
-    def commit(self, batch: List[Any]) -> None:
+    def commit(self, batch: List[Any]) -> int:
+        """Have `batch` committed; the number of event rows written."""
         items: List[Any] = []
+        events = 0
         for item in batch:
             if type(item) is _NewIds:
                 if items:
-                    self._commit(items)
+                    events += self._commit(items)
                     items = []
                 self.send(("ids", item.ids))
             else:
                 items.append(item)
         if items:
-            self._commit(items)
+            events += self._commit(items)
+        return events
 
     def _answer(self) -> bytes:
         """The next line the process wrote (b"" if it ended)."""
@@ -430,7 +431,7 @@ class _Child:
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
-    def _commit(self, items: List[Any]) -> None:
+    def _commit(self, items: List[Any]) -> int:
         try:
             self.send(("batch", items))
         except OSError:
@@ -442,8 +443,8 @@ class _Child:
             if answer == b"ready":
                 self.ready = True
                 answer = self._answer()
-        if answer == b"ok":
-            return
+        if answer.startswith(b"ok "):
+            return int(answer[3:])
         if answer.startswith(b"error "):
             text = answer[6:].decode("utf-8", "replace").strip()
         else:
