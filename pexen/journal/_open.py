@@ -1,15 +1,20 @@
-"""Opening a journal: refuse what is not ours, upgrade what is, create with 0600."""
+"""Opening a journal: refuse what is not ours, bring what is to head, create
+with 0600.
+
+Only the standard library: a journal file at head (every journal but a new
+or an old one) is opened with `sqlite3` alone. A new (empty) file is given
+the head schema from `_schema`; an older journal is upgraded by Alembic
+(`_migrate`, which loads SQLAlchemy and Alembic for it).
+"""
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
-from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
-
+from . import _schema
+from ._db import BUSY_TIMEOUT_MS, Database
 from .errors import (
     JournalCorruptError,
     JournalError,
@@ -19,57 +24,11 @@ from .errors import (
 )
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-BUSY_TIMEOUT_MS = 30_000
+HEAD = _schema.HEAD
+_OURS = frozenset({"runs", "tasks", "events"})
 
-
-def _script_location() -> str:
-    import pexen.migrations
-
-    return os.path.dirname(os.path.abspath(pexen.migrations.__file__))
-
-
-def _alembic_config(connection: Any) -> Any:
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", _script_location())
-    cfg.attributes["connection"] = connection
-    return cfg
-
-
-def _known_revisions() -> tuple:
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(_script_location())
-    return {rev.revision for rev in script.walk_revisions()}, script.get_current_head()
-
-
-def sqlite_engine(path: str, *, immediate: bool) -> Engine:
-    """An engine on a SQLite file: WAL, synchronous=FULL, a busy timeout.
-
-    Transactions begin IMMEDIATE when `immediate` (a writer takes the write
-    lock up front, so it never fails upgrading a read lock mid-transaction);
-    readers begin DEFERRED.
-    """
-    engine = create_engine(f"sqlite:///{path}",
-                           connect_args={"timeout": BUSY_TIMEOUT_MS / 1000,
-                                         "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we say BEGIN ourselves (below)
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+__all__ = ["BUSY_TIMEOUT_MS", "HEAD", "bring_to_head", "check_file", "corrupt_or_io",
+           "inspect_file", "refuse"]
 
 
 def check_file(path: str, create: bool) -> bool:
@@ -109,29 +68,41 @@ def check_file(path: str, create: bool) -> bool:
     return True
 
 
+def refuse(where: str, tables: Collection[str], current: Optional[str],
+           known: Collection[str] = _schema.REVISIONS) -> None:
+    """Raise if a database with `tables`, at schema revision `current`, is not
+    a journal this pexen may use: one from a newer pexen, another program's."""
+    if current is not None and current not in known:
+        raise JournalTooNewError(f"{where} was written by a newer pexen (schema "
+                                 f"{current}); upgrade pexen to read it")
+    if tables and (current is None or not _OURS <= set(tables)):
+        raise NotAJournalError(f"{where} is an SQLite database but not a pexen "
+                               "journal; refusing to touch it")
+
+
+def _revision(cur: Any) -> tuple:
+    """(the tables, the schema revision or None) of the database of `cur`."""
+    tables = {row[0] for row in cur.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    current = None
+    if "alembic_version" in tables:
+        row = cur.execute("SELECT version_num FROM alembic_version").fetchone()
+        current = row[0] if row else None
+    return tables, current
+
+
 def inspect_file(path: str) -> None:
-    """Look at an existing SQLite file without changing a byte of it (the
-    engine would switch it to WAL): refuse a foreign, newer or damaged one."""
+    """Look at an existing SQLite file without changing a byte of it (opening
+    it for writing would switch it to WAL): refuse a foreign, newer or
+    damaged one."""
     if os.path.getsize(path) == 0:
         return
-    known, _ = _known_revisions()
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as exc:
         raise corrupt_or_io(exc, path) from None
     try:
-        tables = {row[0] for row in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        current = None
-        if "alembic_version" in tables:
-            current = con.execute("SELECT version_num FROM alembic_version").fetchone()
-            current = current[0] if current else None
-        if current is not None and current not in known:
-            raise JournalTooNewError(f"{path} was written by a newer pexen (schema "
-                                     f"{current}); upgrade pexen to read it")
-        if tables and (current is None or not {"runs", "tasks", "events"} <= tables):
-            raise NotAJournalError(f"{path} is an SQLite database but not a pexen "
-                                   "journal; refusing to touch it")
+        refuse(path, *_revision(con))
         con.execute("PRAGMA quick_check(1)").fetchone()
     except sqlite3.Error as exc:
         raise corrupt_or_io(exc, path) from None
@@ -139,38 +110,44 @@ def inspect_file(path: str) -> None:
         con.close()
 
 
-def migrate(engine: Engine, where: str) -> Optional[str]:
-    """Upgrade the journal to the newest schema; refuse a foreign or newer one.
-
-    Returns the revision it is at.
-    """
-    from alembic import command
-
-    known, head = _known_revisions()
+def bring_to_head(db: Database, where: str) -> None:
+    """Make the journal file of `db` one at head: nothing to do for one at
+    head (a read); a new one gets the head schema (one transaction); an
+    older one is upgraded by Alembic. Refuse a foreign or newer one."""
+    con = db.take()
     try:
-        with engine.begin() as conn:
-            tables = set(inspect(conn).get_table_names())
-            current = None
-            if "alembic_version" in tables:
-                current = conn.execute(text("SELECT version_num FROM alembic_version")
-                                       ).scalar()
-            if tables and (current is None or not {"runs", "tasks", "events"} <= tables):
-                if current is not None and current not in known:
-                    raise JournalTooNewError(
-                        f"{where} was written by a newer pexen (schema {current}); "
-                        "upgrade pexen to read it")
-                raise NotAJournalError(f"{where} is an SQLite database but not a pexen "
-                                       "journal; refusing to touch it")
-            if current is not None and current not in known:
-                raise JournalTooNewError(f"{where} was written by a newer pexen (schema "
-                                         f"{current}); upgrade pexen to read it")
-            if current != head:
-                command.upgrade(_alembic_config(conn), "head")
-            return head
-    except JournalError:
-        raise
-    except (DBAPIError, sqlite3.DatabaseError) as exc:
-        raise corrupt_or_io(exc, where) from None
+        cur = con.cursor()
+        try:
+            db.begin(cur, write=False)
+            tables, current = _revision(cur)
+            db.commit(con)
+            refuse(where, tables, current)
+            if current == HEAD:
+                return
+            # Take the write lock, and look again: another process may have
+            # made it a journal (or upgraded it) meanwhile.
+            db.begin(cur, write=True)
+            tables, current = _revision(cur)
+            refuse(where, tables, current)
+            if not tables:
+                for statement in _schema.SQLITE_SCHEMA:
+                    cur.execute(statement)
+                cur.execute(_schema.SQLITE_HEAD_ROW, (HEAD,))
+            db.commit(con)
+        except sqlite3.Error as exc:
+            db.rollback(con)
+            raise corrupt_or_io(exc, where) from None
+        except BaseException:
+            db.rollback(con)
+            raise
+        finally:
+            cur.close()
+    finally:
+        db.give(con)
+    if tables and current != HEAD:
+        from . import _migrate
+
+        _migrate.upgrade_file(db.path or where, where)
 
 
 def corrupt_or_io(exc: BaseException, where: str) -> JournalError:
@@ -182,6 +159,6 @@ def corrupt_or_io(exc: BaseException, where: str) -> JournalError:
         return JournalCorruptError(f"{where} is corrupt ({msg}); it was left as it is")
     if "readonly" in lowered or "read-only" in lowered:
         return JournalLocationError(f"journal {where} is read-only ({msg})")
-    if isinstance(exc, OperationalError) and "locked" in lowered:
+    if "locked" in lowered and type(orig).__name__ == "OperationalError":
         return JournalError(f"journal {where} is locked by another process ({msg})")
     return JournalError(f"journal {where}: {msg}")

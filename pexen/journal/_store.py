@@ -1,11 +1,19 @@
-"""The journal: open it, create runs, read runs, tasks and events back."""
+"""The journal: open it, create runs, read runs, tasks and events back.
+
+Plain DB-API with SQL text (``?`` placeholders, portable SQL), through the
+connections of a `Database` (`_db`): on a SQLite file nothing here loads
+SQLAlchemy.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import namedtuple
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -18,12 +26,11 @@ from typing import (
     Tuple,
 )
 
-from sqlalchemy import create_engine, func, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+if TYPE_CHECKING:
+    from ._writer import JournalWriter
 
-from . import _open, models
-from ._writer import JournalWriter
+from . import _open
+from ._db import Database, SqliteDatabase, UrlDatabase
 from .errors import JournalError
 from .states import TERMINAL
 
@@ -99,25 +106,60 @@ _EXTRAS_SQL = (
     "AND shared <> '{}'))")
 
 
-def _run_info(row: Any) -> RunInfo:
-    m = row._mapping
-    return RunInfo(m["id"], m["created_at"], m["finished_at"], m["state"],
-                   json.loads(m["suite"]), json.loads(m["config"]), m["host"],
-                   m["boot_id"], m["controller_pid"], m["controller_started"],
-                   m["heartbeat_at"], m["exit_code"])
+RUN_COLUMNS = ("id", "created_at", "finished_at", "state", "suite", "config", "host",
+               "boot_id", "controller_pid", "controller_started", "heartbeat_at",
+               "exit_code")
+#: The columns of `tasks`, in the order the table has them.
+TASK_COLUMNS = ("id", "run_id", "key", "state", "attempt", "reboot_count", "queued_at",
+                "started_at", "finished_at", "time_used", "pid", "pid_started", "boot_id",
+                "token", "ret", "ret_restorable", "shared", "shared_restorable", "exc_type",
+                "exc_text", "reason", "meta", "reboot_requested_at", "reboot_boot_id",
+                "interrupt_count")
+EVENT_COLUMNS = ("id", "run_id", "key", "from_state", "to_state", "at", "detail")
+
+_RUNS_SQL = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+_TASKS_SQL = f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE run_id = ? ORDER BY id"
+_EVENTS_SQL = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE run_id = ?"
+_INSERT_EVENT = ("INSERT INTO events (run_id, key, from_state, to_state, at, detail) "
+                 "VALUES (?, ?, ?, ?, ?, ?)")
+_INSERT_TASK = ("INSERT INTO tasks (run_id, key, state, attempt, reboot_count, time_used, "
+                "meta) VALUES (?, ?, 'pending', 0, 0, 0.0, ?)")
+#: Keys looked up by one statement (SQLite allowed 999 parameters before 3.32).
+_KEYS_PER_STATEMENT = 500
+
+#: A row of `tasks`, with attribute access (`t.key`, `t.state`, ...).
+TaskRow = namedtuple("TaskRow", TASK_COLUMNS)  # type: ignore[misc]
+_RESTORABLE = (TASK_COLUMNS.index("ret_restorable"), TASK_COLUMNS.index("shared_restorable"))
+
+
+def _run_info(row: Sequence[Any]) -> RunInfo:
+    (id_, created_at, finished_at, state, suite, config, host, boot, pid, started,
+     heartbeat, exit_code) = row
+    return RunInfo(id_, created_at, finished_at, state, json.loads(suite), json.loads(config),
+                   host, boot, pid, started, heartbeat, exit_code)
+
+
+def _task_row(row: Sequence[Any]) -> Any:
+    values = list(row)
+    for i in _RESTORABLE:   # stored as 0/1: read back as the booleans written
+        if values[i] is not None:
+            values[i] = bool(values[i])
+    return TaskRow._make(values)
+
+
+def _event_info(r: Sequence[Any]) -> EventInfo:
+    return EventInfo(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None)
 
 
 class Journal:
     """An open journal (use `pexen.journal.open`)."""
 
-    def __init__(self, where: str, engine: Engine, reader: Engine) -> None:
+    def __init__(self, where: str, db: Database) -> None:
         self.where = where
-        self.engine = engine      # transactions begin IMMEDIATE: for writing
-        self.reader = reader      # transactions begin DEFERRED: for reading
+        self.db = db   # where the connections come from (see _db)
 
     def close(self) -> None:
-        self.engine.dispose()
-        self.reader.dispose()
+        self.db.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -125,8 +167,31 @@ class Journal:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _guard(self) -> Any:
-        return _Guard(self.where)
+    @contextmanager
+    def _transaction(self, write: bool = False) -> Iterator[Any]:
+        """A cursor in a transaction: committed at the end (a writing one
+        began IMMEDIATE on SQLite), rolled back on an error; database errors
+        become the journal errors a user can act on."""
+        db = self.db
+        con = db.take()
+        try:
+            cur = con.cursor()
+            try:
+                db.begin(cur, write)
+                yield _Cursor(cur, db)
+                db.commit(con)
+            except BaseException as exc:
+                try:
+                    db.rollback(con)
+                except db.errors:
+                    pass
+                if isinstance(exc, db.errors):
+                    raise _open.corrupt_or_io(exc, self.where) from None
+                raise
+            finally:
+                cur.close()
+        finally:
+            db.give(con)
 
     # -- runs ------------------------------------------------------------------
 
@@ -135,206 +200,197 @@ class Journal:
                    boot_id: str, controller_pid: int, controller_started: float) -> int:
         """Create a run with its tasks (all `pending`), in one transaction."""
         now = time.time()
-        with self._guard(), self.engine.begin() as conn:
-            run_id = conn.execute(models.runs.insert().values(
-                created_at=now, state="running", suite=json.dumps(suite),
-                config=json.dumps(config), host=host, boot_id=boot_id,
-                controller_pid=controller_pid, controller_started=controller_started,
-                heartbeat_at=now)).inserted_primary_key[0]
+        with self._transaction(write=True) as cur:
+            run_id = cur.insert(
+                "INSERT INTO runs (created_at, state, suite, config, host, boot_id, "
+                "controller_pid, controller_started, heartbeat_at) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (now, json.dumps(suite), json.dumps(config), host, boot_id, controller_pid,
+                 controller_started, now))
             if tasks:
-                self._insert_tasks(conn, run_id, tasks)
-            conn.execute(models.events.insert().values(
-                run_id=run_id, key=None, from_state=None, to_state="running", at=now,
-                detail=json.dumps({"tasks": len(tasks)})))
+                # a tuple per row: a run may have a hundred thousand tasks
+                cur.executemany(_INSERT_TASK, [(run_id, key, _meta_json(meta))
+                                               for key, meta in tasks])
+            cur.execute(_INSERT_EVENT, (run_id, None, None, "running", now,
+                                        json.dumps({"tasks": len(tasks)})))
         return int(run_id)
-
-    @staticmethod
-    def _insert_tasks(conn: Any, run_id: int,
-                      tasks: Sequence[Tuple[str, Dict[str, Any]]]) -> None:
-        if conn.dialect.paramstyle == "qmark":
-            # the plain driver, in the transaction of `conn`: a tuple per row
-            # (a run may have a hundred thousand tasks)
-            conn.exec_driver_sql(
-                "INSERT INTO tasks (run_id, key, state, attempt, reboot_count, time_used, "
-                "meta) VALUES (?, ?, 'pending', 0, 0, 0.0, ?)",
-                [(run_id, key, _meta_json(meta)) for key, meta in tasks])
-            return
-        conn.execute(models.tasks.insert(), [
-            {"run_id": run_id, "key": key, "state": "pending", "attempt": 0,
-             "reboot_count": 0, "time_used": 0.0, "meta": json.dumps(meta)}
-            for key, meta in tasks])
 
     def add_tasks(self, run_id: int, tasks: Sequence[Tuple[str, Dict[str, Any]]]
                   ) -> Dict[str, int]:
         """Add task rows (pending) to a run; returns their ids."""
-        with self._guard(), self.engine.begin() as conn:
-            self._insert_tasks(conn, run_id, tasks)
-            rows = conn.execute(select(models.tasks.c.key, models.tasks.c.id).where(
-                models.tasks.c.run_id == run_id,
-                models.tasks.c.key.in_([k for k, _ in tasks]))).all()
-        return {k: i for k, i in rows}
+        keys = [k for k, _ in tasks]
+        ids: Dict[str, int] = {}
+        with self._transaction(write=True) as cur:
+            cur.executemany(_INSERT_TASK, [(run_id, key, _meta_json(meta))
+                                           for key, meta in tasks])
+            for i in range(0, len(keys), _KEYS_PER_STATEMENT):
+                part = keys[i:i + _KEYS_PER_STATEMENT]
+                cur.execute("SELECT key, id FROM tasks WHERE run_id = ? AND key IN ("
+                            + ", ".join("?" * len(part)) + ")", (run_id, *part))
+                ids.update(cur.fetchall())
+        return ids
 
     def claim_run(self, run_id: int, *, is_alive: Callable[[RunInfo], bool],
                   pid: int, pid_started: float, boot_id: str,
                   config: Optional[Dict[str, Any]] = None) -> RunInfo:
         """Make this process the run's controller, atomically; refuse (and
         return the run as found) if its controller is alive."""
-        with self._guard(), self.engine.begin() as conn:
-            row = conn.execute(select(models.runs).where(models.runs.c.id == run_id)
-                               ).first()
+        with self._transaction(write=True) as cur:
+            cur.execute(_RUNS_SQL + " WHERE id = ?", (run_id,))
+            row = cur.fetchone()
             if row is None:
                 raise JournalError(f"{self.where} has no run {run_id}")
             run = _run_info(row)
             if is_alive(run):
                 return run
-            conn.execute(update(models.runs).where(models.runs.c.id == run_id).values(
-                controller_pid=pid, controller_started=pid_started, boot_id=boot_id,
-                state="running", heartbeat_at=time.time(), finished_at=None,
-                exit_code=None, **({"config": json.dumps(config)} if config else {})))
-            conn.execute(models.events.insert().values(
-                run_id=run_id, key=None, from_state=run.state, to_state="running",
-                at=time.time(), detail=json.dumps({"resumed_by": pid})))
+            sets = ("controller_pid = ?, controller_started = ?, boot_id = ?, "
+                    "state = 'running', heartbeat_at = ?, finished_at = NULL, "
+                    "exit_code = NULL")
+            values: List[Any] = [pid, pid_started, boot_id, time.time()]
+            if config:
+                sets += ", config = ?"
+                values.append(json.dumps(config))
+            cur.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values, run_id))
+            cur.execute(_INSERT_EVENT, (run_id, None, run.state, "running", time.time(),
+                                        json.dumps({"resumed_by": pid})))
         return run
 
     def runs(self) -> List[RunInfo]:
-        with self._guard(), self.reader.connect() as conn:
-            rows = conn.execute(select(models.runs).order_by(models.runs.c.id)).all()
+        with self._transaction() as cur:
+            cur.execute(_RUNS_SQL + " ORDER BY id")
+            rows = cur.fetchall()
         return [_run_info(r) for r in rows]
 
     def run(self, run_id: int) -> RunInfo:
-        with self._guard(), self.reader.connect() as conn:
-            row = conn.execute(select(models.runs).where(models.runs.c.id == run_id)
-                               ).first()
+        with self._transaction() as cur:
+            cur.execute(_RUNS_SQL + " WHERE id = ?", (run_id,))
+            row = cur.fetchone()
         if row is None:
             raise JournalError(f"{self.where} has no run {run_id}")
         return _run_info(row)
 
     def newest_unfinished(self) -> Optional[RunInfo]:
-        with self._guard(), self.reader.connect() as conn:
-            row = conn.execute(select(models.runs).where(models.runs.c.state != "finished")
-                               .order_by(models.runs.c.id.desc()).limit(1)).first()
+        with self._transaction() as cur:
+            cur.execute(_RUNS_SQL + " WHERE state <> 'finished' ORDER BY id DESC LIMIT 1")
+            row = cur.fetchone()
         return _run_info(row) if row is not None else None
 
     def newest(self) -> Optional[RunInfo]:
-        with self._guard(), self.reader.connect() as conn:
-            row = conn.execute(select(models.runs).order_by(models.runs.c.id.desc())
-                               .limit(1)).first()
+        with self._transaction() as cur:
+            cur.execute(_RUNS_SQL + " ORDER BY id DESC LIMIT 1")
+            row = cur.fetchone()
         return _run_info(row) if row is not None else None
 
     # -- tasks and events ----------------------------------------------------
 
     def tasks(self, run_id: int) -> List[Any]:
         """The task rows of a run (attribute access: .key, .state, ...), by id."""
-        with self._guard(), self.reader.connect() as conn:
-            return list(conn.execute(select(models.tasks).where(
-                models.tasks.c.run_id == run_id).order_by(models.tasks.c.id)).all())
+        with self._transaction() as cur:
+            cur.execute(_TASKS_SQL, (run_id,))
+            return [_task_row(r) for r in cur.fetchall()]
 
     def counts(self, run_id: int) -> Dict[str, int]:
         """How many tasks of the run are in each state."""
-        with self._guard(), self.reader.connect() as conn:
-            rows = conn.execute(select(models.tasks.c.state, func.count()).where(
-                models.tasks.c.run_id == run_id).group_by(models.tasks.c.state)).all()
-        return {state: n for state, n in rows}
+        with self._transaction() as cur:
+            cur.execute("SELECT state, count(*) FROM tasks WHERE run_id = ? GROUP BY state",
+                        (run_id,))
+            return {state: n for state, n in cur.fetchall()}
 
     def events(self, run_id: int, after: int = 0, limit: Optional[int] = None
                ) -> List[EventInfo]:
         """The run's events with an id above `after`, oldest first."""
-        stmt = (select(models.events).where(models.events.c.run_id == run_id,
-                                            models.events.c.id > after)
-                .order_by(models.events.c.id))
+        sql = _EVENTS_SQL + " AND id > ? ORDER BY id"
+        params: Tuple[Any, ...] = (run_id, after)
         if limit is not None:
-            stmt = stmt.limit(limit)
-        with self._guard(), self.reader.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return [EventInfo(r.id, r.run_id, r.key, r.from_state, r.to_state, r.at,
-                          json.loads(r.detail) if r.detail else None) for r in rows]
+            sql += " LIMIT ?"
+            params += (int(limit),)
+        with self._transaction() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+        return [_event_info(r) for r in rows]
 
     def add_result(self, run_id: int, key: str, attempt: int, name: str, outcome: str,
                    message: Optional[str] = None) -> None:
         """Record a result task `key` reported in its attempt `attempt`
         (committed before this returns; the controller is not involved)."""
-        with self._guard(), self.engine.begin() as conn:
-            conn.execute(models.results.insert().values(
-                run_id=run_id, key=key, attempt=attempt, name=name, outcome=outcome,
-                message=message, at=time.time()))
+        with self._transaction(write=True) as cur:
+            cur.execute("INSERT INTO results (run_id, key, attempt, name, outcome, message, "
+                        "at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, key, attempt, name, outcome, message, time.time()))
 
     def results(self, run_id: int, key: Optional[str] = None,
                 attempt: Optional[int] = None) -> List[ResultInfo]:
         """The results tasks of a run reported (of one task, of one attempt),
         oldest first."""
-        r = models.results.c
-        stmt = select(r.key, r.attempt, r.name, r.outcome, r.message, r.at).where(
-            r.run_id == run_id)
+        sql = ("SELECT key, attempt, name, outcome, message, at FROM results "
+               "WHERE run_id = ?")
+        params: Tuple[Any, ...] = (run_id,)
         if key is not None:
-            stmt = stmt.where(r.key == key)
+            sql += " AND key = ?"
+            params += (key,)
         if attempt is not None:
-            stmt = stmt.where(r.attempt == attempt)
-        with self._guard(), self.reader.connect() as conn:
-            return [ResultInfo(*row) for row in conn.execute(stmt.order_by(r.id)).all()]
+            sql += " AND attempt = ?"
+            params += (attempt,)
+        with self._transaction() as cur:
+            cur.execute(sql + " ORDER BY id", params)
+            return [ResultInfo(*row) for row in cur.fetchall()]
 
     def request_reboot(self, run_id: int, key: str, boot_id: str) -> None:
         """Record that task `key` asks for a reboot (committed, with a full
         sync, before this returns)."""
-        t = models.tasks.c
-        with self._guard(), self.engine.begin() as conn:
-            conn.execute(update(models.tasks).where(t.run_id == run_id, t.key == key)
-                         .values(reboot_requested_at=time.time(), reboot_boot_id=boot_id))
+        with self._transaction(write=True) as cur:
+            cur.execute("UPDATE tasks SET reboot_requested_at = ?, reboot_boot_id = ? "
+                        "WHERE run_id = ? AND key = ?", (time.time(), boot_id, run_id, key))
 
     def interrupt_counts(self, run_id: int) -> Dict[str, int]:
         """Task key -> unplanned reboots it was run again after (non-zero only)."""
-        return self._nonzero(run_id, models.tasks.c.interrupt_count)
+        return self._nonzero(run_id, "interrupt_count")
 
     def reboot_counts(self, run_id: int) -> Dict[str, int]:
         """Task key -> planned reboots it has been through (non-zero only)."""
-        return self._nonzero(run_id, models.tasks.c.reboot_count)
+        return self._nonzero(run_id, "reboot_count")
 
-    def _nonzero(self, run_id: int, column: Any) -> Dict[str, int]:
-        t = models.tasks.c
-        with self._guard(), self.reader.connect() as conn:
-            return {k: n for k, n in conn.execute(
-                select(t.key, column).where(t.run_id == run_id, column > 0)).all()}
+    def _nonzero(self, run_id: int, column: str) -> Dict[str, int]:
+        with self._transaction() as cur:
+            cur.execute(f"SELECT key, {column} FROM tasks WHERE run_id = ? AND {column} > 0",
+                        (run_id,))
+            return {k: n for k, n in cur.fetchall()}
 
     def add_run_event(self, run_id: int, to_state: str,
                       detail: Optional[Dict[str, Any]] = None) -> None:
         """An event of the run written directly (committed when this returns),
         without changing the run's state: e.g. "reboot-issued"."""
-        with self._guard(), self.engine.begin() as conn:
-            conn.execute(models.events.insert().values(
-                run_id=run_id, key=None, from_state=None, to_state=to_state, at=time.time(),
-                detail=json.dumps(detail) if detail else None))
+        with self._transaction(write=True) as cur:
+            cur.execute(_INSERT_EVENT, (run_id, None, None, to_state, time.time(),
+                                        json.dumps(detail) if detail else None))
 
     def reboot_issued(self, run_id: int) -> bool:
         """Whether the reboot command was run since the run was last marked
         `rebooting` (a "reboot-issued" event after the last "rebooting" one)."""
-        e = models.events.c
-        with self._guard(), self.reader.connect() as conn:
-            last = {state: i for state, i in conn.execute(
-                select(e.to_state, func.max(e.id)).where(
-                    e.run_id == run_id, e.key.is_(None),
-                    e.to_state.in_(("rebooting", "reboot-issued")))
-                .group_by(e.to_state)).all()}
+        with self._transaction() as cur:
+            cur.execute("SELECT to_state, max(id) FROM events WHERE run_id = ? AND key IS NULL "
+                        "AND to_state IN ('rebooting', 'reboot-issued') GROUP BY to_state",
+                        (run_id,))
+            last = {state: i for state, i in cur.fetchall()}
         return last.get("reboot-issued", -1) > last.get("rebooting", -1)
 
     def reboot_requests(self, run_id: int) -> List[Tuple[str, float, Optional[str], int]]:
         """(key, requested at, boot id then, reboot count) of the tasks of a run whose reboot
         request is not dealt with yet (the request is cleared when the task
         runs again)."""
-        t = models.tasks.c
-        with self._guard(), self.reader.connect() as conn:
-            return [tuple(r) for r in conn.execute(
-                select(t.key, t.reboot_requested_at, t.reboot_boot_id, t.reboot_count)
-                .where(t.run_id == run_id, t.reboot_requested_at.is_not(None))).all()]
+        with self._transaction() as cur:
+            cur.execute("SELECT key, reboot_requested_at, reboot_boot_id, reboot_count "
+                        "FROM tasks WHERE run_id = ? AND reboot_requested_at IS NOT NULL",
+                        (run_id,))
+            return [tuple(r) for r in cur.fetchall()]
 
     def events_to(self, run_id: int, to_state: str) -> List[EventInfo]:
         """The run's transitions into `to_state`, oldest first (e.g. every
         attempt cut short: "interrupted")."""
-        stmt = (select(models.events).where(models.events.c.run_id == run_id,
-                                            models.events.c.to_state == to_state)
-                .order_by(models.events.c.id))
-        with self._guard(), self.reader.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return [EventInfo(r.id, r.run_id, r.key, r.from_state, r.to_state, r.at,
-                          json.loads(r.detail) if r.detail else None) for r in rows]
+        with self._transaction() as cur:
+            cur.execute(_EVENTS_SQL + " AND to_state = ? ORDER BY id", (run_id, to_state))
+            rows = cur.fetchall()
+        return [_event_info(r) for r in rows]
 
     def follow(self, run_id: int, after: int = 0, poll: float = 0.2,
                stop: Optional[Callable[[], bool]] = None) -> Iterator[EventInfo]:
@@ -358,12 +414,12 @@ class Journal:
         from a process of its own (a SQLite file; see JournalWriter): what
         the controller of a run uses."""
         if states is None:
-            with self._guard(), self.reader.connect() as conn:
-                rows = conn.execute(select(models.tasks.c.key, models.tasks.c.id,
-                                           models.tasks.c.state).where(
-                    models.tasks.c.run_id == run_id)).all()
-            states = {k: (i, s) for k, i, s in rows}
-        return JournalWriter(self.engine, run_id, states, self.where, separate=separate)
+            with self._transaction() as cur:
+                cur.execute("SELECT key, id, state FROM tasks WHERE run_id = ?", (run_id,))
+                states = {k: (i, s) for k, i, s in cur.fetchall()}
+        from ._writer import JournalWriter
+
+        return JournalWriter(self.db, run_id, states, self.where, separate=separate)
 
     def resume_rows(self, run_id: int) -> Tuple[List[Tuple[str, int, str, int]],
                                                 Dict[str, Tuple[Any, ...]]]:
@@ -375,70 +431,53 @@ class Journal:
         time used, and those that passed (or warned) with a restorable,
         non-empty shared dict. (Every column read costs: resume reads every
         task of the run, most of them ended.)"""
-        t = models.tasks.c
-        with self._guard(), self.reader.connect() as conn:
-            if conn.dialect.paramstyle == "qmark":
-                # the plain driver: a tuple per row, no Row objects
-                cur = conn.connection.driver_connection.cursor()
-                try:
-                    cur.execute("SELECT key, id, state, attempt FROM tasks "
-                                "WHERE run_id = ? ORDER BY id", (run_id,))
-                    rows = cur.fetchall()
-                    cur.execute(_EXTRAS_SQL, (run_id,))
-                    extras = {row[0]: row[1:] for row in cur.fetchall()}
-                finally:
-                    cur.close()
-                return rows, extras
-            found = conn.execute(
-                select(t.key, t.id, t.state, t.attempt, t.reason, t.pid, t.pid_started,
-                       t.token, t.time_used, t.shared, t.shared_restorable, t.started_at)
-                .where(t.run_id == run_id).order_by(t.id)).all()
-        ended = {s.value for s in TERMINAL}
-        rows, extras = [], {}
-        for row in found:
-            rows.append(tuple(row[:4]))
-            if row.state not in ended or (row.state in ("pass", "warn")
-                                          and row.shared_restorable and row.shared
-                                          and row.shared != "{}"):
-                extras[row.key] = tuple(row[4:])
+        with self._transaction() as cur:
+            cur.execute("SELECT key, id, state, attempt FROM tasks WHERE run_id = ? "
+                        "ORDER BY id", (run_id,))
+            rows = [tuple(r) for r in cur.fetchall()]
+            cur.execute(_EXTRAS_SQL, (run_id,))
+            extras = {row[0]: tuple(row[1:]) for row in cur.fetchall()}
         return rows, extras
 
     def export_rows(self, run_id: int) -> List[Any]:
         """(key, state, attempt, reason, time_used, exc_type, exc_text) of every
         task of a run, by id: what an exporter needs, read in one go."""
-        t = models.tasks.c
-        cols = (t.key, t.state, t.attempt, t.reason, t.time_used, t.exc_type, t.exc_text)
-        with self._guard(), self.reader.connect() as conn:
-            if conn.dialect.paramstyle == "qmark":
-                cur = conn.connection.driver_connection.cursor()
-                try:
-                    cur.execute("SELECT key, state, attempt, reason, time_used, exc_type, "
-                                "exc_text FROM tasks WHERE run_id = ? ORDER BY id", (run_id,))
-                    return cur.fetchall()
-                finally:
-                    cur.close()
-            return [tuple(row) for row in conn.execute(
-                select(*cols).where(t.run_id == run_id).order_by(t.id)).all()]
+        with self._transaction() as cur:
+            cur.execute("SELECT key, state, attempt, reason, time_used, exc_type, exc_text "
+                        "FROM tasks WHERE run_id = ? ORDER BY id", (run_id,))
+            return [tuple(r) for r in cur.fetchall()]
 
     def set_heartbeat(self, run_id: int, at: Optional[float] = None) -> None:
-        with self._guard(), self.engine.begin() as conn:
-            conn.execute(update(models.runs).where(models.runs.c.id == run_id)
-                         .values(heartbeat_at=time.time() if at is None else at))
+        with self._transaction(write=True) as cur:
+            cur.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?",
+                        (time.time() if at is None else at, run_id))
 
 
-class _Guard:
-    """Turn database errors into journal errors a user can act on."""
+class _Cursor:
+    """A DB-API cursor that takes SQL written with ``?`` placeholders, whatever
+    the driver's paramstyle (see `Database.sql`)."""
 
-    def __init__(self, where: str) -> None:
-        self.where = where
+    __slots__ = ("_cur", "_db", "_plain")
 
-    def __enter__(self) -> None:
-        return None
+    def __init__(self, cur: Any, db: Database) -> None:
+        self._cur = cur
+        self._db = db
+        self._plain = db.paramstyle == "qmark"
 
-    def __exit__(self, etype: Any, exc: Any, tb: Any) -> bool:
-        if exc is not None and isinstance(exc, DBAPIError):
-            raise _open.corrupt_or_io(exc, self.where) from None
-        return False
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._cur.execute(sql if self._plain else self._db.sql(sql), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        return self._cur.executemany(sql if self._plain else self._db.sql(sql), rows)
+
+    def insert(self, sql: str, params: Sequence[Any]) -> int:
+        return self._db.insert(self._cur, sql, params)
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> List[Any]:
+        return self._cur.fetchall()
 
 
 def open_journal(where: str, *, create: bool = True) -> Journal:
@@ -446,23 +485,30 @@ def open_journal(where: str, *, create: bool = True) -> Journal:
 
     `where` is a file path (SQLite) or an SQLAlchemy URL (`postgresql://...`).
     A file that is not a journal, a corrupt one, or one from a newer pexen is
-    refused with a JournalError and left as it is.
+    refused with a JournalError and left as it is. A file at head is opened
+    with the standard library only; SQLAlchemy and Alembic are loaded to
+    upgrade an older one, and for a URL.
     """
+    db: Database
     if "://" in where:
-        engine = create_engine(where)
-        reader = engine
-    else:
-        if not _open.check_file(where, create):
-            _open.inspect_file(where)
-        engine = _open.sqlite_engine(where, immediate=True)
-        reader = _open.sqlite_engine(where, immediate=False)
+        from . import _migrate
+
+        db = UrlDatabase(where)
+        try:
+            _migrate.upgrade(db.engine, where)
+        except BaseException:
+            db.close()
+            raise
+        return Journal(where, db)
+    if not _open.check_file(where, create):
+        _open.inspect_file(where)
+    db = SqliteDatabase(where)
     try:
-        _open.migrate(engine, where)
+        _open.bring_to_head(db, where)
     except BaseException:
-        engine.dispose()
-        reader.dispose()
+        db.close()
         raise
-    return Journal(where, engine, reader)
+    return Journal(where, db)
 
 
 _NO_META: Dict[str, Any] = {"requires": [], "provides": [], "claims": [], "uses": [],

@@ -33,13 +33,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from sqlalchemy import bindparam, update
-from sqlalchemy.engine import Engine
-
-from . import _sqlitewriter, models
-from ._open import BUSY_TIMEOUT_MS
+from . import _sqlitewriter
+from ._db import BUSY_TIMEOUT_MS, Database
 from ._sqlitewriter import NOTE as _NOTE
-from ._sqlitewriter import commit, fold, frame
+from ._sqlitewriter import commit, fold, frame, update_sql
 from .errors import JournalError
 from .states import TRANSITIONS, TaskState, advance
 
@@ -101,12 +98,12 @@ class _NewIds:
 class JournalWriter:
     """Writes the transitions of one run, in order, from one thread."""
 
-    def __init__(self, engine: Engine, run_id: int, tasks: Dict[str, Tuple[int, str]],
+    def __init__(self, db: Database, run_id: int, tasks: Dict[str, Tuple[int, str]],
                  where: str = "journal", separate: bool = False,
                  busy_ms: int = BUSY_TIMEOUT_MS) -> None:
-        self._engine = engine
+        self._db = db
         # a process of its own for the commits (SQLite files only)
-        path = engine.url.database if engine.dialect.name == "sqlite" else None
+        path = db.path
         self._separate = bool(separate and path and path != ":memory:")
         self._path = path
         self._busy_ms = busy_ms
@@ -263,7 +260,7 @@ class JournalWriter:
             # It ended before it was ready (nothing committed): commit here.
             self._child = None
             self.process_pid = None
-        raw = None
+        con = None
         try:
             while True:
                 batch, markers, stop = taken or self._take(q.get())
@@ -272,9 +269,9 @@ class JournalWriter:
                     batch = [item for item in batch if type(item) is not _NewIds]
                 if batch and self._error is None:
                     try:
-                        if raw is None and self._engine.dialect.paramstyle == "qmark":
-                            raw = self._engine.raw_connection()
-                        self._commit(batch, raw)
+                        if con is None:
+                            con = self._db.connect()
+                        self._commit(batch, con)
                     except BaseException as exc:
                         self._error = exc
                 for marker in markers:
@@ -282,8 +279,8 @@ class JournalWriter:
                 if stop:
                     return
         finally:
-            if raw is not None:
-                raw.close()
+            if con is not None:
+                con.close()
 
     def _take(self, item: Any) -> Tuple[List[Any], List[_Marker], bool]:
         """`item` and everything queued after it: (the items, the flush
@@ -326,32 +323,40 @@ class JournalWriter:
         finally:
             child.close()
 
-    def _commit(self, batch: List[_Item], raw: Any) -> None:
+    def _commit(self, batch: List[_Item], con: Any) -> None:
+        """Commit `batch` on `con`, a connection of this writer's own."""
         event_rows, updates, run_fields = fold(batch, self.run_id, self._ids)
-        if raw is None:  # a driver with another paramstyle: the Core path
-            with self._engine.begin() as conn:
-                self._commit_core(conn, event_rows, updates, run_fields)
+        if self._db.path is not None:
+            # a SQLite file: statements of many rows each (see _sqlitewriter.commit)
+            commit(con, self.run_id, event_rows, updates, run_fields)
         else:
-            # plain SQL on the driver's connection: building SQLAlchemy
-            # statements, or even checking a connection out of the pool, for
-            # every commit cost more than the commit
-            commit(raw.driver_connection, self.run_id, event_rows, updates, run_fields)
+            self._commit_portable(con, event_rows, updates, run_fields)
         self.commits += 1
         self.events_written += len(event_rows)
 
-    def _commit_core(self, conn: Any, event_rows: List[Tuple[Any, ...]],
-                     updates: Dict[Tuple[str, ...], List[Tuple[Any, ...]]],
-                     run_fields: Dict[str, Any]) -> None:
-        names = ("run_id", "key", "from_state", "to_state", "at", "detail")
-        if event_rows:
-            conn.execute(models.events.insert(), [dict(zip(names, r)) for r in event_rows])
-        for cols, rows in updates.items():
-            stmt = (update(models.tasks).where(models.tasks.c.id == bindparam("_id"))
-                    .values({c: bindparam(c) for c in cols}))
-            conn.execute(stmt, [dict(zip(cols + ("_id",), r)) for r in rows])
-        if run_fields:
-            conn.execute(update(models.runs).where(models.runs.c.id == self.run_id)
-                         .values(**run_fields))
+    def _commit_portable(self, con: Any, event_rows: List[Tuple[Any, ...]],
+                         updates: Dict[Tuple[str, ...], List[Tuple[Any, ...]]],
+                         run_fields: Dict[str, Any]) -> None:
+        """The same rows, a statement per row, in plain SQL any driver takes."""
+        db = self._db
+        cur = con.cursor()
+        try:
+            db.begin(cur, write=True)
+            if event_rows:
+                cur.executemany(db.sql("INSERT INTO events (run_id, key, from_state, "
+                                       "to_state, at, detail) VALUES (?, ?, ?, ?, ?, ?)"),
+                                event_rows)
+            for cols, rows in updates.items():
+                cur.executemany(db.sql(update_sql("tasks", cols)), rows)
+            if run_fields:
+                cur.execute(db.sql(update_sql("runs", tuple(run_fields))),
+                            (*run_fields.values(), self.run_id))
+            db.commit(con)
+        except BaseException:
+            db.rollback(con)
+            raise
+        finally:
+            cur.close()
 
 
 class _Child:

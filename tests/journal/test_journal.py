@@ -15,7 +15,6 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
 
 import pexen.journal as journal
 from pexen.journal import (
@@ -44,11 +43,16 @@ def jpath(tmp_path):
 def test_create_is_0600_wal_and_at_head(jpath):
     with journal.open(jpath) as j:
         new_run(j)
-        with j.reader.connect() as conn:
-            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-            assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
-            assert conn.execute(text("SELECT version_num FROM alembic_version")
-                                ).scalar() == "0004"
+        con = j.db.take()   # one of the journal's own connections
+        try:
+            assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+            assert con.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+            assert con.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+            assert con.execute("SELECT version_num FROM alembic_version"
+                               ).fetchone()[0] == "0004"
+        finally:
+            j.db.give(con)
     assert stat.S_IMODE(os.stat(jpath).st_mode) == 0o600
     # opening again finds the run
     with journal.open(jpath) as j:
@@ -279,23 +283,56 @@ def _value(col, n):
     return None if n % 5 == 0 else f"{col}-{n}-\u00e9"
 
 
+def _commit_row_by_row(path, run_id, ids, batch):
+    """The reference: the batch folded and written by SQLAlchemy Core, a
+    statement per row (what the writer did before it wrote many rows to a
+    statement)."""
+    from sqlalchemy import bindparam, create_engine, update
+
+    from pexen.journal import models
+    from pexen.journal._sqlitewriter import fold
+
+    event_rows, updates, run_fields = fold(batch, run_id, ids)
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            names = ("run_id", "key", "from_state", "to_state", "at", "detail")
+            if event_rows:
+                conn.execute(models.events.insert(),
+                             [dict(zip(names, r)) for r in event_rows])
+            for cols, rows in updates.items():
+                stmt = (update(models.tasks).where(models.tasks.c.id == bindparam("_id"))
+                        .values({c: bindparam(c) for c in cols}))
+                conn.execute(stmt, [dict(zip(cols + ("_id",), r)) for r in rows])
+            if run_fields:
+                conn.execute(update(models.runs).where(models.runs.c.id == run_id)
+                             .values(**run_fields))
+    finally:
+        engine.dispose()
+
+
 def _rows_after(path, batch, fast):
     """The task and event rows after the writer commits `batch` in one
     transaction, by its SQLite statements (fast) or by SQLAlchemy Core."""
     with journal.open(path) as j:
         rid = new_run(j, keys=[f"t{i}" for i in range(300)])
         w = j.writer(rid)
-        raw = j.engine.raw_connection() if fast else None
-        try:
-            w._commit(batch, raw)
-        finally:
-            if raw is not None:
-                raw.close()
-        with j.reader.connect() as conn:
-            tasks = [tuple(t) for t in conn.execute(text("SELECT * FROM tasks ORDER BY id"))]
-            events = [tuple(e) for e in conn.execute(text(
-                "SELECT * FROM events WHERE key IS NOT NULL ORDER BY id"))]
+        if fast:
+            con = j.db.connect()
+            try:
+                w._commit(batch, con)
+            finally:
+                con.close()
+        else:
+            _commit_row_by_row(path, rid, w._ids, batch)
         w.close()
+    con = sqlite3.connect(path)
+    try:
+        tasks = [tuple(t) for t in con.execute("SELECT * FROM tasks ORDER BY id")]
+        events = [tuple(e) for e in con.execute(
+            "SELECT * FROM events WHERE key IS NOT NULL ORDER BY id")]
+    finally:
+        con.close()
     return tasks, events
 
 
@@ -351,8 +388,8 @@ def test_writer_process_commits_nothing_for_a_run_claimed_by_another(jpath):
     writer's process still makes must not land after that claim."""
     with journal.open(jpath) as j:
         rid, w = started_writer(j)
-        with j.engine.begin() as conn:   # what claim_run writes
-            conn.execute(text("UPDATE runs SET controller_pid = controller_pid + 1"))
+        with j._transaction(write=True) as cur:   # what claim_run writes
+            cur.execute("UPDATE runs SET controller_pid = controller_pid + 1")
         w.transition("b", S.QUEUED)
         with pytest.raises(journal.JournalError, match="another controller"):
             w.flush()
