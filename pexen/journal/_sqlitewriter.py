@@ -8,8 +8,10 @@ itself, or hands the batches to a process running this file
 no longer take turns with the tasks' threads for the interpreter lock,
 which made the writer the largest cost of a run of small Python tasks.
 
-This file imports only the standard library and nothing of pexen: run as a
-program it starts in a few milliseconds.
+This file imports only the standard library and nothing of pexen, and
+not even `typing` or `functools` (they pull in `re` and `enum`): run as a
+program it starts in a few milliseconds, and the controller's first
+commit waits for that start.
 
 The protocol on the pipes (see `JournalWriter`): frames of a 4-byte length
 (little endian) and a `marshal`led value, in order:
@@ -38,9 +40,14 @@ import select
 import sqlite3
 import struct
 import sys
-from functools import cache
 from itertools import chain
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: see above)
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+
+    Updates = Dict[Tuple[str, ...], List[Tuple[Any, ...]]]
+    _F = TypeVar("_F", bound=Callable[..., str])
 
 #: The from-state of a run note (an event that leaves the run state alone).
 NOTE = "\x00note"
@@ -54,7 +61,18 @@ _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
 _EVENT_COLUMNS = 6
 _EVENT_ROWS = min(256, _MAX_PARAMS // _EVENT_COLUMNS)
 
-Updates = Dict[Tuple[str, ...], List[Tuple[Any, ...]]]
+
+def cache(func: _F) -> _F:
+    """`functools.cache`, for the few SQL texts built here."""
+    memo: dict = {}
+
+    def cached(*args: Any) -> str:
+        text = memo.get(args)
+        if text is None:
+            text = memo[args] = func(*args)
+        return text
+
+    return cached  # type: ignore[return-value]
 
 
 class LostRun(Exception):
