@@ -1,6 +1,12 @@
 """`pexen-harness`: a thin CLI; each verb is a short function over the library
 that returns an exit code (0 all passed, 1 some failed, 2 interrupted,
-3 internal or journal error, 4 usage or suite error)."""
+3 internal or journal error, 4 usage or suite error).
+
+Each verb imports what it needs when it runs: `status`, `list`, `log` and
+`export` read a journal with the standard library's sqlite3 and load
+neither the engine, the suites nor SQLAlchemy; `start` and `resume` load
+the engine and the controller (see doc/journal.md, "What is loaded when").
+"""
 
 from __future__ import annotations
 
@@ -8,52 +14,43 @@ import argparse
 import json
 import math
 import os
-import shutil
-import subprocess
 import sys
 import time
-import traceback
-from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional
 
-from ..journal import JournalError, task_meta
-from ..sched import SchedulerError
+from ..journal import JournalError
 from ..util import PexenError
-from . import bootunit
-from .capture import log_paths
-from .controller import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HEARTBEAT_SECONDS, data_root
-from .export import check_target, export_run
-from .outcome import EXIT_SKIP, TaskOutcome
-from .progress import Progress
-from .reboot import reboot, reboot_command
-from .report import report
-from .run import (
-    HarnessError,
-    Options,
-    Pick,
-    _open,
-    controller_alive,
-    journal_path,
-    pick_run,
-    resume,
-    start,
-)
-from .selection import choose
-from .suite import SuiteError, load_suite_groups, parse_suite
+from ._journal import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HarnessError, journal_path, pick_run
+from ._journal import open_for_verb as _open
+
+#: bootunit.DEFAULT_UNIT_DIR, for the parser (built before a verb imports bootunit;
+#: tests/harness/test_startup.py holds them equal)
+DEFAULT_UNIT_DIR = "/etc/systemd/system"
 
 
-def _progress(total: int, done: int) -> Progress:
+def _progress(total: int, done: int) -> Any:
+    from .progress import Progress
+
     return Progress(total, done)
 
 
+def _check_xunit(args: argparse.Namespace) -> None:
+    if args.xunit:   # (the exporter and ElementTree: only for --xunit)
+        from .export import check_target
+
+        check_target(args.xunit)
+
+
 def cmd_start(args: argparse.Namespace) -> int:
+    from .run import Options, Pick, start
+
     grace = Options.kill_grace if args.kill_grace is None else args.kill_grace
     options = Options(args.workers, args.pool, args.max_attempts, args.timeout, grace,
                       args.run_timeout,
                       Options.max_reboots if args.max_reboots is None else args.max_reboots,
                       (Options.drain_timeout if args.drain_timeout is None
                        else args.drain_timeout), args.reboot_command, args.allow_reboot)
-    check_target(args.xunit)
+    _check_xunit(args)
     if args.boot_unit and "://" in journal_path(args.journal):
         raise HarnessError("--boot-unit needs a journal file, not a database URL")
     installed = _boot_unit_at_start(args)
@@ -66,13 +63,15 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from .run import resume
+
     given = {name: getattr(args, name)
              for name in ("workers", "pool", "max_attempts", "timeout", "kill_grace",
                           "run_timeout", "max_reboots", "drain_timeout", "reboot_command")
              if getattr(args, name) is not None}
     if args.allow_reboot:
         given["allow_reboot"] = True
-    check_target(args.xunit)
+    _check_xunit(args)
     run_id, code = resume(args.journal, args.run, given, _progress,
                           rerun_interrupted=args.rerun_interrupted)
     return _export_after(args, run_id, code)
@@ -89,6 +88,8 @@ def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
         if run.state != "rebooting":
             print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
         if args.xunit:
+            from .export import export_run
+
             try:
                 counts = export_run(j, run, path, args.xunit, args.xunit_subresults)
             except OSError as exc:
@@ -101,6 +102,8 @@ def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
         j.close()
     unit = run.config.get("boot_unit")
     if run.state == "finished" and unit and os.path.exists(unit):
+        from . import bootunit
+
         try:
             bootunit.remove(path, os.path.dirname(unit))
             print(f"removed the boot unit {unit} (the run has finished)")
@@ -108,6 +111,8 @@ def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
             print(f"pexen-harness: warning: could not remove the boot unit {unit}: "
                   f"{exc.strerror or exc}", file=sys.stderr)
     if run.state == "rebooting":
+        from .reboot import reboot_command
+
         command = reboot_command(run.config.get("reboot_command"))
         j = _open(path, create=False)
         try:
@@ -119,6 +124,8 @@ def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
         print(f"run {run_id}: rebooting ({command}); after the boot, pexen-harness resume "
               "continues the run", flush=True)
         sys.stderr.flush()
+        import subprocess
+
         done = subprocess.run(command, shell=True)
         if done.returncode != 0:
             print(f"pexen-harness: error: the reboot command failed (exit "
@@ -128,6 +135,8 @@ def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
 
 
 def cmd_boot_unit(args: argparse.Namespace) -> int:
+    from . import bootunit
+
     path = journal_path(args.journal)
     if "://" in path:
         raise HarnessError("boot-unit needs a journal file, not a database URL")
@@ -150,6 +159,8 @@ def _boot_unit_at_start(args: argparse.Namespace) -> Optional[str]:
     first minute is covered); it is removed when the run finishes."""
     if not args.boot_unit:
         return None
+    from . import bootunit
+
     path = journal_path(args.journal)
     try:
         return bootunit.install(path, args.unit_dir)
@@ -158,6 +169,10 @@ def _boot_unit_at_start(args: argparse.Namespace) -> Optional[str]:
 
 
 def cmd_reboot(args: argparse.Namespace) -> int:
+    from .outcome import EXIT_SKIP, TaskOutcome
+    from .reboot import reboot
+    from .report import report
+
     try:
         reboot()  # never returns: the controller ends this process before the reboot
     except TaskOutcome as exc:  # the run does not allow reboots: the task skips
@@ -172,6 +187,8 @@ def _counted(counts: Dict[str, int]) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .export import check_target, export_run
+
     check_target(args.xunit)
     path = journal_path(args.journal)
     if "://" not in path and not os.path.exists(path):
@@ -195,24 +212,29 @@ def _verdict(code: int) -> str:
             "pexen-harness resume"}.get(code, f"exit {code}")
 
 
+def _heartbeat_seconds() -> float:
+    from .controller import HEARTBEAT_SECONDS
+
+    return HEARTBEAT_SECONDS
+
+
 def _status_data(j: Any, run: Any) -> Dict[str, Any]:
     counts = j.counts(run.id)
-    alive = controller_alive(run)
     age = time.time() - run.heartbeat_at if run.heartbeat_at else None
     if run.state == "finished":
-        controller = "finished"
-    elif alive:
-        controller = "alive"
+        controller = "finished"   # (whether its last controller lives does not matter)
     else:
-        controller = "dead"
+        from ._journal import controller_alive
+
+        controller = "alive" if controller_alive(run) else "dead"
     return {
         "run": run.id, "state": run.state, "suite": run.suite.get("target"),
         "created_at": run.created_at, "finished_at": run.finished_at,
         "exit_code": run.exit_code, "controller_pid": run.controller_pid,
         "controller": controller,
         "heartbeat_age": round(age, 1) if age is not None else None,
-        "heartbeat_stale": bool(age is not None and age > 3 * HEARTBEAT_SECONDS
-                                and run.state == "running"),
+        "heartbeat_stale": bool(age is not None and run.state == "running"
+                                and age > 3 * _heartbeat_seconds()),
         "tasks": sum(counts.values()), "counts": counts,
     }
 
@@ -237,7 +259,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             if beat is not None:
                 line += f", last heartbeat {beat:.0f} s ago"
                 if data["heartbeat_stale"]:
-                    line += (f": stale (expected every {HEARTBEAT_SECONDS:g} s; the "
+                    line += (f": stale (expected every {_heartbeat_seconds():g} s; the "
                              "controller may be hung or stopped)")
             print(line)
         elif data["controller"] == "dead":
@@ -278,7 +300,13 @@ def cmd_log(args: argparse.Namespace) -> int:
     if not 1 <= attempt <= row.attempt:
         raise HarnessError(f"task {args.key} of run {run.id} has attempts 1 to "
                            f"{row.attempt}, not {attempt}")
-    root = run.config.get("data_root") or data_root(path)
+    from .capture import log_paths
+
+    root = run.config.get("data_root")
+    if not root:   # (a run from before the config held it)
+        from .controller import data_root
+
+        root = data_root(path)
     paths = log_paths(os.path.join(root, str(run.id), args.key), attempt)
     streams = [("stdout", paths[0]), ("stderr", paths[1])]
     if args.stdout or args.stderr:
@@ -294,12 +322,20 @@ def cmd_log(args: argparse.Namespace) -> int:
             print(f"==> {name} of {args.key} (run {run.id}, attempt {attempt}): {log} <==",
                   flush=True)
         with open(log, "rb") as f:
-            shutil.copyfileobj(f, out)
+            _copy(f, out)
         out.flush()
     return EXIT_OK
 
 
+def _copy(src: Any, dst: Any) -> None:
+    import shutil
+
+    shutil.copyfileobj(src, dst)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
     try:
         report(args.name, args.outcome, args.message)
     except ValueError as exc:
@@ -333,6 +369,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _list_tasks(args: argparse.Namespace) -> int:
     """list --tasks SUITE: what start would run, without running it."""
+    from dataclasses import replace
+
+    from ..journal import task_meta
+    from .selection import choose
+    from .suite import SuiteError, load_suite_groups, parse_suite
+
     try:
         spec = replace(parse_suite(args.tasks), select=tuple(args.select or ()),
                        exclude=tuple(args.exclude or ()), prefer=tuple(args.prefer or ()),
@@ -422,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boot-unit", action="store_true",
                    help="install the systemd unit that resumes the run at boot (see "
                         "boot-unit); it is removed when the run finishes")
-    p.add_argument("--unit-dir", default=bootunit.DEFAULT_UNIT_DIR, help=argparse.SUPPRESS)
+    p.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR, help=argparse.SUPPRESS)
     _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_start)
 
@@ -495,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--remove", action="store_true",
                        help="disable the unit and delete it")
     p.add_argument("--journal", help=journal_help)
-    p.add_argument("--unit-dir", default=bootunit.DEFAULT_UNIT_DIR,
+    p.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR,
                    help="where units go (default: %(default)s)")
     p.set_defaults(func=cmd_boot_unit)
 
@@ -589,11 +631,11 @@ def run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespace
     except JournalError as exc:
         print(f"pexen-harness: error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
-    except SchedulerError as exc:  # the engine failed: not the user's doing
-        print(f"pexen-harness: internal error: {exc} (this is a bug in pexen)",
-              file=sys.stderr)
-        return EXIT_INTERNAL
     except PexenError as exc:
+        if _is_scheduler_error(exc):  # the engine failed: not the user's doing
+            print(f"pexen-harness: internal error: {exc} (this is a bug in pexen)",
+                  file=sys.stderr)
+            return EXIT_INTERNAL
         print(f"pexen-harness: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
@@ -605,9 +647,17 @@ def run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespace
         print("pexen-harness: interrupted", file=sys.stderr)
         return 2
     except Exception:
+        import traceback
+
         traceback.print_exc()
         print("pexen-harness: internal error (this is a bug in pexen)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _is_scheduler_error(exc: BaseException) -> bool:
+    # only the engine raises these: if it was not loaded, this is not one
+    sched = sys.modules.get("pexen.sched")
+    return sched is not None and isinstance(exc, sched.SchedulerError)
 
 
 if __name__ == "__main__":

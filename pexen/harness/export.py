@@ -11,7 +11,6 @@ from typing import Any, Dict, List, Optional, Tuple
 from .. import xunit
 from ..journal import Journal, RunInfo
 from .capture import log_paths
-from .controller import data_root
 
 UNFINISHED = {"pending": "not started", "queued": "queued, not started",
               "running": "still running", "rebooting": "rebooting",
@@ -33,7 +32,11 @@ def suite_name(run: RunInfo) -> str:
 
 def cases_of(j: Journal, run: RunInfo, journal_path: str) -> List[xunit.Case]:
     """One xunit.Case per task of the run, as the journal has it now."""
-    root = run.config.get("data_root") or data_root(journal_path)
+    root = run.config.get("data_root")
+    if not root:   # (a run from before the config held it)
+        from .controller import data_root  # (the engine and psutil: only then)
+
+        root = data_root(journal_path)
     cut: Dict[str, List[Any]] = {}
     for ev in j.events_to(run.id, "interrupted"):
         if ev.key is not None:
@@ -86,7 +89,7 @@ def check_target(path: Optional[str]) -> None:
     """Refuse, before anything runs, an --xunit file that cannot be written."""
     if path is None:
         return
-    from .run import HarnessError
+    from ._journal import HarnessError
 
     directory = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):

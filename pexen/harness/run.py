@@ -10,16 +10,23 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from ..journal import Journal, JournalError, RunInfo, TaskState, open_journal, task_meta
+from ..journal import Journal, RunInfo, TaskState, task_meta
 from ..journal._store import ResumeRow
 from ..journal.states import TERMINAL
 from ..sched import DepcheckError, MutexError, Sched, TaskKeyError
 from ..sched.meta import SCHED_ATTR_NAME
-from ..util import PexenError
 from . import controller
-from .controller import (
+from ._journal import (  # noqa: F401  (the verbs' helpers, as they were here)
+    DEFAULT_JOURNAL,
     EXIT_INTERNAL,
     EXIT_USAGE,
+    HarnessError,
+    controller_alive,
+    journal_path,
+    pick_run,
+)
+from ._journal import open_for_verb as _open
+from .controller import (
     REQUEUED_FOR_REBOOT,
     STOPPED_BY_SIGNAL,
     Session,
@@ -39,17 +46,8 @@ from .suite import (
     parse_suite,
 )
 
-DEFAULT_JOURNAL = "pexen-journal.sqlite"
 LIVE_STATES = {"queued", "running", "rebooting", "interrupted"}
 ENDED_STATES = {state.value for state in TERMINAL}
-
-
-class HarnessError(PexenError):
-    """A command cannot go on; `exit_code` is what the CLI exits with."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        self.exit_code = exit_code
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -97,11 +95,6 @@ class Options:
                 "data_root": controller.data_root(journal)}
 
 
-def journal_path(arg: Optional[str]) -> str:
-    path = arg or os.environ.get("PEXEN_JOURNAL") or DEFAULT_JOURNAL
-    return path if "://" in path else os.path.abspath(path)
-
-
 def _check_tasks(tasks: Sequence[Tuple[str, Any]], spec: SuiteSpec,
                  assumed: Sequence[Any] = (), groups: Sequence[SuiteGroup] = ()) -> None:
     """The engine's checks (deps, locks, keys, and with groups: no task
@@ -129,16 +122,6 @@ def _rows(tasks: Sequence[Tuple[str, Any]], group_of: Dict[str, str]
             meta["group"] = group_of[key]
         rows.append((key, meta))
     return rows
-
-
-def _open(path: str, create: bool) -> Journal:
-    try:
-        return open_journal(path, create=create)
-    except JournalError as exc:
-        from ..journal import JournalLocationError
-
-        code = EXIT_USAGE if isinstance(exc, JournalLocationError) else EXIT_INTERNAL
-        raise HarnessError(str(exc), code) from None
 
 
 @dataclass(frozen=True)
@@ -263,38 +246,11 @@ def _close_progress(session: Session) -> None:
         close()
 
 
-def controller_alive(run: RunInfo) -> bool:
-    """Is the run's recorded controller still running (same boot, same pid,
-    same process start time)?"""
-    if run.controller_pid is None or run.boot_id != boot_id():
-        return False
-    if run.controller_pid == os.getpid():
-        return False
-    started = process_started(run.controller_pid)
-    if started is None:
-        return False
-    return run.controller_started is None or abs(started - run.controller_started) < 1.0
-
-
 def _alive_error(run: RunInfo) -> HarnessError:
     return HarnessError(
         f"run {run.id} is still being run by pid {run.controller_pid}; wait for it to "
         f"end, or stop it (kill {run.controller_pid}), then resume "
         f"(pexen-harness status {run.id} shows it)")
-
-
-def pick_run(j: Journal, run_id: Optional[int]) -> RunInfo:
-    if run_id is not None:
-        try:
-            return j.run(run_id)
-        except JournalError:
-            raise HarnessError(f"{j.where} has no run {run_id} (pexen-harness list "
-                               "shows the runs)") from None
-    run = j.newest_unfinished()
-    if run is None:
-        raise HarnessError(f"{j.where} has no unfinished run to resume "
-                           "(pexen-harness list shows the runs)")
-    return run
 
 
 def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
