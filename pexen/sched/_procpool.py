@@ -32,7 +32,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
 from ._keys import describe
 from ._zygote import (
@@ -84,6 +84,13 @@ class ProcessWorkerPool(_Pool):
         self.on_start: Optional[Callable[[Any, int], None]] = None
         self.on_add_tasks: Optional[Callable[..., None]] = None
         self.key_of: Callable[[Any], str] = describe
+        # Called with each task submitted and a function that lets it start:
+        # the task waits (in this pool's queue) until that function is called
+        # (with None; with an exception, the task ends with that error
+        # instead). A journal uses it to have a task's attempt on disk before
+        # the task can start, without making the caller wait for the disk.
+        self.barrier: Optional[Callable[[Any, Callable[[Optional[BaseException]], None]],
+                                        None]] = None
         self.taskmap: Dict[int, Any] = {}      # id(task) -> task (0.0.x name)
         self._index: Dict[int, int] = {}       # id(task) -> index in the zygote
         self._late: Dict[int, bytes] = {}      # id(task) -> pickled task
@@ -100,6 +107,7 @@ class ProcessWorkerPool(_Pool):
         self._workers: Dict[int, _Worker] = {}
         self._idle: Deque[_Worker] = collections.deque()
         self._pending: Deque[Tuple[int, bytes]] = collections.deque()
+        self._held: Set[int] = set()           # seqs in _pending the barrier holds
         self._inflight: Dict[int, Any] = {}    # seq -> task
         self._seq = 0
         self._next_wid = 0
@@ -145,6 +153,7 @@ class ProcessWorkerPool(_Pool):
         self._active = 0
         self._inflight = {}
         self._pending.clear()
+        self._held.clear()
         self._idle.clear()
         self._workers = {}
         self._broken = False
@@ -204,11 +213,58 @@ class ProcessWorkerPool(_Pool):
                 AttributeError, err, None, f"AttributeError: {err}\n")))
             return
         msg = _dumps(("run", seq, key, idx, blob, shared_blob))
+        barrier = self.barrier
         with self._lock:
-            if self._idle:
+            idle = bool(self._idle)
+            if barrier is not None:
+                self._held.add(seq)
+                self._pending.append((seq, msg))
+            elif idle:
                 self._send_run(self._idle.popleft(), seq, msg)
             else:
                 self._pending.append((seq, msg))
+        if barrier is not None:
+            barrier(task, lambda error=None: self._release(seq, error))
+            if idle:
+                self._hurry()
+
+    def _hurry(self) -> None:
+        """A worker waits for a task the barrier holds: tell the barrier."""
+        hurry = getattr(self.barrier, "hurry", None)
+        if hurry is not None:
+            hurry()
+
+    def _release(self, seq: int, error: Optional[BaseException]) -> None:
+        """The barrier lets task `seq` start (or, with `error`, end with it)."""
+        with self._lock:
+            if seq not in self._held:
+                return   # taken out meanwhile (killed, taken over, the pool ended)
+            self._held.discard(seq)
+            if error is None:
+                self._pending_to_idle()
+                return
+            for n, (s, _) in enumerate(self._pending):
+                if s == seq:
+                    del self._pending[n]
+                    break
+            task = self._inflight.get(seq)
+        if task is not None:
+            text = f"{type(error).__name__}: {error}"
+            self._put_result(seq, TaskRes(task, None, None, ExceptionInfo(
+                type(error), error, None, text + "\n")))
+
+    def _pop_ready(self) -> Optional[Tuple[int, bytes]]:
+        """(Holding self._lock.) The first queued task the barrier does not
+        hold, taken out of the queue; None if there is none."""
+        pending = self._pending
+        if not self._held:
+            return pending.popleft() if pending else None
+        held = self._held
+        for n, item in enumerate(pending):
+            if item[0] not in held:
+                del pending[n]
+                return item
+        return None
 
     def shutdown(self, wait: bool = False) -> None:
         if self._shutting_down:
@@ -235,6 +291,7 @@ class ProcessWorkerPool(_Pool):
         with self._lock:
             self._shutting_down = True
             self._pending.clear()
+            self._held.clear()
             ctl, self._ctl = self._ctl, None
         if ctl is not None:
             ctl.close()  # the zygote SIGKILLs its workers and exits on EOF
@@ -258,6 +315,7 @@ class ProcessWorkerPool(_Pool):
             for n, (seq, _) in enumerate(self._pending):
                 if self._inflight.get(seq) is task:
                     del self._pending[n]
+                    self._held.discard(seq)
                     break
             else:
                 return False
@@ -283,6 +341,7 @@ class ProcessWorkerPool(_Pool):
             for n, (s, _) in enumerate(self._pending):
                 if s == seq:
                     del self._pending[n]
+                    self._held.discard(seq)
                     return "waiting"
             for worker in self._workers.values():
                 if worker.busy == seq:
@@ -335,9 +394,11 @@ class ProcessWorkerPool(_Pool):
         return worker
 
     def _pending_to_idle(self) -> None:
-        while self._pending and self._idle:
-            seq, msg = self._pending.popleft()
-            self._send_run(self._idle.popleft(), seq, msg)
+        while self._idle:
+            item = self._pop_ready()
+            if item is None:
+                return
+            self._send_run(self._idle.popleft(), *item)
 
     def _send_run(self, worker: _Worker, seq: int, msg: bytes) -> None:
         worker.busy = seq
@@ -437,6 +498,7 @@ class ProcessWorkerPool(_Pool):
             task = self._inflight.get(seq)
             res = (self._decode(task, ret_blob, shared_blob, exc_parts)
                    if task is not None else None)
+            starved = False
             with self._lock:
                 worker.busy = None
                 taken = self._inflight.pop(seq, None) is None
@@ -445,13 +507,17 @@ class ProcessWorkerPool(_Pool):
                     # the killer fail, so the pool can still end).
                     if self._shutting_down:
                         self._send_stop(worker)
-                elif self._pending:
-                    seq2, msg2 = self._pending.popleft()
-                    self._send_run(worker, seq2, msg2)
-                elif self._shutting_down:
-                    self._send_stop(worker)
                 else:
-                    self._idle.append(worker)
+                    item = self._pop_ready()
+                    if item is not None:
+                        self._send_run(worker, *item)
+                    elif self._shutting_down and not self._pending:
+                        self._send_stop(worker)
+                    else:
+                        self._idle.append(worker)
+                        starved = bool(self._held)
+            if starved:
+                self._hurry()
             if res is not None and not taken:
                 self._results.put(res)
         elif kind == "hello":
@@ -536,6 +602,7 @@ class ProcessWorkerPool(_Pool):
             self._idle.clear()
             lost = [(seq, self._inflight.pop(seq)) for seq in list(self._inflight)]
             self._pending.clear()
+            self._held.clear()
             self._broken = True
         for worker in workers:
             for fd in (worker.result_r, worker.task_w):

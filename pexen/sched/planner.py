@@ -107,6 +107,11 @@ class Sched:
         self._groups: Optional[GroupTable] = None  # None until the first group
         self._run_pos = 0  # during a run: the position of the group running
         self.default_shared: Dict[str, Any] = {}
+        #: Given to each pool of a run that has a `barrier` attribute (the
+        #: process pool): called with every task submitted and a function to
+        #: call once the task may start (see ProcessWorkerPool.barrier).
+        self.dispatch_barrier: Optional[
+            Callable[[Any, Callable[[Optional[BaseException]], None]], None]] = None
         if tasks:
             self.add_tasks(tasks)
 
@@ -511,6 +516,8 @@ class Sched:
                         gpool.on_add_tasks = self.add_tasks
                     if hasattr(gpool, "key_of"):
                         gpool.key_of = plan.key_of
+                    if self.dispatch_barrier is not None and hasattr(gpool, "barrier"):
+                        gpool.barrier = self.dispatch_barrier
                     self._run = (plan, gpool)  # from now on late tasks go to gpool
                 current = gpool
                 gpool.start()

@@ -267,3 +267,111 @@ def test_a_dead_fork_server_fails_the_tasks_not_the_run():
     assert len(res) == 4
     assert all(r.excinfo.type is sched.WorkerDiedError for r in res)
     assert "fork server ended" in str(res[0].excinfo.val)
+
+
+def _touch(path):
+    def touch():
+        with open(path, "a") as f:
+            f.write("ran\n")
+        return "ran"
+
+    touch.__name__ = touch.__qualname__ = os.path.basename(path)
+    return touch
+
+
+def test_a_barrier_holds_each_task_until_it_lets_it_go(tmp_path):
+    """The process pool does not start a task its barrier holds: the journal
+    uses it to have the attempt on disk before the task can run."""
+    a, b = _touch(tmp_path / "a"), _touch(tmp_path / "b")
+    held = []
+    pool = ProcessWorkerPool(workers=2, spare=2)
+    pool.barrier = lambda task, release: held.append((task, release))
+    pool.register([a, b])
+    pool.start()
+    try:
+        pool.submit(a)
+        pool.submit(b)
+        assert [t for t, _ in held] == [a, b]
+        time.sleep(0.3)     # two idle workers: nothing may start meanwhile
+        assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+        held[1][1](None)    # in any order
+        assert next(pool.iter_results()) == TaskRes(b, ret="ran")
+        assert not (tmp_path / "a").exists()
+        held[0][1](None)
+        held[0][1](None)    # a second call does nothing
+        pool.shutdown(wait=True)
+        assert list(pool.iter_results()) == [TaskRes(a, ret="ran")]
+    finally:
+        if pool.alive():
+            pool.terminate()
+
+
+def test_a_barrier_that_fails_ends_the_task_with_its_error_unrun(tmp_path):
+    a = _touch(tmp_path / "a")
+    pool = ProcessWorkerPool(workers=1)
+    pool.barrier = lambda task, release: release(OSError("disk full"))
+    pool.register([a])
+    pool.start()
+    try:
+        pool.submit(a)
+        res = next(pool.iter_results())
+        pool.shutdown(wait=True)
+    finally:
+        if pool.alive():
+            pool.terminate()
+    assert res.task is a and res.excinfo.type is OSError
+    assert "disk full" in str(res.excinfo.val)
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_pool_with_an_idle_worker_hurries_its_barrier(tmp_path):
+    """A barrier that batches (waits for several tasks) is told when a worker
+    has nothing else to run, so the run never stalls on a batch."""
+    tasks = [_touch(tmp_path / f"t{i}") for i in range(5)]
+
+    class Batching:
+        def __init__(self):
+            self.waiting = []
+            self.hurried = 0
+
+        def __call__(self, task, release):
+            self.waiting.append(release)
+
+        def hurry(self):
+            self.hurried += 1
+            waiting, self.waiting = self.waiting, []
+            for release in waiting:
+                release(None)
+
+    barrier = Batching()
+    s = sched.Sched(tasks)
+    s.dispatch_barrier = barrier
+    pool = ProcessWorkerPool(workers=2, spare=2)
+    res = list(s.run(pool))
+    assert sorted(r.ret for r in res) == ["ran"] * 5
+    assert barrier.hurried >= 1
+
+
+def test_a_task_held_by_the_barrier_can_be_killed_or_taken_over(tmp_path):
+    a, b = _touch(tmp_path / "a"), _touch(tmp_path / "b")
+    held = []
+    pool = ProcessWorkerPool(workers=1)
+    pool.barrier = lambda task, release: held.append(release)
+    pool.register([a, b])
+    pool.start()
+    try:
+        pool.submit(a)
+        pool.submit(b)
+        assert pool.kill_task(a) is True
+        assert pool.take_over(b) == "waiting"
+        for release in held:
+            release(None)    # too late: neither starts
+        res = next(pool.iter_results())
+        assert res.task is a and res.excinfo.type is sched.TaskKilledError
+        pool.deliver(TaskRes(b, ret="elsewhere"))
+        assert next(pool.iter_results()).ret == "elsewhere"
+        pool.shutdown(wait=True)
+    finally:
+        if pool.alive():
+            pool.terminate()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
