@@ -438,17 +438,13 @@ class JournalListener:
             # and a task that kills the machine at once must still use up its
             # attempts (else a panicking test could loop the machine forever).
             at = ev.at
+            # Under the process pool the attempt is on disk before the task
+            # can start (the pool holds it until `Committer` says so): a test
+            # that takes the machine down at once must still use up its
+            # attempts. The thread pool, for in-process tasks that are often
+            # tiny, journals asynchronously: see doc/harness.md, "Attempts".
             w.move(key, TaskState.QUEUED, at, _QUEUED_COLUMNS,
                    (at, self.tokens[key], self.session.attempts.get(key, 0) + 1))
-            if not (self.thread_pool if self.thread_keys is None
-                    else key in self.thread_keys):
-                # Under the process pool the attempt is on disk before the task
-                # can run: a test that takes the machine down at once must still
-                # use up its attempts. (About a millisecond per task here: next
-                # to a real test, nothing. The thread pool, for in-process tasks
-                # that are often tiny, journals asynchronously: see
-                # doc/harness.md, "Attempts".)
-                w.flush()
             return
         if kind is EventKind.STARTED:
             at = ev.at
@@ -510,6 +506,80 @@ class JournalListener:
             progress(key, state.value, reason)
 
 
+class Committer:
+    """The process pools' barrier (`Sched.dispatch_barrier`): a task handed
+    to a pool starts once what the journal was given before it, its `queued`
+    transition among it, is committed.
+
+    The engine does not wait: a thread of its own flushes the writer and lets
+    go every task that was waiting when the flush began, so the tasks handed
+    out while one commit is under way share the next one (one sync for
+    them all), and the workers run the tasks handed out ahead meanwhile. If
+    the journal cannot be written, the tasks waiting end with its error
+    instead of starting."""
+
+    def __init__(self, writer: JournalWriter, batch: int = 1) -> None:
+        self.writer = writer
+        # commit once this many tasks wait, or sooner when a pool says a
+        # worker has nothing else to run (`hurry`)
+        self.batch = max(1, batch)
+        self._cond = threading.Condition()
+        self._waiting: List[Callable[[Optional[BaseException]], None]] = []
+        self._urgent = False
+        self._stopped = False
+        self._thread: Optional[threading.Thread] = None
+        self.commits = 0   # flushes made (what a test or a benchmark may read)
+
+    def __call__(self, task: Any, release: Callable[[Optional[BaseException]], None]) -> None:
+        with self._cond:
+            if self._stopped:
+                raise RuntimeError("the journal's committer is stopped")
+            self._waiting.append(release)
+            if self._thread is None:
+                # started on the first task: after the pool has forked
+                self._thread = threading.Thread(target=self._loop, name="pexen-commit",
+                                                daemon=True)
+                self._thread.start()
+            if len(self._waiting) >= self.batch:
+                self._cond.notify()
+
+    def hurry(self) -> None:
+        """A worker is idle and every task it could run waits: commit now."""
+        with self._cond:
+            if self._waiting and not self._urgent:
+                self._urgent = True
+                self._cond.notify()
+
+    def _loop(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._stopped and (not self._waiting or (
+                        len(self._waiting) < self.batch and not self._urgent)):
+                    cond.wait()
+                if not self._waiting:
+                    return
+                batch, self._waiting = self._waiting, []
+                self._urgent = False
+            error: Optional[BaseException] = None
+            try:
+                self.writer.flush()
+                self.commits += 1
+            except BaseException as exc:  # each waiting task ends with it
+                error = exc
+            for release in batch:
+                release(error)
+
+    def stop(self) -> None:
+        """Let the thread end once the tasks waiting are let go."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+
 def execute(session: Session, journal_path: str) -> int:
     """Run the session's tasks; return the exit code (0/1/2)."""
     journal = session.journal
@@ -557,6 +627,10 @@ def execute(session: Session, journal_path: str) -> int:
     listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start(),
                                thread_keys=thread_keys if session.groups else None)
     sched = Sched(listeners=[listener])
+    # the tasks handed out ahead beyond the workers: half of them wait for a
+    # commit while the others keep the workers busy
+    committer = Committer(writer, batch=(default_spare(session.pool, session.workers) or 2) // 2)
+    sched.dispatch_barrier = committer
     beat = _Beat(session, writer, sched, stop_heartbeat)
     for provides, shared in session.assumed:
         sched.assume_provided(provides, shared)
@@ -666,6 +740,7 @@ def execute(session: Session, journal_path: str) -> int:
             session.progress.stream = stream  # type: ignore[union-attr]
             progress_out.close()
         _restore_stop_handlers(previous)
+        committer.stop()
         stop_heartbeat.set()
         if beat.thread.is_alive():
             beat.thread.join()

@@ -329,11 +329,13 @@ class Loaded:
         return Loaded(tasks, [g for g in groups if g.keys])
 
 
-#: Tasks handed out ahead per worker: one under the process pool (each
-#: hand-out is synced to the journal first, and counts an attempt), three
-#: under the thread pool (in-process tasks are often tiny: a deeper queue
-#: keeps the workers busy while the controller journals what ended).
-SPARE_PER_WORKER = {"process": 1, "thread": 3}
+#: Tasks handed out ahead per worker: three under the process pool (a task
+#: waits in the pool until its attempt is committed; the tasks handed out
+#: while one commit is under way share the next, and the others keep the
+#: workers busy meanwhile: see controller.Committer), three under the thread
+#: pool (in-process tasks are often tiny: a deeper queue keeps the workers
+#: busy while the controller journals what ended).
+SPARE_PER_WORKER = {"process": 3, "thread": 3}
 
 
 def default_spare(pool: str, workers: Optional[int]) -> Optional[int]:
