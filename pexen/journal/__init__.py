@@ -33,7 +33,7 @@ open = open_journal  # noqa: A001  (pexen.journal.open(...), as the docs say)
 # which no everyday path of the journal needs; the writer (threads, pipes, a
 # process) is needed by `start` and `resume`, not by the verbs that read.
 _LAZY = {"models": ("models", None), "JournalWriter": ("_writer", "JournalWriter"),
-         "Transition": ("_writer", "Transition")}
+         "Transition": ("_transition", "Transition")}
 
 
 def __getattr__(name: str) -> Any:

@@ -16,8 +16,10 @@ commit waits for that start.
 The protocol on the pipes (see `JournalWriter`): frames of a 4-byte length
 (little endian) and a `marshal`led value, in order:
 
-- first ``("init", path, run_id, busy_ms)``: the process reads the run's
-  task ids (key -> row id) itself, while the controller goes on;
+- first ``("init", path, run_id, busy_ms, owner)``: the process reads the
+  run's task ids (key -> row id) itself, while the controller goes on;
+  `owner` is the run's (controller_pid, controller_started) the writer works
+  for (None: as the run has it when the process starts);
 - ``("batch", items)``: commit `items` (tuples as `JournalWriter` queues
   them) in one transaction, then answer;
 - ``("ids", {key: id})``: task rows made after the start.
@@ -27,9 +29,9 @@ then answers each batch with one line: ``ok N`` once committed (N: the event
 rows written), or ``error <message>`` (and the process ends). The process ends
 when its input ends, or when the process that started it is gone, and never
 commits for a controller that lost the run: each transaction first checks
-that the run's controller (pid and start time) is the one it was at the
-start, so a `resume` that claimed the run after the controller died reads
-no commit of the old writer after its claim.
+that the run's controller (pid and start time) is `owner`, so a `resume`
+that claimed the run after the controller died reads no commit of the old
+writer after its claim.
 """
 
 from __future__ import annotations
@@ -252,16 +254,18 @@ def serve(in_fd: int, out_fd: int, parent: int) -> int:
     first = frames.next()
     if first is None:
         return 0
-    _, path, run_id, busy_ms = first
+    _, path, run_id, busy_ms, owner = first
     try:
         con = connect(path, busy_ms)
-        owner = con.execute("SELECT controller_pid, controller_started FROM runs "
-                            "WHERE id = ?", (run_id,)).fetchone()
+        if owner is None:
+            owner = con.execute("SELECT controller_pid, controller_started FROM runs "
+                                "WHERE id = ?", (run_id,)).fetchone()
         ids = dict(con.execute("SELECT key, id FROM tasks WHERE run_id = ?", (run_id,)))
     except Exception as exc:
-        os.write(out_fd, _answer(exc))
+        _say(out_fd, _answer(exc))
         return 1
-    os.write(out_fd, b"ready\n")   # (before it, the writer may still commit itself)
+    if not _say(out_fd, b"ready\n"):   # (before it, the writer may still commit itself)
+        return 0
     while True:
         msg = frames.next()
         if msg is None:
@@ -274,9 +278,19 @@ def serve(in_fd: int, out_fd: int, parent: int) -> int:
             event_rows, updates, run_fields = fold(msg[1], run_id, ids)
             commit(con, run_id, event_rows, updates, run_fields, owner=owner)
         except Exception as exc:
-            os.write(out_fd, _answer(exc))
+            _say(out_fd, _answer(exc))
             return 1
-        os.write(out_fd, b"ok %d\n" % len(event_rows))
+        if not _say(out_fd, b"ok %d\n" % len(event_rows)):
+            return 0
+
+
+def _say(fd: int, line: bytes) -> bool:
+    """Write an answer; False if the writer is gone (closed before it read it)."""
+    try:
+        os.write(fd, line)
+    except OSError:   # (a broken pipe: nobody is listening)
+        return False
+    return True
 
 
 def _answer(exc: BaseException) -> bytes:

@@ -18,7 +18,11 @@ thread only carries the batches to a process of its own that folds and
 commits them (`_sqlitewriter`), and waits for each commit there: the same
 order and group commit, without the writer's work competing with the tasks'
 threads for the interpreter lock. If that process cannot be started, the
-thread commits itself.
+thread commits itself; and it does until the process says it is ready
+(a batch handed over in its first milliseconds, the first task's attempt
+among it, is not kept waiting for an interpreter to start). Either way
+every commit first checks that the run's controller is still the one the
+writer was made for.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from . import _sqlitewriter
@@ -42,24 +46,6 @@ from .states import TRANSITIONS, TaskState, advance
 
 #: How long close() waits for the writer's process to end.
 PROCESS_EXIT_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One state change of one task (key) or of the run (key None)."""
-
-    run_id: int
-    key: Optional[str]
-    from_state: Optional[str]
-    to_state: str
-    at: float
-    fields: Dict[str, Any] = field(default_factory=dict)
-    detail: Optional[Dict[str, Any]] = None
-
-    def to_json(self) -> Dict[str, Any]:
-        return {"run_id": self.run_id, "key": self.key, "from": self.from_state,
-                "to": self.to_state, "at": self.at, "fields": self.fields,
-                "detail": self.detail}
 
 
 # The queued items are tuples:
@@ -119,6 +105,7 @@ class JournalWriter:
         self._lock = threading.Lock()
         self._error: Optional[BaseException] = None
         self._closed = False
+        self._own: Any = None   # the thread's connection, when it commits itself
         self.commits = 0
         self.events_written = 0
         # Started on the first transition, not here: a process pool forks its
@@ -129,7 +116,17 @@ class JournalWriter:
         # program would keep that start waiting (it holds a copy of the pipe
         # the start waits on) for as long as it lives.
         self._child: Optional[_Child] = None
+        #: the run's (controller_pid, controller_started) this writer commits
+        #: for (a controller's writer): no commit lands once it has another
+        self._owner: Optional[Tuple[Any, Any]] = None
         if self._separate:
+            con = db.take()
+            try:
+                row = con.execute("SELECT controller_pid, controller_started FROM runs "
+                                  "WHERE id = ?", (run_id,)).fetchone()
+            finally:
+                db.give(con)
+            self._owner = tuple(row) if row is not None else None
             try:
                 self._child = _Child.start(self)
                 self.process_pid = self._child.proc.pid
@@ -256,11 +253,15 @@ class JournalWriter:
         if self._child is not None:
             taken = self._loop_with(self._child)
             if taken is None:
+                if self._own is not None:
+                    self._own.close()
+                    self._own = None
                 return
-            # It ended before it was ready (nothing committed): commit here.
+            # It ended before it was ready (it committed nothing): commit here.
             self._child = None
             self.process_pid = None
-        con = None
+        con = self._own
+        self._own = None
         try:
             while True:
                 batch, markers, stop = taken or self._take(q.get())
@@ -302,16 +303,20 @@ class JournalWriter:
 
     def _loop_with(self, child: _Child) -> Optional[Tuple[List[Any], List[_Marker], bool]]:
         """The thread's loop when a process commits: hand each batch over,
-        wait until it is committed. If the process ended before it was
-        ready, the batch it was given (for the thread to commit)."""
+        wait until it is committed; until the process is ready, commit here
+        instead. If the process ended before it was ready, the batch it was
+        given (for the thread to commit)."""
         q = self._queue
         try:
             while True:
                 batch, markers, stop = self._take(q.get())
                 if batch and self._error is None:
                     try:
-                        self.events_written += child.commit(batch)
-                        self.commits += 1
+                        if child.ready or child.poll_ready():
+                            self.events_written += child.commit(batch)
+                            self.commits += 1
+                        else:
+                            self._commit_here(batch, child)
                     except _NotStarted:
                         return batch, markers, stop
                     except BaseException as exc:
@@ -323,12 +328,29 @@ class JournalWriter:
         finally:
             child.close()
 
+    def _commit_here(self, batch: List[Any], child: _Child) -> None:
+        """Commit `batch` in this thread while the process starts (the ids of
+        tasks added meanwhile go on to it)."""
+        items = []
+        for item in batch:
+            if type(item) is _NewIds:
+                try:
+                    child.send(("ids", item.ids))
+                except OSError:
+                    pass   # it ended: its next answer says so
+            else:
+                items.append(item)
+        if items:
+            if self._own is None:
+                self._own = self._db.connect()
+            self._commit(items, self._own)
+
     def _commit(self, batch: List[_Item], con: Any) -> None:
         """Commit `batch` on `con`, a connection of this writer's own."""
         event_rows, updates, run_fields = fold(batch, self.run_id, self._ids)
         if self._db.path is not None:
             # a SQLite file: statements of many rows each (see _sqlitewriter.commit)
-            commit(con, self.run_id, event_rows, updates, run_fields)
+            commit(con, self.run_id, event_rows, updates, run_fields, owner=self._owner)
         else:
             self._commit_portable(con, event_rows, updates, run_fields)
         self.commits += 1
@@ -395,7 +417,8 @@ class _Child:
             os.close(from_child)
         child = cls(proc, from_parent, to_parent, writer.where)
         try:
-            child.send(("init", writer._path, writer.run_id, writer._busy_ms))
+            child.send(("init", writer._path, writer.run_id, writer._busy_ms,
+                        writer._owner))
         except OSError:
             child.close()
             raise
@@ -435,6 +458,19 @@ class _Child:
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
         return line
+
+    def poll_ready(self) -> bool:
+        """Whether the process has said it is ready, without waiting for it;
+        _NotStarted if it ended before."""
+        if not self.ready and select.select([self.answers], [], [], 0)[0]:
+            chunk = os.read(self.answers, 4096)
+            if not chunk:
+                raise _NotStarted()
+            self._buf += chunk
+            if self._buf.startswith(b"ready\n"):
+                self._buf = self._buf[len(b"ready\n"):]
+                self.ready = True
+        return self.ready
 
     def _commit(self, items: List[Any]) -> int:
         try:

@@ -360,12 +360,45 @@ def test_a_big_batch_writes_what_row_by_row_statements_write(tmp_path_factory, i
 
 def started_writer(j):
     """A run of tasks a, b, c and its writer with a process of its own, the
-    move of `a` to queued committed by it."""
+    move of `a` to queued committed, the process ready (until it is, the
+    writer's thread commits itself)."""
+    import time
+
     rid = new_run(j)
     w = j.writer(rid, separate=True)
     w.transition("a", S.QUEUED)
     w.flush()
+    deadline = time.monotonic() + 30
+    while not w._child.poll_ready():   # (the thread waits for the next batch)
+        assert time.monotonic() < deadline, "the writer's process never got ready"
+        time.sleep(0.005)
     return rid, w
+
+
+def test_the_thread_commits_until_the_writers_process_is_ready(jpath, monkeypatch):
+    """A batch handed over while the process starts is committed by the
+    thread (with the same check of the run's controller), the next ones by
+    the process once it is ready."""
+    import pexen.journal._writer as writer_mod
+
+    with journal.open(jpath) as j:
+        rid = new_run(j)
+        ready = writer_mod._Child.poll_ready
+        monkeypatch.setattr(writer_mod._Child, "poll_ready", lambda self: self.ready)
+        w = j.writer(rid, separate=True)
+        w.transition("a", S.QUEUED)
+        w.flush()
+        assert w._own is not None and w.commits == 1   # committed by the thread
+        with j._transaction(write=True) as cur:
+            cur.execute("UPDATE runs SET controller_pid = controller_pid + 1")
+        w.transition("b", S.QUEUED)
+        with pytest.raises(journal.JournalError, match="another controller"):
+            w.flush()
+        monkeypatch.setattr(writer_mod._Child, "poll_ready", ready)
+        with pytest.raises(journal.JournalError):
+            w.close()
+        assert {t.key: t.state for t in j.tasks(rid)} == {"a": "queued", "b": "pending",
+                                                          "c": "pending"}
 
 
 def test_writer_process_takes_tasks_added_later_and_values_of_any_type(jpath):
