@@ -433,17 +433,26 @@ def _selection_arguments(p: argparse.ArgumentParser) -> None:
                         "met end skip")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser of `pexen-harness`; with `verb`, only that verb's arguments
+    are added (the other verbs are there, with their help line): argparse
+    makes a help formatter for every argument it adds, and all of them cost
+    as much as a reading verb's own work."""
     parser = argparse.ArgumentParser(
         prog="pexen-harness",
         description="Run test suites that survive crashes and reboots, with every "
                     "result kept in a journal.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
+
+    def add(name: str, **kw: Any) -> Any:
+        made = sub.add_parser(name, **kw)
+        return made if verb is None or verb == name else _Unused()
+
     journal_help = ("the journal file (default: $PEXEN_JOURNAL, else "
                     "./pexen-journal.sqlite)")
 
-    p = sub.add_parser("start", help="start a new run of a suite",
+    p = add("start", help="start a new run of a suite",
                        description="Start a new run of SUITE: a directory of "
                                    "executables, a Python package or module name, or "
                                    "module:function returning tasks.")
@@ -468,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_start)
 
-    p = sub.add_parser("resume", help="continue a run after its controller died",
+    p = add("resume", help="continue a run after its controller died",
                        description="Continue the newest unfinished run (or RUN).")
     p.add_argument("run", metavar="RUN", nargs="?", type=int)
     p.add_argument("--journal", help=journal_help)
@@ -485,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("export", help="write a run's results as JUnit XML",
+    p = add("export", help="write a run's results as JUnit XML",
                        description="Write RUN (default: the newest run), as the journal "
                                    "has it now, as a JUnit XML file for Jenkins.")
     p.add_argument("run", metavar="RUN", nargs="?", type=int)
@@ -493,14 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
     _xunit_arguments(p, required=True)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("status", help="show a run (default: the newest)",
+    p = add("status", help="show a run (default: the newest)",
                        description="Show the state of RUN (default: the newest run).")
     p.add_argument("run", metavar="RUN", nargs="?", type=int)
     p.add_argument("--journal", help=journal_help)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("log", help="print what a task wrote to stdout and stderr",
+    p = add("log", help="print what a task wrote to stdout and stderr",
                        description="Print the stdout and stderr files of task KEY in "
                                    "RUN (default: the newest run), of its last attempt "
                                    "or of --attempt N.")
@@ -514,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--journal", help=journal_help)
     p.set_defaults(func=cmd_log)
 
-    p = sub.add_parser("report", help="(from inside a task) record a result of the task",
+    p = add("report", help="(from inside a task) record a result of the task",
                        description="Record a result of the running task besides its own "
                                    "(the task's final outcome is the worst of them). Run "
                                    "from inside a task started by pexen-harness: the "
@@ -525,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--message", help="what to say about it")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("boot-unit", help="print, install or remove the systemd unit that "
+    p = add("boot-unit", help="print, install or remove the systemd unit that "
                                          "resumes the run at boot",
                        description="Print (default), install and enable (--install), or "
                                    "disable and remove (--remove) a systemd unit that runs "
@@ -541,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where units go (default: %(default)s)")
     p.set_defaults(func=cmd_boot_unit)
 
-    p = sub.add_parser("reboot", help="(from inside a task) reboot the machine, then "
+    p = add("reboot", help="(from inside a task) reboot the machine, then "
                                       "run the task again",
                        description="Ask for a reboot of the machine and wait for it (the "
                                    "controller ends this command). After the boot, "
@@ -549,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "PEXEN_REBOOT_COUNT one higher.")
     p.set_defaults(func=cmd_reboot)
 
-    p = sub.add_parser("list", help="list the runs of a journal, or the tasks of a suite",
+    p = add("list", help="list the runs of a journal, or the tasks of a suite",
                        description="List the runs of the journal; with --tasks SUITE, the "
                                    "tasks `start SUITE` would run (with the same selection "
                                    "options), their metadata and what was pulled in and "
@@ -560,6 +569,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
     return parser
+
+
+class _Unused:
+    """Stands for the parser of a verb that is not run: what is added to it
+    goes nowhere."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def add_mutually_exclusive_group(self, *args: Any, **kwargs: Any) -> _Unused:
+        return self
+
+    def set_defaults(self, **kwargs: Any) -> None:
+        return None
+
+
+def _verb_of(argv: List[str]) -> str:
+    """The verb of a command line ("" if none: the parser needs no verb's
+    arguments to say what is wrong, or to print its help)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return ""
 
 
 def _seconds(positive: bool) -> Callable[[str], float]:
@@ -614,12 +646,26 @@ def _watchdog_arguments(p: argparse.ArgumentParser, timeout: str, grace: str,
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+    """`pexen-harness ARGV...` (without `argv`: the program, its arguments
+    from sys.argv, the process ending when this returns)."""
+    program = argv is None
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_verb_of(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2; ours is 4
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
-    return run_verb(args.func, args)
+    code = run_verb(args.func, args)
+    if program:
+        # The interpreter's exit collects garbage over every object the verb
+        # and its ~200 modules made (30 ms after a `start`); the process ends
+        # now, and nothing left is in a cycle that must be finalized (the
+        # journal and its writer are closed): leave them to the exit.
+        import gc
+
+        gc.freeze()
+    return code
 
 
 def run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..journal import Journal, RunInfo, TaskState, task_meta
@@ -184,24 +184,31 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
                 _rows(rows, loaded.group_of()),
                 host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
                 controller_started=process_started(os.getpid()) or time.time())
-            writer = None
-            if groups:
-                j.add_run_event(run_id, "groups", {"groups": [g.to_json() for g in groups]})
-            if chosen is not None:
-                j.add_run_event(run_id, "selection", selection_json(chosen))
-                if unmet:
-                    writer = j.writer(run_id, separate=True)
+            # The writer (and its process) now, not in the controller: the
+            # process starts while the rest is set up, and the first task's
+            # attempt, committed before it runs, need not wait for it.
+            writer = j.writer(run_id, separate=True)
+            try:
+                if groups:
+                    j.add_run_event(run_id, "groups",
+                                    {"groups": [g.to_json() for g in groups]})
+                if chosen is not None:
+                    j.add_run_event(run_id, "selection", selection_json(chosen))
                     for key, _ in unmet:
                         writer.transition(key, TaskState.SKIP, finished_at=time.time(),
                                           reason=chosen.unmet[key])
-            session = Session(j, run_id, tasks, attempts={}, time_used={},
-                              pool=options.pool, workers=options.workers,
-                              timeout=options.timeout, kill_grace=options.kill_grace,
-                              run_deadline=run_deadline, drain_timeout=options.drain_timeout,
-                              progress=(progress(len(rows), len(unmet)) if progress
-                                        else None),
-                              ready=ready, writer=writer, allow_reboot=options.allow_reboot,
-                              groups=groups)
+                session = Session(j, run_id, tasks, attempts={}, time_used={},
+                                  pool=options.pool, workers=options.workers,
+                                  timeout=options.timeout, kill_grace=options.kill_grace,
+                                  run_deadline=run_deadline,
+                                  drain_timeout=options.drain_timeout,
+                                  progress=(progress(len(rows), len(unmet)) if progress
+                                            else None),
+                                  ready=ready, writer=writer,
+                                  allow_reboot=options.allow_reboot, groups=groups)
+            except BaseException:
+                writer.close()
+                raise
             code = controller.execute(session, path)
             _close_progress(session)
             return run_id, code
@@ -336,18 +343,26 @@ def _started_part(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]]
     return [kt for kt in loaded if kt[0] in keys], unmet
 
 
-@dataclass
 class _ResumePlan:
-    tasks: List[Tuple[str, Any]]
-    attempts: Dict[str, int]
-    time_used: Dict[str, float]
-    assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]]
-    total: int
-    done: int
-    writer: Any = None
-    reboots: Dict[str, int] = field(default_factory=dict)
-    reboot_now: Optional[str] = None
-    interrupts: Dict[str, int] = field(default_factory=dict)
+    """What `_plan_resume` decided. (A plain class: a dataclass costs a few
+    milliseconds to make at import, which every `start` pays.)"""
+
+    def __init__(self, tasks: List[Tuple[str, Any]], attempts: Dict[str, int],
+                 time_used: Dict[str, float],
+                 assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]], total: int,
+                 done: int, writer: Any = None, reboots: Optional[Dict[str, int]] = None,
+                 reboot_now: Optional[str] = None,
+                 interrupts: Optional[Dict[str, int]] = None) -> None:
+        self.tasks = tasks
+        self.attempts = attempts
+        self.time_used = time_used
+        self.assumed = assumed
+        self.total = total
+        self.done = done
+        self.writer = writer
+        self.reboots = {} if reboots is None else reboots
+        self.reboot_now = reboot_now
+        self.interrupts = {} if interrupts is None else interrupts
 
 
 def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: Options,
