@@ -375,9 +375,10 @@ def test_crash_loop_cap(tmp_path):
     assert res.returncode == 1
     rows, _ = states(tmp_path / "pexen-journal.sqlite")
     looped = [r for r in rows.values() if r.state == "error"]
-    # the running task, and the one handed to the pool behind it (an attempt
-    # is counted when a task is handed over: its start may not be on disk)
-    assert 1 <= len(looped) <= 2
+    # the running task, and those handed to the pool behind it, up to three
+    # per worker at -j 1 (an attempt is counted when a task is handed over:
+    # its start may not be on disk; doc/harness.md, "Attempts")
+    assert 1 <= len(looped) <= 4
     assert all(r.reason.startswith("crash loop: 1 attempt, interrupted") for r in looped)
     assert sum(r.state == "pass" for r in rows.values()) == len(rows) - len(looped)
 
