@@ -44,6 +44,12 @@ from ._sqlitewriter import commit, fold, frame, update_sql
 from .errors import JournalError
 from .states import TRANSITIONS, TaskState, advance
 
+#: How long the writer's thread lets transitions nobody waits for gather
+#: before it commits them (seconds): at most this much of a run's last
+#: transitions is lost to a crash, and every task still has its attempt on
+#: disk before it starts (that commit is waited for: `flush`).
+LINGER = 0.005
+
 #: How long close() waits for the writer's process to end.
 PROCESS_EXIT_SECONDS = 30.0
 
@@ -309,7 +315,7 @@ class JournalWriter:
         q = self._queue
         try:
             while True:
-                batch, markers, stop = self._take(q.get())
+                batch, markers, stop = self._linger(*self._take(q.get()))
                 if batch and self._error is None:
                     try:
                         if child.ready or child.poll_ready():
@@ -327,6 +333,31 @@ class JournalWriter:
                     return None
         finally:
             child.close()
+
+    def _linger(self, batch: List[Any], markers: List[_Marker], stop: bool
+                ) -> Tuple[List[Any], List[_Marker], bool]:
+        """A batch nobody waits for (no flush, no close) waits up to LINGER
+        seconds for more, so that a run of short tasks commits (and syncs)
+        once per many of them, not once per transition; a flush or close
+        that arrives meanwhile ends the wait at once. What is committed is
+        still in order: a commit holds every transition handed over before
+        its last one."""
+        if markers or stop or not batch or LINGER <= 0:
+            return batch, markers, stop
+        q = self._queue
+        deadline = time.monotonic() + LINGER
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return batch, markers, stop
+            try:
+                item = q.get(timeout=left)
+            except queue.Empty:
+                return batch, markers, stop
+            more, markers, stop = self._take(item)
+            batch.extend(more)
+            if markers or stop:
+                return batch, markers, stop
 
     def _commit_here(self, batch: List[Any], child: _Child) -> None:
         """Commit `batch` in this thread while the process starts (the ids of

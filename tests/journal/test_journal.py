@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 import psutil
 import pytest
@@ -496,3 +497,30 @@ def test_writer_commits_itself_when_its_process_cannot_run(jpath, monkeypatch):
         assert {t.key: t.state for t in j.tasks(rid)} == {
             "a": "running", "b": "pending", "c": "pending", "late": "queued"}
         assert [e.to_state for e in j.events(rid) if e.key == "a"] == ["queued", "running"]
+
+
+def test_transitions_nobody_waits_for_gather_into_one_commit(jpath, monkeypatch):
+    """The writer's thread lets transitions that no flush waits for gather
+    (LINGER) before it commits; a flush, or close, ends the wait at once and
+    everything handed over is in the commit."""
+    import pexen.journal._writer as writer_mod
+
+    with journal.open(jpath) as j:
+        rid, w = started_writer(j)
+        before = w.commits
+        monkeypatch.setattr(writer_mod, "LINGER", 60.0)
+        # apart, as a run's tasks end: without the wait, each would be a
+        # commit of its own
+        for key, state, fields in (("b", S.QUEUED, {}), ("c", S.QUEUED, {}),
+                                   ("b", S.RUNNING, {"pid": 1, "started_at": 1.0}),
+                                   ("b", S.PASS, {"finished_at": 2.0})):
+            w.transition(key, state, **fields)
+            time.sleep(0.05)
+        w.flush()    # not 60 s later
+        assert w.commits - before == 1
+        assert {t.key: t.state for t in j.tasks(rid)} == {"a": "queued", "b": "pass",
+                                                          "c": "queued"}
+        w.transition("c", S.RUNNING, pid=2, started_at=1.0)
+        w.close()    # nor here
+    with journal.open(jpath) as j:
+        assert {t.key: t.state for t in j.tasks(rid)}["c"] == "running"
