@@ -108,6 +108,8 @@ class JournalWriter:
                        for key, (_, state) in tasks.items()}
         self.last_reason: Dict[str, Optional[str]] = {}
         self._queue: Any = queue.SimpleQueue()
+        # set by flush() and close(): a lingering batch is committed at once
+        self._waited_for = threading.Event()
         self._lock = threading.Lock()
         self._error: Optional[BaseException] = None
         self._closed = False
@@ -224,6 +226,7 @@ class JournalWriter:
         if self._thread is not None and self._thread.is_alive():
             marker = _Marker()
             self._queue.put(marker)
+            self._waited_for.set()
             if not marker.done.wait(timeout):
                 raise JournalError(f"{self.where}: the writer did not commit within "
                                    f"{timeout} s")
@@ -237,6 +240,7 @@ class JournalWriter:
         self._closed = True
         if self._thread is not None:
             self._queue.put(_STOP)
+            self._waited_for.set()
             self._thread.join()
             # a flush() that raced with close() must not wait for ever
             while True:
@@ -344,20 +348,23 @@ class JournalWriter:
         its last one."""
         if markers or stop or not batch or LINGER <= 0:
             return batch, markers, stop
-        q = self._queue
-        deadline = time.monotonic() + LINGER
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return batch, markers, stop
-            try:
-                item = q.get(timeout=left)
-            except queue.Empty:
-                return batch, markers, stop
-            more, markers, stop = self._take(item)
-            batch.extend(more)
-            if markers or stop:
-                return batch, markers, stop
+        # (sleeping, not waiting on the queue: a wake-up per transition put
+        # would cost the threads that put them more than the sync saved)
+        waited = self._waited_for
+        waited.clear()
+        for wait in (False, True):
+            if wait:
+                waited.wait(LINGER)
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                more, markers, stop = self._take(item)
+                batch.extend(more)
+                if markers or stop:
+                    return batch, markers, stop
+        return batch, markers, stop
 
     def _commit_here(self, batch: List[Any], child: _Child) -> None:
         """Commit `batch` in this thread while the process starts (the ids of
