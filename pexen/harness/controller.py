@@ -126,7 +126,7 @@ class TaskWrapper:
             return self._quick_call(shared, kwargs)
         set_context(self.ctx)
         if self.set_env:
-            os.environ.update(self.ctx.env())
+            _set_env(self.ctx.env())
             capture: Any = FdCapture(*self.logs)
         elif self.fd_capture and FD_LOCK.acquire(blocking=False):
             capture = FdCapture(*self.logs, lock=FD_LOCK)
@@ -232,6 +232,15 @@ class TaskWrapper:
 
     def __repr__(self) -> str:
         return f"<task {self.ctx.task}>"
+
+
+def _set_env(values: Dict[str, str]) -> None:
+    """Put `values` in this process's environment, setting only those that
+    differ (a worker runs task after task: most PEXEN_* values stay)."""
+    environ = os.environ
+    for name, value in values.items():
+        if environ.get(name) != value:
+            environ[name] = value
 
 
 def storable(text: Optional[str]) -> Optional[str]:

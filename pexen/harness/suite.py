@@ -242,12 +242,18 @@ class ExecutableTask:
     def __repr__(self) -> str:
         return f"ExecutableTask({self.path!r}, key={self.key!r})"
 
-    def _env(self) -> Dict[str, str]:
-        env = dict(os.environ)
+    def _env(self) -> Optional[Dict[str, str]]:
+        """The executable's environment: None (this process's own) when that
+        has the task's variables already (in a worker process), or when
+        there is no task context."""
         try:
-            env.update(context().env())
+            ctx = context()
         except NoContextError:
-            pass
+            return None
+        if os.environ.get("PEXEN_TASK_TOKEN") == ctx.token:
+            return None
+        env = dict(os.environ)
+        env.update(ctx.env())
         return env
 
     def __call__(self) -> Dict[str, int]:
