@@ -39,7 +39,15 @@ class Progress:
             text = f"{state.upper():7} {key}"
             if reason and state != "pass":
                 text += f": {reason}"
-            print(text, file=self.stream, flush=True)
+            stream = self.stream
+            stream.write(text + "\n")
+            # A console sees the lines within a tenth of a second, and a
+            # failure at once; a run of short tests does not pay a write
+            # per test.
+            now = time.monotonic()
+            if now - self._last_draw > 0.1 or state in FAILED or self.done == self.total:
+                self._last_draw = now
+                stream.flush()
 
     def eta(self) -> Optional[float]:
         ran = self.done - self.done_at_start
@@ -61,4 +69,4 @@ class Progress:
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")
-            self.stream.flush()
+        self.stream.flush()

@@ -31,3 +31,30 @@ def test_one_live_line_on_a_tty():
     assert "ERROR   b: boom\n" in text   # failures stay on screen
     assert text.count("\n") == 2          # the failure line and the final newline
     assert p.eta() == 0
+
+
+class _Console(io.StringIO):
+    """Records what had been flushed, at each flush."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushed = ""
+
+    def flush(self):
+        super().flush()
+        self.flushed = self.getvalue()
+
+
+def test_plain_lines_of_a_failure_and_the_last_task_reach_the_console_at_once():
+    out = _Console()
+    p = Progress(3, stream=out, tty=False)
+    p._last_draw = 1e18   # as if it had just flushed
+    p("a", "pass", None)
+    assert "a" not in out.flushed          # a pass waits for the next flush
+    p("b", "fail", "exit status 1")
+    assert "FAIL    b: exit status 1" in out.flushed and "PASS    a" in out.flushed
+    p("c", "pass", None)                   # the last one
+    assert out.flushed.endswith("PASS    c\n")
+    p("d", "pass", None)                   # (more than announced: close flushes)
+    p.close()
+    assert out.flushed.endswith("PASS    d\n")
