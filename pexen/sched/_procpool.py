@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
 
+from ._call import exc_info_of
 from ._keys import describe
 from ._zygote import (
     _dumps,
@@ -249,9 +250,7 @@ class ProcessWorkerPool(_Pool):
                     break
             task = self._inflight.get(seq)
         if task is not None:
-            text = f"{type(error).__name__}: {error}"
-            self._put_result(seq, TaskRes(task, None, None, ExceptionInfo(
-                type(error), error, None, text + "\n")))
+            self._put_result(seq, TaskRes(task, None, None, exc_info_of(error)))
 
     def _pop_ready(self) -> Optional[Tuple[int, bytes]]:
         """(Holding self._lock.) The first queued task the barrier does not
@@ -580,6 +579,11 @@ class ProcessWorkerPool(_Pool):
             if not self._shutting_down and self._ctl is not None:
                 self._replaced += 1
                 self._spawn()
+            starved = bool(self._held) and bool(self._idle)
+        if starved:
+            # the replacement is idle: with every worker replaced, no other
+            # end of a task would tell the barrier
+            self._hurry()
         if task is None:
             return
         key = self.key_of(task)

@@ -375,3 +375,42 @@ def test_a_task_held_by_the_barrier_can_be_killed_or_taken_over(tmp_path):
         if pool.alive():
             pool.terminate()
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_replaced_worker_hurries_the_barrier(tmp_path):
+    """Every worker killed and replaced: no task ends to say a worker is
+    idle, so the replacement says it, or the held tasks would wait for ever."""
+    hung, b = make_hang("_hang"), _touch(tmp_path / "b")
+    waiting = []
+
+    class OnlyWhenHurried:
+        def __call__(self, task, release):
+            waiting.append(release)
+
+        def hurry(self):
+            while waiting:
+                waiting.pop()(None)
+
+    pool = ProcessWorkerPool(workers=1, spare=1)
+    pool.barrier = OnlyWhenHurried()
+    pool.register([hung, b])
+    pool.start()
+    results = []
+    try:
+        pool.submit(hung)           # an idle worker: hurried, it starts
+        deadline = time.monotonic() + 30
+        while pool.pid_of(hung) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pool.submit(b)              # held: the only worker is busy
+        assert pool.kill_task(hung)
+        reader = threading.Thread(target=lambda: results.extend(pool.iter_results()))
+        reader.start()
+        reader.join(30)
+        assert not reader.is_alive(), "the held task never started"
+    finally:
+        if pool.alive():
+            pool.terminate()
+    by_task = {r.task: r for r in results}
+    assert by_task[hung].excinfo.type is sched.TaskKilledError
+    assert by_task[b].ret == "ran"
