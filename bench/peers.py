@@ -460,12 +460,15 @@ def report(results: Dict[Tuple[str, str, int], object], peers: Sequence[str],
             return f"{_ms(min(got), n)}..{_ms(max(got), n)}"
         return _ms(statistics.median(got), n)
 
+    def rows(spread: bool) -> None:
+        print(head)
+        print(rule)
+        for peer in peers:
+            print(f"| {names[peer]} | " + " | ".join(cell(peer, wl, n, spread)
+                                                      for wl, n in cols) + " |")
+
     print("ms/test, median wall time of the whole process / N:\n")
-    print(head)
-    print(rule)
-    for peer in peers:
-        print(f"| {names[peer]} | " + " | ".join(cell(peer, wl, n, False) for wl, n in cols)
-              + " |")
+    rows(False)
     ahead = []
     if "harness" in peers:
         ratios = []
@@ -488,11 +491,7 @@ def report(results: Dict[Tuple[str, str, int], object], peers: Sequence[str],
                 ahead.append(f"{wl} N={n}")
         print("| **pexen-harness / best peer** | " + " | ".join(ratios) + " |")
     print("\nspread, ms/test min..max of the repetitions:\n")
-    print(head)
-    print(rule)
-    for peer in peers:
-        print(f"| {names[peer]} | " + " | ".join(cell(peer, wl, n, True) for wl, n in cols)
-              + " |")
+    rows(True)
     return ahead
 
 

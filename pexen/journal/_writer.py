@@ -355,15 +355,14 @@ class JournalWriter:
         for wait in (False, True):
             if wait:
                 waited.wait(LINGER)
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                more, markers, stop = self._take(item)
-                batch.extend(more)
-                if markers or stop:
-                    return batch, markers, stop
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                continue
+            more, markers, stop = self._take(item)   # (takes all that is queued)
+            batch.extend(more)
+            if markers or stop:
+                break
         return batch, markers, stop
 
     def _commit_here(self, batch: List[Any], child: _Child) -> None:
