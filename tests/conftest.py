@@ -7,6 +7,11 @@ import time
 import psutil
 import pytest
 
+# The harnesses the tests start see what a user's shell gives them: a
+# PYTHONUNBUFFERED in the environment that runs the tests would hide what
+# buffering does to a task's output.
+os.environ.pop("PYTHONUNBUFFERED", None)
+
 
 def _leftovers():
     me = psutil.Process()

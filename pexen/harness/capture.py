@@ -1,12 +1,18 @@
 """Each task attempt's stdout and stderr, in files next to the journal.
 
 ``<journal>.d/<run>/<key>/<attempt>.out`` and ``.err`` (the task's data
-directory is ``<journal>.d/<run>/<key>/data``). A file that stays empty is
-removed, so a quiet task leaves none.
+directory is ``<journal>.d/<run>/<key>/data``). A stream a task does not
+write to leaves no file.
 
 - In a worker process (the process pool) the capture is at the file
-  descriptor level: fds 1 and 2 point at the files while the task runs, so
-  what C code and child processes write is captured too.
+  descriptor level, through the worker's spool (`WorkerSpool`): fds 1 and 2
+  point at two files of the worker's own for its whole life, so what C code
+  and child processes write is captured too; when a task ends, what it
+  wrote there is moved to its attempt's files. A task that writes nothing
+  costs no file and no directory (creating files is the costly part of a
+  small task: see doc/results.md). A worker that dies in a task (killed by
+  the watchdog, by a stop, with its controller) leaves its spool behind,
+  and whoever learns of the death moves it (`salvage`).
 - In the controller (the thread pool) tasks share the process's fds. With
   one worker (-j 1) one task runs at a time, and it gets the fd-level
   capture too (`FdCapture` under `FD_LOCK`; the controller's own lines go to
@@ -19,10 +25,11 @@ removed, so a quiet task leaves none.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
-from typing import IO, Any, Optional, Tuple
+from typing import IO, Any, Dict, List, Optional, Tuple
 
 _local = threading.local()
 _install_lock = threading.Lock()
@@ -200,3 +207,268 @@ class install:
             if install._depth == 0 and install._saved is not None:
                 sys.stdout, sys.stderr = install._saved
                 install._saved = None
+
+
+# -- the worker's spool --------------------------------------------------------
+
+#: What a spool's owner record starts with (its format's version).
+_OWNER_MAGIC = b"pexen-spool-1"
+_SPOOL_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+_COPY_CHUNK = 1 << 20
+
+
+def spool_dir(run_root: str) -> str:
+    """Where the workers of run `run_root` (``ROOT/RUN``) keep their spools:
+    ``ROOT/RUN.spool``, beside the run's directory (no task key can name it)."""
+    return run_root + ".spool"
+
+
+def _append_range(src: int, size: int, path: str) -> None:
+    """Append the first `size` bytes of file `src` to the file at `path`
+    (made, with its directory, if need be). In the kernel where it can
+    (copy_file_range: no copy through this process)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC   # (copy_file_range refuses O_APPEND)
+    try:
+        dst = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        dst = os.open(path, flags, 0o600)
+    try:
+        at = os.fstat(dst).st_size
+        offset = 0
+        in_kernel = True
+        while offset < size:
+            want = min(size - offset, _COPY_CHUNK)
+            n = 0
+            if in_kernel:
+                try:
+                    n = os.copy_file_range(src, dst, want, offset, at + offset)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL,
+                                         errno.EOPNOTSUPP, errno.EBADF):
+                        raise
+                    in_kernel = False
+            if n <= 0:   # (not supported here, or the source shrank): by hand
+                data = os.pread(src, want, offset)
+                if not data:
+                    return
+                view = memoryview(data)
+                written = 0
+                while written < len(data):
+                    written += os.pwrite(dst, view[written:], at + offset + written)
+                n = len(data)
+            offset += n
+    finally:
+        os.close(dst)
+
+
+class WorkerSpool:
+    """A worker process's capture: fds 1 and 2 point, for the worker's whole
+    life, at two files of its own in the run's spool directory
+    (``PID-TAG.out``, ``PID-TAG.err``; TAG is random, so a later process
+    with the same pid never meets them), opened for appending; a third
+    (``PID-TAG.own``) names the task and attempt the output belongs to.
+
+    A task's capture (`task()`) writes the owner record (one `pwrite`), runs
+    the task, and at its end moves what the two files hold to the attempt's
+    files, if anything, and empties them. So a quiet task makes no file, and
+    a worker's files are made once, not once per task.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.pid = os.getpid()
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except FileExistsError:
+            pass
+        base = os.path.join(directory, f"{self.pid}-{os.urandom(4).hex()}")
+        self.base = base
+        self.own = os.open(base + ".own", _SPOOL_FLAGS & ~os.O_APPEND, 0o600)
+        os.write(self.own, _OWNER_MAGIC + b"\0\0")
+        self.fds = (os.open(base + ".out", _SPOOL_FLAGS, 0o600),
+                    os.open(base + ".err", _SPOOL_FLAGS, 0o600))
+        _flush()
+        for fd, spool in zip((1, 2), self.fds):
+            os.dup2(spool, fd)
+        # A line a task prints is in the spool at once, not in a buffer of
+        # this process: it survives the task's hang (the watchdog kills this
+        # process), its reboot, or its controller's death.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                pass
+
+    def task(self, out_path: str, err_path: str, key: str, attempt: int) -> _SpoolCapture:
+        """The capture of one attempt of task `key` (a context manager)."""
+        return _SpoolCapture(self, (out_path, err_path), key, attempt)
+
+    def _own(self, key: Optional[str], attempt: int) -> None:
+        record = (_OWNER_MAGIC + b"\0" + b"%d" % attempt + b"\0"
+                  + os.fsencode(key) + b"\0") if key is not None else _OWNER_MAGIC + b"\0\0"
+        os.pwrite(self.own, record, 0)
+
+    def _move(self, paths: Tuple[str, str]) -> None:
+        """Append what the spool holds to `paths` and empty it."""
+        _flush()
+        for fd, path in zip(self.fds, paths):
+            size = os.fstat(fd).st_size
+            if size:
+                try:
+                    _append_range(fd, size, path)
+                finally:
+                    os.ftruncate(fd, 0)
+
+    def close(self) -> None:
+        """The worker ends: its (empty) files go."""
+        for suffix in (".out", ".err", ".own"):
+            try:
+                os.unlink(self.base + suffix)
+            except OSError:
+                pass
+
+
+class _SpoolCapture:
+    __slots__ = ("spool", "paths", "key", "attempt")
+
+    def __init__(self, spool: WorkerSpool, paths: Tuple[str, str], key: str,
+                 attempt: int) -> None:
+        self.spool = spool
+        self.paths = paths
+        self.key = key
+        self.attempt = attempt
+
+    def __enter__(self) -> _SpoolCapture:
+        self.spool._own(self.key, self.attempt)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        spool = self.spool
+        try:
+            spool._move(self.paths)
+        finally:
+            spool._own(None, 0)
+
+
+_spool: Optional[WorkerSpool] = None
+
+
+def worker_spool(directory: str) -> WorkerSpool:
+    """This worker process's spool (made on the first task it runs)."""
+    global _spool
+    spool = _spool
+    if spool is None or spool.pid != os.getpid():
+        spool = _spool = WorkerSpool(directory)
+    return spool
+
+
+def close_worker_spool() -> None:
+    """Remove this process's spool files, if it has any (a worker that ends)."""
+    global _spool
+    spool = _spool
+    if spool is not None and spool.pid == os.getpid():
+        _spool = None
+        spool.close()
+
+
+def _read_owner(path: str) -> Optional[Tuple[str, int]]:
+    """(key, attempt) the owner record at `path` names, or None (no task)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 16)
+    except OSError:
+        return None
+    parts = data.split(b"\0")
+    if len(parts) < 4 or parts[0] != _OWNER_MAGIC or not parts[2]:
+        return None
+    try:
+        return os.fsdecode(parts[2]), int(parts[1])
+    except ValueError:
+        return None
+
+
+def _spool_bases(directory: str, pid: Optional[int] = None) -> List[str]:
+    """The spools in `directory` (their paths without the suffix); of worker
+    `pid` only, if given."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    prefix = f"{pid}-" if pid is not None else ""
+    return sorted(os.path.join(directory, name[:-4]) for name in names
+                  if name.endswith(".own") and name.startswith(prefix))
+
+
+def salvage_spool(base: str, run_root: str,
+                  expect: Optional[Tuple[str, int]] = None) -> Optional[str]:
+    """Move what a dead worker's spool (`base`: its path without the suffix)
+    holds to the attempt files of the task it names, under `run_root`, and
+    remove the spool; only if it names (key, attempt) `expect`, when given.
+    Returns the task's key, or None if it named none (or another one).
+
+    The owner record is first renamed to a name of this caller's own, so of
+    two callers salvaging one spool only one moves its output."""
+    claimed = f"{base}.own.{os.getpid()}-{threading.get_ident()}"
+    try:
+        os.rename(base + ".own", claimed)
+    except OSError:
+        return None   # salvaged already (or being salvaged)
+    owner = _read_owner(claimed)
+    if expect is not None and owner != expect:
+        try:
+            os.rename(claimed, base + ".own")   # not the one wanted: leave it be
+        except OSError:
+            pass
+        return None
+    if owner is not None:
+        key, attempt = owner
+        paths = log_paths(os.path.join(run_root, key), attempt)
+        for suffix, path in zip((".out", ".err"), paths):
+            try:
+                fd = os.open(base + suffix, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                if size:
+                    _append_range(fd, size, path)
+            finally:
+                os.close(fd)
+    for path in (base + ".out", base + ".err", claimed):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return owner[0] if owner is not None else None
+
+
+def salvage(run_root: str, pid: Optional[int] = None,
+            expect: Optional[Tuple[str, int]] = None) -> List[str]:
+    """Salvage the workers' spools of run `run_root` (of worker `pid` only, if
+    given; naming `expect` only, if given): the keys of the tasks whose
+    output was moved. The caller makes sure the workers are gone."""
+    keys = []
+    for base in _spool_bases(spool_dir(run_root), pid):
+        try:
+            key = salvage_spool(base, run_root, expect)
+        except OSError:   # (a full disk, say): what is left is moved next time
+            continue
+        if key is not None:
+            keys.append(key)
+    return keys
+
+
+def spooled(run_root: str, key: str, attempt: int) -> Dict[str, bytes]:
+    """What a running attempt of task `key` has written so far, still in a
+    worker's spool: {".out": bytes, ".err": bytes}; empty if none has it."""
+    for base in _spool_bases(spool_dir(run_root)):
+        if _read_owner(base + ".own") == (key, attempt):
+            found = {}
+            for suffix in (".out", ".err"):
+                try:
+                    with open(base + suffix, "rb") as f:
+                        found[suffix] = f.read()
+                except OSError:
+                    found[suffix] = b""
+            return found
+    return {}

@@ -300,29 +300,37 @@ def cmd_log(args: argparse.Namespace) -> int:
     if not 1 <= attempt <= row.attempt:
         raise HarnessError(f"task {args.key} of run {run.id} has attempts 1 to "
                            f"{row.attempt}, not {attempt}")
-    from .capture import log_paths
+    from .capture import log_paths, spooled
 
     root = run.config.get("data_root")
     if not root:   # (a run from before the config held it)
         from .controller import data_root
 
         root = data_root(path)
-    paths = log_paths(os.path.join(root, str(run.id), args.key), attempt)
-    streams = [("stdout", paths[0]), ("stderr", paths[1])]
+    run_root = os.path.join(root, str(run.id))
+    paths = log_paths(os.path.join(run_root, args.key), attempt)
+    # A running attempt's latest output is still in its worker's spool.
+    live = spooled(run_root, args.key, attempt) if row.state in ("queued", "running") else {}
+    streams = [("stdout", paths[0], live.get(".out")), ("stderr", paths[1], live.get(".err"))]
     if args.stdout or args.stderr:
         streams = [s for s, wanted in zip(streams, (args.stdout, args.stderr)) if wanted]
     out = sys.stdout.buffer
-    for name, log in streams:
-        if not os.path.exists(log):
+    for name, log, spool in streams:
+        exists = os.path.exists(log)
+        if not exists and not spool:
             if not (args.stdout or args.stderr):
                 print(f"==> {name} of {args.key} (run {run.id}, attempt {attempt}): "
                       "nothing written <==", flush=True)
             continue
         if not (args.stdout or args.stderr):
-            print(f"==> {name} of {args.key} (run {run.id}, attempt {attempt}): {log} <==",
+            where = log if exists else "so far, still running"
+            print(f"==> {name} of {args.key} (run {run.id}, attempt {attempt}): {where} <==",
                   flush=True)
-        with open(log, "rb") as f:
-            _copy(f, out)
+        if exists:
+            with open(log, "rb") as f:
+                _copy(f, out)
+        if spool:
+            out.write(spool)
         out.flush()
     return EXIT_OK
 

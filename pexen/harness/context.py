@@ -56,20 +56,32 @@ class TaskContext:
 
     def env(self) -> Dict[str, str]:
         """The PEXEN_* environment variables of the task (its data directory
-        is created, since a program given its name may write there)."""
+        and the run's are created, since a program given their names may
+        write there)."""
+        variables = self.variables()
+        variables["PEXEN_TASK_DATA"] = self.data_dir
+        variables["PEXEN_RUN_DATA"] = self.run_data_dir
+        return variables
+
+    def variables(self) -> Dict[str, str]:
+        """The PEXEN_* environment variables of the task, creating nothing
+        (what a worker process sets before a Python task: see doc/harness.md,
+        "The task's environment")."""
+        reboots = str(self.reboot_count)
         return {
             "PEXEN_JOURNAL": self.journal,
             "PEXEN_RUN_ID": str(self.run_id),
             "PEXEN_TASK": self.task,
             "PEXEN_ATTEMPT": str(self.attempt),
             "PEXEN_TASK_TOKEN": self.token,
-            "PEXEN_TASK_DATA": self.data_dir,
-            "PEXEN_RUN_DATA": self.run_data_dir,
-            "PEXEN_REBOOT_COUNT": str(self.reboot_count),
+            "PEXEN_TASK_DATA": self.data_path,
+            "PEXEN_RUN_DATA": self.run_data_path or os.path.join(
+                os.path.dirname(self.data_path), "shared"),
+            "PEXEN_REBOOT_COUNT": reboots,
             # the names tests written for restraint and tmt read
-            "REBOOTCOUNT": str(self.reboot_count),
-            "RSTRNT_REBOOTCOUNT": str(self.reboot_count),
-            "TMT_REBOOT_COUNT": str(self.reboot_count),
+            "REBOOTCOUNT": reboots,
+            "RSTRNT_REBOOTCOUNT": reboots,
+            "TMT_REBOOT_COUNT": reboots,
             "PEXEN_INTERRUPT_COUNT": str(self.interrupt_count),
             "PEXEN_ALLOW_REBOOT": "1" if self.allow_reboot else "0",
         }

@@ -21,7 +21,13 @@ from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorker
 from ..sched._call import takes_shared
 from ..sched._keys import CALLPATH_ATTR_NAME
 from ..sched._when import CHECKS_WHEN_ATTR, check_when
-from ..sched.common import TaskFailError, TaskSkipError, is_controlled_fail
+from ..sched.common import (
+    TaskFailError,
+    TaskKilledError,
+    TaskSkipError,
+    WorkerDiedError,
+    is_controlled_fail,
+)
 from ..sched.meta import SCHED_ATTR_NAME
 from ..util import PexenWarning
 from ..watchdog import (
@@ -32,7 +38,16 @@ from ..watchdog import (
     end_children,
     end_processes,
 )
-from .capture import FD_LOCK, FdCapture, ThreadCapture, install, log_paths
+from .capture import (
+    FD_LOCK,
+    FdCapture,
+    ThreadCapture,
+    install,
+    log_paths,
+    salvage,
+    spool_dir,
+    worker_spool,
+)
 from .capture import _local as captures
 from .context import TaskContext, set_context
 from .context import _local as contexts
@@ -89,10 +104,11 @@ class TaskWrapper:
 
     def __init__(self, inner: Callable[..., Any], ctx: TaskContext, set_env: bool,
                  kill_grace: float = 10.0, fd_capture: bool = False,
-                 counter: Optional[str] = None) -> None:
+                 counter: Optional[str] = None, run_root: Optional[str] = None) -> None:
         self.inner = inner
         self.ctx = ctx
         self.set_env = set_env    # in a worker process (which is a child subreaper)
+        self.exe = isinstance(inner, ExecutableTask)
         self.kill_grace = kill_grace
         data_path = ctx.data_path
         if data_path.endswith("/data"):   # as execute() makes it: the quick way
@@ -100,12 +116,15 @@ class TaskWrapper:
             self.logs = (base + ".out", base + ".err")
         else:
             self.logs = log_paths(os.path.dirname(data_path), ctx.attempt)
+        # the run's directory: its workers' spools are beside it
+        self.spools = spool_dir(run_root if run_root is not None
+                                else os.path.dirname(os.path.dirname(data_path)))
         # in the controller, one task at a time (-j 1): capture at the fd level
         self.fd_capture = fd_capture
         self.pass_shared = takes_shared(inner)
         # In the controller (thread pool), an executable's leftovers are found
         # by the token its processes carry (a scan: only for executables).
-        self.scan_token = scan_token = not set_env and isinstance(inner, ExecutableTask)
+        self.scan_token = scan_token = not set_env and self.exe
         self.__name__ = ctx.task
         # the engine keys a task by its callpath joined with "/": the key itself
         setattr(self, CALLPATH_ATTR_NAME, (ctx.task,))
@@ -124,10 +143,13 @@ class TaskWrapper:
     def __call__(self, shared: Dict[str, Any], **kwargs: Any) -> Any:
         if self.quick:
             return self._quick_call(shared, kwargs)
-        set_context(self.ctx)
+        ctx = self.ctx
+        set_context(ctx)
         if self.set_env:
-            _set_env(self.ctx.env())
-            capture: Any = FdCapture(*self.logs)
+            # The variables, and the directories they name: whatever the
+            # task starts may write there.
+            _set_env(ctx.env())
+            capture: Any = worker_spool(self.spools).task(*self.logs, ctx.task, ctx.attempt)
         elif self.fd_capture and FD_LOCK.acquire(blocking=False):
             capture = FdCapture(*self.logs, lock=FD_LOCK)
         else:
@@ -420,8 +442,10 @@ class JournalListener:
 
     def __init__(self, writer: JournalWriter, session: Session, tokens: Dict[str, str],
                  thread_pool: bool, on_first: Callable[[], None],
-                 thread_keys: Optional[Set[str]] = None) -> None:
+                 thread_keys: Optional[Set[str]] = None,
+                 run_root: Optional[str] = None) -> None:
         self.writer = writer
+        self.run_root = run_root   # where the workers' spools are
         # with groups of both kinds: the tasks that run in threads
         self.thread_keys = thread_keys
         self.on_first = on_first
@@ -471,6 +495,12 @@ class JournalListener:
             state, message = outcome_of(res)
             used = self.session.time_used.get(key, 0.0) + (at - self.started.pop(key, at))
             excinfo = res.excinfo
+            if excinfo is not None and self.run_root is not None and isinstance(
+                    excinfo.val, (TaskKilledError, WorkerDiedError)) and not (
+                    self.thread_pool if self.thread_keys is None else key in self.thread_keys):
+                # Its worker is gone (killed, or died in it): what the task
+                # wrote is still in the worker's spool.
+                salvage(self.run_root, expect=(key, self.session.attempts.get(key, 0) + 1))
             if excinfo is None:
                 ret, ret_ok = to_json_value(res.ret)
                 exc_type = exc_text = None
@@ -631,10 +661,11 @@ def execute(session: Session, journal_path: str) -> int:
             thread_keys.add(key)
         wrapper_of[key] = TaskWrapper(task, ctx, set_env=not in_thread,
                                       kill_grace=session.kill_grace, fd_capture=alone,
-                                      counter=counter)
+                                      counter=counter, run_root=run_root)
     stop_heartbeat = threading.Event()
     listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start(),
-                               thread_keys=thread_keys if session.groups else None)
+                               thread_keys=thread_keys if session.groups else None,
+                               run_root=run_root)
     sched = Sched(listeners=[listener])
     # the tasks handed out ahead beyond the workers: half of them wait for a
     # commit while the others keep the workers busy
@@ -674,6 +705,9 @@ def execute(session: Session, journal_path: str) -> int:
                 session.progress.stream = progress_out  # type: ignore[union-attr]
             except (OSError, ValueError):
                 progress_out = None
+    # What the workers of an earlier session left in their spools (they died
+    # with their controller, or were ended by resume) goes to its tasks' files.
+    salvage(run_root)
     try:
         if session.reboot_now is not None:
             # The last controller died between a reboot request and the reboot.
@@ -750,6 +784,11 @@ def execute(session: Session, journal_path: str) -> int:
             progress_out.close()
         _restore_stop_handlers(previous)
         committer.stop()
+        salvage(run_root)   # the workers are gone: what they had not moved
+        try:
+            os.rmdir(spool_dir(run_root))
+        except OSError:   # none was made (or a spool is left: moved next time)
+            pass
         stop_heartbeat.set()
         if beat.thread.is_alive():
             beat.thread.join()

@@ -16,6 +16,7 @@ results and its data directory are kept).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import NoReturn, Optional
 
@@ -50,6 +51,13 @@ def reboot() -> NoReturn:
     from .controller import boot_id
     from .report import _journal
 
+    # What the task printed before asking must not die in a buffer of this
+    # process with it (the controller kills it for the reboot).
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:   # (closed, or replaced by something odd)
+            pass
     _journal(ctx.journal).request_reboot(ctx.run_id, ctx.task, boot_id())
     while True:
         time.sleep(3600)

@@ -2,10 +2,11 @@
 Python tasks (both pools) and executables; `pexen-harness log` prints them."""
 
 import textwrap
+import time
 
 import pytest
 
-from .test_cli import harness, states
+from .test_cli import end, harness, spawn, states
 
 SUITE = textwrap.dedent(r'''
     import ctypes
@@ -155,3 +156,82 @@ def test_output_of_each_attempt_is_kept(tmp_path):
     assert (base / "2.out").read_text() == "attempt 2\n"
     old = harness("log", "counts", "--attempt", "1", "--stdout", cwd=tmp_path)
     assert old.stdout == "attempt 1\n"
+
+
+ENDED = textwrap.dedent(r'''
+    import os
+    import sys
+    import time
+
+    from pexen.sched import meta
+
+
+    @meta.func_meta(timeout=1)
+    def hangs():
+        print("before the hang")
+        print("on stderr", file=sys.stderr)
+        time.sleep(60)
+
+
+    def dies():
+        print("before dying")
+        os._exit(3)
+
+
+    def quiet():
+        pass
+
+
+    def waits():
+        print("first line")
+        deadline = time.monotonic() + 60
+        while not os.path.exists("go") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print("last line")
+
+
+    def tasks():
+        return [hangs, dies, quiet, waits]
+''')
+
+
+def test_output_of_a_task_whose_worker_is_gone_is_kept(tmp_path):
+    """A worker killed by the watchdog, or dying in its task, leaves what the
+    task printed (a line at a time) in the task's files; no spool is left."""
+    (tmp_path / "ended.py").write_text(ENDED)
+    (tmp_path / "go").write_text("")
+    res = harness("start", "ended:tasks", "--kill-grace", "0", "-j", "4", cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    assert rows["hangs"].state == "timeout" and rows["dies"].state == "error"
+    base = tmp_path / "pexen-journal.sqlite.d" / "1"
+    assert (base / "hangs" / "1.out").read_text() == "before the hang\n"
+    assert (base / "hangs" / "1.err").read_text() == "on stderr\n"
+    assert (base / "dies" / "1.out").read_text() == "before dying\n"
+    assert not list((base / "quiet").glob("1.*"))
+    assert not (tmp_path / "pexen-journal.sqlite.d" / "1.spool").exists()
+
+
+def test_log_of_a_running_task_shows_its_output_so_far(tmp_path):
+    (tmp_path / "ended.py").write_text(ENDED.replace("return [hangs, dies, quiet, waits]",
+                                                     "return [waits]"))
+    proc = spawn("start", "ended:tasks", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "the task did not start"
+            res = harness("log", "waits", cwd=tmp_path)
+            if "first line" in res.stdout:
+                break
+            time.sleep(0.1)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.splitlines()[:2] == [
+            "==> stdout of waits (run 1, attempt 1): so far, still running <==", "first line"]
+        raw = harness("log", "waits", "--stdout", cwd=tmp_path)
+        assert raw.stdout == "first line\n"
+        (tmp_path / "go").write_text("")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        end(proc)
+    done = harness("log", "waits", "--stdout", cwd=tmp_path)
+    assert done.stdout == "first line\nlast line\n"
