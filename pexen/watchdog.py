@@ -75,6 +75,33 @@ class TaskTimeout(TaskKilledError):
         return (type(self), (str(self), self.killed, self.leaked, self.started))
 
 
+# -- processes' start times -------------------------------------------------------
+
+_started: Dict[int, float] = {}
+
+
+def remembered_start(pid: int) -> Optional[float]:
+    """When process `pid` started (psutil's `create_time`), or None if it is
+    gone; remembered, so not a liveness check: a pool's worker runs task
+    after task, and asking psutil reads two files of /proc each time. Call
+    `forget_process` once a process is known to be gone, so that a later one
+    with its pid is asked about."""
+    started = _started.get(pid)
+    if started is None:
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.Error:
+            return None
+        _started[pid] = started
+    return started
+
+
+def forget_process(pid: Optional[int]) -> None:
+    """Process `pid` is gone (see `remembered_start`)."""
+    if pid is not None:
+        _started.pop(pid, None)
+
+
 # -- ending processes ------------------------------------------------------------
 
 def _info(proc: psutil.Process) -> ProcInfo:
@@ -362,10 +389,7 @@ class Watchdog:
                 limit = self.default_timeout
             pid_started = None
             if ev.pid and ev.pid != self._me:
-                try:
-                    pid_started = psutil.Process(ev.pid).create_time()
-                except psutil.Error:
-                    pass
+                pid_started = remembered_start(ev.pid)
             with self._cond:
                 entry.started = True
                 entry.started_at = ev.at
@@ -478,5 +502,5 @@ def _seconds(value: Optional[float]) -> str:
 
 
 __all__ = ["RUN_TIMEOUT", "TOKEN_VAR", "TaskTimeout", "Watchdog", "become_subreaper",
-           "describe_procs", "end_children", "end_processes", "task_timeout",
-           "token_processes"]
+           "describe_procs", "end_children", "end_processes", "forget_process",
+           "remembered_start", "task_timeout", "token_processes"]

@@ -37,6 +37,8 @@ from ..watchdog import (
     describe_procs,
     end_children,
     end_processes,
+    forget_process,
+    remembered_start,
 )
 from .capture import (
     FD_LOCK,
@@ -83,6 +85,7 @@ def boot_id() -> str:
 
 
 def process_started(pid: int) -> Optional[float]:
+    """When process `pid` started, or None if it is gone (a liveness check)."""
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -456,6 +459,7 @@ class JournalListener:
         self.own_start = process_started(os.getpid())
         self.own_pid = os.getpid()
         self.started: Dict[str, float] = {}
+        self.pids: Dict[str, int] = {}   # key -> the worker that runs it
 
     def __call__(self, ev: TaskEvent) -> None:
         w = self.writer
@@ -485,7 +489,8 @@ class JournalListener:
             pid = ev.pid
             pid_started = (self.own_start if pid == self.own_pid or (
                 self.thread_pool if self.thread_keys is None else key in self.thread_keys)
-                else process_started(pid))
+                else remembered_start(pid))
+            self.pids[key] = pid
             w.move(key, TaskState.RUNNING, at, _STARTED_COLUMNS,
                    (at, pid, pid_started, self.boot))
             return
@@ -494,12 +499,14 @@ class JournalListener:
             at = ev.at
             state, message = outcome_of(res)
             used = self.session.time_used.get(key, 0.0) + (at - self.started.pop(key, at))
+            pid = self.pids.pop(key, None)
             excinfo = res.excinfo
             if excinfo is not None and self.run_root is not None and isinstance(
                     excinfo.val, (TaskKilledError, WorkerDiedError)) and not (
                     self.thread_pool if self.thread_keys is None else key in self.thread_keys):
                 # Its worker is gone (killed, or died in it): what the task
                 # wrote is still in the worker's spool.
+                forget_process(pid)
                 salvage(self.run_root, expect=(key, self.session.attempts.get(key, 0) + 1))
             if excinfo is None:
                 ret, ret_ok = to_json_value(res.ret)
