@@ -40,6 +40,8 @@ from ..watchdog import (
     forget_process,
     remembered_start,
 )
+from ._lazydata import owe as owe_data_dir
+from ._lazydata import settle as settle_data_dir
 from .capture import (
     FD_LOCK,
     FdCapture,
@@ -149,9 +151,15 @@ class TaskWrapper:
         ctx = self.ctx
         set_context(ctx)
         if self.set_env:
-            # The variables, and the directories they name: whatever the
-            # task starts may write there.
-            _set_env(ctx.env())
+            # The variables. The run's directory is made once per worker; the
+            # task's before an executable starts, and for a Python task when
+            # it first needs it (_lazydata).
+            _set_env(ctx.variables())
+            _ = ctx.run_data_dir
+            if self.exe:
+                _ = ctx.data_dir
+            else:
+                owe_data_dir(ctx)
             capture: Any = worker_spool(self.spools).task(*self.logs, ctx.task, ctx.attempt)
         elif self.fd_capture and FD_LOCK.acquire(blocking=False):
             capture = FdCapture(*self.logs, lock=FD_LOCK)
@@ -174,6 +182,8 @@ class TaskWrapper:
                 ended, leaked = self._end_leftovers(began)
         finally:
             set_context(None)
+            if self.set_env:
+                settle_data_dir()
         if ended or leaked:
             own = TaskOutcome("warn", leftovers_message(ended, leaked))
             self._reported("warn", own)
