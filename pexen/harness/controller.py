@@ -562,78 +562,23 @@ class JournalListener:
             progress(key, state.value, reason)
 
 
-class Committer:
+class CommitBarrier:
     """The process pools' barrier (`Sched.dispatch_barrier`): a task handed
     to a pool starts once what the journal was given before it, its `queued`
     transition among it, is committed.
 
-    The engine does not wait: a thread of its own flushes the writer and lets
-    go every task that was waiting when the flush began, so the tasks handed
-    out while one commit is under way share the next one (one sync for
-    them all), and the workers run the tasks handed out ahead meanwhile. If
-    the journal cannot be written, the tasks waiting end with its error
-    instead of starting."""
+    The engine does not wait: the journal's writer lets each task go from its
+    own thread once that commit is made (`JournalWriter.after_commit`), and
+    the tasks handed out while one commit is under way share the next one
+    (one sync for them all) while the workers run those let go before. If the
+    journal cannot be written, the tasks waiting end with its error instead
+    of starting."""
 
-    def __init__(self, writer: JournalWriter, batch: int = 1) -> None:
+    def __init__(self, writer: JournalWriter) -> None:
         self.writer = writer
-        # commit once this many tasks wait, or sooner when a pool says a
-        # worker has nothing else to run (`hurry`)
-        self.batch = max(1, batch)
-        self._cond = threading.Condition()
-        self._waiting: List[Callable[[Optional[BaseException]], None]] = []
-        self._urgent = False
-        self._stopped = False
-        self._thread: Optional[threading.Thread] = None
-        self.commits = 0   # flushes made (what a test or a benchmark may read)
 
     def __call__(self, task: Any, release: Callable[[Optional[BaseException]], None]) -> None:
-        with self._cond:
-            if self._stopped:
-                raise RuntimeError("the journal's committer is stopped")
-            self._waiting.append(release)
-            if self._thread is None:
-                # started on the first task: after the pool has forked
-                self._thread = threading.Thread(target=self._loop, name="pexen-commit",
-                                                daemon=True)
-                self._thread.start()
-            if len(self._waiting) >= self.batch:
-                self._cond.notify()
-
-    def hurry(self) -> None:
-        """A worker is idle and every task it could run waits: commit now."""
-        with self._cond:
-            if self._waiting and not self._urgent:
-                self._urgent = True
-                self._cond.notify()
-
-    def _loop(self) -> None:
-        cond = self._cond
-        while True:
-            with cond:
-                while not self._stopped and (not self._waiting or (
-                        len(self._waiting) < self.batch and not self._urgent)):
-                    cond.wait()
-                if not self._waiting:
-                    return
-                batch, self._waiting = self._waiting, []
-                self._urgent = False
-            error: Optional[BaseException] = None
-            try:
-                self.writer.flush()
-                self.commits += 1
-            except BaseException as exc:  # each waiting task ends with it
-                error = exc
-            for release in batch:
-                release(error)
-
-    def stop(self) -> None:
-        """Let the thread end once the tasks waiting are let go."""
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+        self.writer.after_commit(release)
 
 
 def execute(session: Session, journal_path: str) -> int:
@@ -684,10 +629,7 @@ def execute(session: Session, journal_path: str) -> int:
                                thread_keys=thread_keys if session.groups else None,
                                run_root=run_root)
     sched = Sched(listeners=[listener])
-    # the tasks handed out ahead beyond the workers: half of them wait for a
-    # commit while the others keep the workers busy
-    committer = Committer(writer, batch=(default_spare(session.pool, session.workers) or 2) // 2)
-    sched.dispatch_barrier = committer
+    sched.dispatch_barrier = CommitBarrier(writer)
     beat = _Beat(session, writer, sched, stop_heartbeat)
     for provides, shared in session.assumed:
         sched.assume_provided(provides, shared)
@@ -800,7 +742,6 @@ def execute(session: Session, journal_path: str) -> int:
             session.progress.stream = stream  # type: ignore[union-attr]
             progress_out.close()
         _restore_stop_handlers(previous)
-        committer.stop()
         salvage(run_root)   # the workers are gone: what they had not moved
         try:
             os.rmdir(spool_dir(run_root))

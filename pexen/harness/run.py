@@ -422,6 +422,19 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                 time_used[row.key] = used
             if not same_boot:
                 # An unplanned reboot: the task may have taken the machine down.
+                if row.state == TaskState.QUEUED.value:
+                    # Handed out, never recorded as started: it most likely
+                    # waited behind others. It runs again, counted, so one that
+                    # took the machine down at once loops at most
+                    # --max-attempts times.
+                    if row.attempt < opts.max_attempts:
+                        writer.transition(row.key, TaskState.PENDING, reason=None)
+                        continue
+                    writer.transition(row.key, TaskState.ERROR, finished_at=time.time(),
+                                      reason=f"interrupted by reboot (not run again: "
+                                             f"{row.attempt} attempts, --max-attempts "
+                                             f"{opts.max_attempts})")
+                    continue
                 task = by_key.get(row.key)
                 opted = rerun_interrupted or bool(
                     task is not None and _meta_get(task, "rerun_on_interrupt"))

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import _sqlitewriter
 from ._db import BUSY_TIMEOUT_MS, Database
@@ -72,6 +72,16 @@ class _Marker:
 
     def __init__(self) -> None:
         self.done = threading.Event()
+
+
+class _Callback:
+    """Put in the queue by after_commit(): called once everything before it
+    is committed."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Optional[BaseException]], None]) -> None:
+        self.fn = fn
 
 
 class _NotStarted(Exception):
@@ -233,6 +243,14 @@ class JournalWriter:
         if self._error is not None:
             raise JournalError(f"{self.where}: writing failed: {self._error}")
 
+    def after_commit(self, fn: Callable[[Optional[BaseException]], None]) -> None:
+        """Call `fn(None)` once everything handed over so far is committed
+        (`fn(error)` if that commit failed), from the writer's thread, without
+        waiting for it here. The writer commits at once when such a call is
+        waiting (no linger); the calls made while one commit is under way
+        share the next (group commit)."""
+        self._put(_Callback(fn))
+
     def close(self) -> None:
         """Commit what is queued and stop the thread."""
         if self._closed:
@@ -250,6 +268,8 @@ class JournalWriter:
                     break
                 if type(item) is _Marker:
                     item.done.set()
+                elif type(item) is _Callback:
+                    item.fn(self._error or JournalError("the journal writer is closed"))
         elif self._child is not None:
             self._child.close()
         if self._error is not None:
@@ -285,24 +305,36 @@ class JournalWriter:
                         self._commit(batch, con)
                     except BaseException as exc:
                         self._error = exc
-                for marker in markers:
-                    marker.done.set()
+                self._settle(markers)
                 if stop:
                     return
         finally:
             if con is not None:
                 con.close()
 
-    def _take(self, item: Any) -> Tuple[List[Any], List[_Marker], bool]:
+    def _settle(self, markers: List[Any]) -> None:
+        """What waited for the commit just made (or failed) goes on."""
+        error = self._error
+        for marker in markers:
+            if type(marker) is _Marker:
+                marker.done.set()
+            else:
+                try:
+                    marker.fn(error)
+                except Exception:   # (a callback's own bug must not stop the writer)
+                    pass
+
+    def _take(self, item: Any) -> Tuple[List[Any], List[Any], bool]:
         """`item` and everything queued after it: (the items, the flush
-        markers, whether close() asked to stop)."""
+        markers and callbacks, whether close() asked to stop)."""
         q = self._queue
         batch: List[Any] = []
-        markers: List[_Marker] = []
+        markers: List[Any] = []
         while True:
             if item is _STOP:
                 return batch, markers, True
-            if type(item) is _Marker:
+            kind = type(item)
+            if kind is _Marker or kind is _Callback:
                 markers.append(item)
             else:
                 batch.append(item)
@@ -311,7 +343,7 @@ class JournalWriter:
             except queue.Empty:
                 return batch, markers, False
 
-    def _loop_with(self, child: _Child) -> Optional[Tuple[List[Any], List[_Marker], bool]]:
+    def _loop_with(self, child: _Child) -> Optional[Tuple[List[Any], List[Any], bool]]:
         """The thread's loop when a process commits: hand each batch over,
         wait until it is committed; until the process is ready, commit here
         instead. If the process ended before it was ready, the batch it was
@@ -331,15 +363,14 @@ class JournalWriter:
                         return batch, markers, stop
                     except BaseException as exc:
                         self._error = exc
-                for marker in markers:
-                    marker.done.set()
+                self._settle(markers)
                 if stop:
                     return None
         finally:
             child.close()
 
-    def _linger(self, batch: List[Any], markers: List[_Marker], stop: bool
-                ) -> Tuple[List[Any], List[_Marker], bool]:
+    def _linger(self, batch: List[Any], markers: List[Any], stop: bool
+                ) -> Tuple[List[Any], List[Any], bool]:
         """A batch nobody waits for (no flush, no close) waits up to LINGER
         seconds for more, so that a run of short tasks commits (and syncs)
         once per many of them, not once per transition; a flush or close

@@ -360,6 +360,7 @@ def test_changed_boot_id_ends_interrupted_tasks_in_error(tmp_path):
     boot.write_text("boot-A\n")
     env = {"PEXEN_BOOT_ID_FILE": str(boot)}
     _start_and_kill(tmp_path, env)
+    before, _ = states(tmp_path / "pexen-journal.sqlite")
     boot.write_text("boot-B\n")
     res = harness("resume", cwd=tmp_path, env=env)
     assert res.returncode == 1, res.stderr
@@ -367,6 +368,14 @@ def test_changed_boot_id_ends_interrupted_tasks_in_error(tmp_path):
     errors = [r for r in rows.values() if r.state == "error"]
     assert errors and all(r.reason == "interrupted by reboot" for r in errors)
     assert all(r.state in ("pass", "error") for r in rows.values())
+    # what was running when the machine went down ends `error`; what was
+    # handed out and never recorded as started runs again, counted
+    assert {r.state for r in before.values()} >= {"running", "queued"}
+    for key, row in before.items():
+        if row.state == "running":
+            assert rows[key].state == "error", key
+        elif row.state == "queued":
+            assert (rows[key].state, rows[key].attempt) == ("pass", 2), key
 
 
 def test_crash_loop_cap(tmp_path):

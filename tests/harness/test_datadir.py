@@ -78,7 +78,7 @@ def test_data_directory_is_there_when_used_and_not_made_when_not(tmp_path, pool)
         # the thread pool sets no PEXEN_* variable in its shared environment:
         # only pexen.context() and executables
         keep = ("quiet", "reads_context", "exe")
-        text = SUITE.replace("return [quiet,", f"return [t for t in [quiet,").replace(
+        text = SUITE.replace("return [quiet,", "return [t for t in [quiet,").replace(
             'ExecutableTask(os.path.join(HERE, "exe.sh"), "exe")]',
             f'ExecutableTask(os.path.join(HERE, "exe.sh"), "exe")] if t.__name__ in {keep}]')
         (tmp_path / "datasuite.py").write_text(text)
