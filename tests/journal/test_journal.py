@@ -524,3 +524,59 @@ def test_transitions_nobody_waits_for_gather_into_one_commit(jpath, monkeypatch)
         w.close()    # nor here
     with journal.open(jpath) as j:
         assert {t.key: t.state for t in j.tasks(rid)}["c"] == "running"
+
+
+def _committed_state(path, key):
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT state FROM tasks WHERE key = ?", (key,)).fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("separate", [False, True], ids=["thread", "process"])
+def test_after_commit_runs_once_what_came_before_is_on_disk(jpath, separate):
+    """What the process pool's barrier relies on: a callback runs (in the
+    writer's thread, the caller does not wait) only once every transition
+    handed over before it is committed, and callbacks made while a commit is
+    under way share the next one."""
+    with journal.open(jpath) as j:
+        rid = new_run(j, keys=[f"t{i}" for i in range(50)])
+        w = j.writer(rid, separate=separate)
+        seen = []
+        done = threading.Semaphore(0)
+
+        def callback(key):
+            def fn(error):
+                # read by another connection: committed, not only queued
+                seen.append((key, error, _committed_state(jpath, key)))
+                done.release()
+            return fn
+
+        for i in range(50):
+            w.transition(f"t{i}", S.QUEUED)
+            w.after_commit(callback(f"t{i}"))
+        for _ in range(50):
+            assert done.acquire(timeout=30)
+        assert [key for key, _, _ in seen] == [f"t{i}" for i in range(50)]   # in order
+        assert all(error is None and state == "queued" for _, error, state in seen)
+        assert w.commits < 50
+        w.close()
+        with pytest.raises(journal.JournalError, match="closed"):
+            w.after_commit(lambda error: None)
+
+
+def test_after_commit_hands_a_failed_commit_to_the_callback(jpath):
+    with journal.open(jpath) as j:
+        rid, w = started_writer(j)
+        with j._transaction(write=True) as cur:   # another controller claims the run
+            cur.execute("UPDATE runs SET controller_pid = controller_pid + 1")
+        got = []
+        done = threading.Event()
+        w.transition("b", S.QUEUED)
+        w.after_commit(lambda error: (got.append(error), done.set()))
+        assert done.wait(30)
+        assert isinstance(got[0], journal.JournalError) and "another controller" in str(got[0])
+        with pytest.raises(journal.JournalError):
+            w.close()
+        assert _committed_state(jpath, "b") == "pending"
