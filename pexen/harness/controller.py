@@ -73,6 +73,10 @@ STOPPED_BY_SIGNAL = "stopped by a signal to the controller"
 REQUEUED_FOR_REBOOT = "requeued: the machine was rebooted for another task"
 REBOOT_POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 2.0
+#: The process pool hands out about this much work (seconds, from the
+#: durations of the tasks that ended) ahead of what runs: short tasks run back
+#: to back while their attempts are committed (see doc/harness.md, "Attempts").
+HAND_OUT_AHEAD = 0.01
 
 
 def boot_id() -> str:
@@ -269,13 +273,32 @@ class TaskWrapper:
         return f"<task {self.ctx.task}>"
 
 
+#: name -> (the str value this process last set, the bytes `os.environ` holds
+#: for it since): see `_set_env`.
+_env_set: Dict[str, Tuple[str, bytes, bytes]] = {}
+
+
 def _set_env(values: Dict[str, str]) -> None:
     """Put `values` in this process's environment, setting only those that
-    differ (a worker runs task after task: most PEXEN_* values stay)."""
+    differ: a worker runs task after task, and most PEXEN_* values stay.
+    What `os.environ` holds is checked (by identity: the bytes object set
+    last is still there), so a task that changed a variable does not leave it
+    wrong for the next one."""
     environ = os.environ
+    data = getattr(environ, "_data", None)   # (os._Environ's own: bytes -> bytes)
+    if data is None:
+        for name, value in values.items():
+            if environ.get(name) != value:
+                environ[name] = value
+        return
+    known = _env_set
     for name, value in values.items():
-        if environ.get(name) != value:
-            environ[name] = value
+        last = known.get(name)
+        if last is not None and last[0] == value and data.get(last[1]) is last[2]:
+            continue
+        environ[name] = value
+        key = os.fsencode(name)
+        known[name] = (value, key, data[key])
 
 
 def storable(text: Optional[str]) -> Optional[str]:
@@ -640,7 +663,8 @@ def execute(session: Session, journal_path: str) -> int:
                                 pool=session.pool, workers=session.workers))
     spare = default_spare(session.pool, session.workers)
     pool = (ThreadWorkerPool(workers=session.workers, spare=spare)
-            if thread_pool else ProcessWorkerPool(workers=session.workers, spare=spare))
+            if thread_pool else ProcessWorkerPool(workers=session.workers, spare=spare,
+                                                  ahead=HAND_OUT_AHEAD))
     watchdog = Watchdog(sched, pool, default_timeout=session.timeout,
                         grace=session.kill_grace, run_deadline=session.run_deadline,
                         time_used=session.time_used, tokens=tokens)

@@ -10,33 +10,47 @@ process that has exactly one thread.
 
 Channels (all created here, nothing from multiprocessing):
 - controller <-> zygote: a SOCK_SEQPACKET socketpair. The controller asks for
-  a worker by sending the two pipe ends the worker will use (SCM_RIGHTS), or
-  for a worker to be killed; the zygote reports each worker's exit status.
-- controller -> worker: a pipe of length-prefixed pickles (tasks to run);
-- worker -> controller: a pipe of length-prefixed pickles (started, done, ...).
+  a worker by sending the ends the worker will use (SCM_RIGHTS), or for a
+  worker to be killed; the zygote reports each worker's exit status.
+- controller -> worker: a SOCK_SEQPACKET socketpair, one message per task
+  (its seq, then the pickled task). A worker takes a message only to run it
+  at once; the controller keeps the worker's end open too, so it can take
+  back what the worker has not taken yet (a whole message or nothing: the
+  kernel hands each to one reader). So tasks are handed to a worker ahead,
+  run back to back without a round trip to the controller, and those queued
+  behind a task that turns out slow (or a worker that died) go to another
+  worker: nothing started twice, nothing lost.
+- worker -> controller: a pipe of length-prefixed pickles (started, done, ...);
+  a task's `done` and the next one's `start` go in one write.
+- controller -> worker: a pipe for the answers to a task that adds tasks.
 
-Each worker has its own pipes, so one can be killed (the watchdog ends a hung
-Python task this way) without harming a queue the others share. A worker's
-death is learnt from the zygote's waitpid(), never from EOF on its pipe (a
-daemon the task forked may hold the pipe open).
+Each worker has its own channels, so one can be killed (the watchdog ends a
+hung Python task this way) without harming a queue the others share. A
+worker's death is learnt from the zygote's waitpid(), never from EOF on its
+pipe (a daemon the task forked may hold the pipe open).
 """
 
 from __future__ import annotations
 
 import collections
 import errno
+import math
 import os
 import pickle
+import queue
 import selectors
 import signal
 import socket
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from ._call import exc_info_of
 from ._keys import describe
 from ._zygote import (
+    BIG,
+    BIG_AFTER,
+    SEQ,
     _dumps,
     _flush_stdio,
     _fork,
@@ -45,6 +59,7 @@ from ._zygote import (
     _write_frame,
     _zygote_main,
     describe_status,
+    recv_message,
 )
 from .common import (
     ExceptionInfo,
@@ -52,21 +67,37 @@ from .common import (
     TaskRes,
     WorkerDiedError,
 )
-from .pool import PoolError, PoolStatistics, _check_size, _Pool
+from .pool import _WAKE_SECONDS, PoolError, PoolStatistics, _check_size, _Pool
 
-# -- the controller's side ---------------------------------------------------
+#: With `ahead`, at most this many tasks are queued in one worker beside the
+#: one it runs.
+MAX_QUEUED_PER_WORKER = 32
+#: A worker with nothing to do takes back the tasks queued behind a task that
+#: has run this long (seconds) in another worker.
+STEAL_AFTER = 0.005
+_STOP = SEQ.pack(0)
+
 
 class _Worker:
-    __slots__ = ("wid", "pid", "task_w", "result_r", "frames", "busy", "kill_asked")
+    __slots__ = ("wid", "pid", "sock", "steal", "ack_w", "result_r", "frames", "queue",
+                 "running", "since", "kill_asked", "full", "stopped", "gone")
 
-    def __init__(self, wid: int, task_w: int, result_r: int) -> None:
+    def __init__(self, wid: int, sock: socket.socket, steal: socket.socket, ack_w: int,
+                 result_r: int) -> None:
         self.wid = wid
         self.pid: Optional[int] = None
-        self.task_w = task_w
+        self.sock = sock            # the controller's end of the task socket
+        self.steal = steal          # the worker's end, to take back what it has not taken
+        self.ack_w = ack_w
         self.result_r = result_r
         self.frames = _FrameBuffer()
-        self.busy: Optional[int] = None   # seq of the task it runs
+        self.queue: Deque[int] = collections.deque()   # seqs sent, not done, in order
+        self.running: Optional[int] = None   # the seq it said it started
+        self.since = 0.0            # time.monotonic() it started that one
         self.kill_asked = False
+        self.full = False           # its socket took no more (rare: send again later)
+        self.stopped = False        # it was told to stop
+        self.gone = False           # it exited and its channels are closed
 
 
 class ProcessWorkerPool(_Pool):
@@ -75,13 +106,27 @@ class ProcessWorkerPool(_Pool):
     Tasks registered before `start()` may be anything (closures included);
     tasks added while it runs (`register_late`) must be picklable. Return
     values and shared state cross a process boundary, so must be picklable.
+
+    `ahead` (seconds, keyword only; 0 by default): hand out, beyond `spare`,
+    as many tasks as the workers are expected to run in that time, from the
+    durations of the tasks that ended (at most 2 x 33 per worker). Short tasks
+    then run back to back in each worker, while what the controller does per
+    task (a journal's commit, say) happens beside them.
     """
 
-    def __init__(self, workers: int = 1, spare: int = 1) -> None:
+    def __init__(self, workers: int = 1, spare: int = 1, *, ahead: float = 0.0) -> None:
         _check_size(workers, spare)
+        if not isinstance(ahead, (int, float)) or isinstance(ahead, bool) or ahead < 0:
+            raise ValueError(f"ahead must be a number of seconds >= 0, not {ahead!r}")
         self.wanted_workers = workers
         self.wanted_spare = spare
+        self.ahead = float(ahead)
         self.max_tasks = workers + spare
+        # tasks queued in one worker (besides the one it runs) while the
+        # durations are not known, or without `ahead`
+        self._base_depth = 1 + math.ceil(spare / workers)
+        self._depth = self._base_depth
+        self._avg: Optional[float] = None      # mean duration of a task (seconds)
         self.on_start: Optional[Callable[[Any, int], None]] = None
         self.on_add_tasks: Optional[Callable[..., None]] = None
         self.key_of: Callable[[Any], str] = describe
@@ -103,13 +148,20 @@ class ProcessWorkerPool(_Pool):
         self._shutting_down = False
         self._zygote_pid: Optional[int] = None
         self._ctl: Optional[socket.socket] = None
-        self._reader: Optional[threading.Thread] = None
+        # The pool has no thread of its own: whoever waits for results (or for
+        # the workers to end) reads the workers' frames (`_pump`).
+        self._live = False                     # started, not yet torn down
+        self._sel: Optional[selectors.BaseSelector] = None
+        self._poll_lock = threading.Lock()     # one thread reads at a time
+        self._watched: Dict[int, _Worker] = {}  # result fd -> worker
+        self._wake_r: Optional[int] = None
         self._wake_w: Optional[int] = None
         self._workers: Dict[int, _Worker] = {}
-        self._idle: Deque[_Worker] = collections.deque()
+        # not sent yet: free to go, in order; and held by the barrier
         self._pending: Deque[Tuple[int, bytes]] = collections.deque()
-        self._held: Set[int] = set()           # seqs in _pending the barrier holds
+        self._held: Dict[int, bytes] = {}      # seq -> its message
         self._inflight: Dict[int, Any] = {}    # seq -> task
+        self._msgs: Dict[int, bytes] = {}      # seq -> its message, while sent
         self._seq = 0
         self._next_wid = 0
         self._replaced = 0
@@ -148,14 +200,12 @@ class ProcessWorkerPool(_Pool):
     def start(self) -> None:
         if self.alive():
             raise PoolError("Cannot re-start a running pool")
-        import queue
-
         self._results = queue.SimpleQueue()
         self._active = 0
         self._inflight = {}
+        self._msgs = {}
         self._pending.clear()
         self._held.clear()
-        self._idle.clear()
         self._workers = {}
         self._broken = False
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -172,14 +222,45 @@ class ProcessWorkerPool(_Pool):
         self._zygote_pid = pid
         self._ctl = parent_sock
         self._shutting_down = False
-        for _ in range(self.wanted_workers):
-            self._spawn()
-        wake_r, self._wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
+        with self._lock:
+            for _ in range(self.wanted_workers):
+                self._spawn()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        sel = selectors.DefaultSelector()
+        sel.register(parent_sock, selectors.EVENT_READ, "ctl")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._sel = sel
+        self._watched = {}
         self._running = True
-        self._reader = threading.Thread(target=self._read_loop, args=(wake_r,),
-                                        name="pexen-procpool-reader", daemon=True)
-        self._reader.start()
+        self._live = True
+
+    def iter_results(self) -> Any:
+        """TaskRes of submitted tasks as they end, until none is left (the
+        calling thread reads what the workers send meanwhile). Once shut down
+        and drained, the workers and the fork server are gone."""
+        results = self._results
+        while self._active > 0:
+            try:
+                res = results.get_nowait()
+            except queue.Empty:
+                self._pump(_WAKE_SECONDS)
+                continue
+            self._active -= 1
+            yield res
+        if self._shutting_down:
+            self._finish()
+
+    def deliver(self, res: TaskRes) -> None:
+        self._results.put(res)
+        self._poke()
+
+    def full(self) -> bool:
+        if self.ahead and self._avg is not None:
+            return self._active >= max(self.max_tasks,
+                                       2 * self.wanted_workers * self._depth)
+        return self._active >= self.max_tasks
 
     def submit(self, task: Any, shared: Optional[Dict[str, Any]] = None) -> None:
         if self._shutting_down:
@@ -213,17 +294,15 @@ class ProcessWorkerPool(_Pool):
             self._put_result(seq, TaskRes(task, shared, None, ExceptionInfo(
                 AttributeError, err, None, f"AttributeError: {err}\n")))
             return
-        msg = _dumps(("run", seq, key, idx, blob, shared_blob))
+        msg = _dumps(("run", key, idx, blob, shared_blob))
         barrier = self.barrier
         with self._lock:
-            idle = bool(self._idle)
             if barrier is not None:
-                self._held.add(seq)
-                self._pending.append((seq, msg))
-            elif idle:
-                self._send_run(self._idle.popleft(), seq, msg)
+                self._held[seq] = msg
             else:
                 self._pending.append((seq, msg))
+                self._dispatch()
+            idle = barrier is not None and self._an_idle_worker()
         if barrier is not None:
             barrier(task, lambda error=None: self._release(seq, error))
             if idle:
@@ -238,32 +317,16 @@ class ProcessWorkerPool(_Pool):
     def _release(self, seq: int, error: Optional[BaseException]) -> None:
         """The barrier lets task `seq` start (or, with `error`, end with it)."""
         with self._lock:
-            if seq not in self._held:
+            msg = self._held.pop(seq, None)
+            if msg is None:
                 return   # taken out meanwhile (killed, taken over, the pool ended)
-            self._held.discard(seq)
             if error is None:
-                self._pending_to_idle()
+                self._pending.append((seq, msg))
+                self._dispatch()
                 return
-            for n, (s, _) in enumerate(self._pending):
-                if s == seq:
-                    del self._pending[n]
-                    break
             task = self._inflight.get(seq)
         if task is not None:
             self._put_result(seq, TaskRes(task, None, None, exc_info_of(error)))
-
-    def _pop_ready(self) -> Optional[Tuple[int, bytes]]:
-        """(Holding self._lock.) The first queued task the barrier does not
-        hold, taken out of the queue; None if there is none."""
-        pending = self._pending
-        if not self._held:
-            return pending.popleft() if pending else None
-        held = self._held
-        for n, item in enumerate(pending):
-            if item[0] not in held:
-                del pending[n]
-                return item
-        return None
 
     def shutdown(self, wait: bool = False) -> None:
         if self._shutting_down:
@@ -272,15 +335,12 @@ class ProcessWorkerPool(_Pool):
             raise PoolError("The pool is not running")
         with self._lock:
             self._shutting_down = True
-            for worker in list(self._idle):
-                self._send_stop(worker)
-            self._idle.clear()
-            for worker in self._workers.values():
-                if worker.kill_asked and worker.busy is None:
-                    self._send_stop(worker)
+            self._stop_idle()
         self._poke()
-        if wait:
-            self._join()
+        if wait or self._active <= 0:
+            # (nothing left to wait for: the workers go now, not on a later
+            # call that may never come)
+            self._finish()
 
     def terminate(self) -> None:
         """Kill every worker and the zygote now; wait until they are reaped.
@@ -291,11 +351,8 @@ class ProcessWorkerPool(_Pool):
             self._shutting_down = True
             self._pending.clear()
             self._held.clear()
-            ctl, self._ctl = self._ctl, None
-        if ctl is not None:
-            ctl.close()  # the zygote SIGKILLs its workers and exits on EOF
-        self._poke()
-        self._join()
+        with self._poll_lock:
+            self._teardown()   # the zygote SIGKILLs its workers and exits on EOF
 
     def kill_task(self, task: Any) -> bool:
         """Kill the worker running `task` (SIGKILL) and start a replacement.
@@ -306,17 +363,18 @@ class ProcessWorkerPool(_Pool):
         gets the same result.
         """
         with self._lock:
-            for worker in self._workers.values():
-                if worker.busy is not None and self._inflight.get(worker.busy) is task:
+            seq = self._seq_of(task)
+            if seq is None:
+                return False
+            where = self._take_back(seq)
+            if where == "running":
+                worker = self._holder(seq)
+                if worker is not None:
                     worker.kill_asked = True
+                    self._steal_all(worker)   # what it queued runs elsewhere
                     self._ctl_send(("kill", worker.wid, signal.SIGKILL))
+                    self._dispatch()
                     return True
-            for n, (seq, _) in enumerate(self._pending):
-                if self._inflight.get(seq) is task:
-                    del self._pending[n]
-                    self._held.discard(seq)
-                    break
-            else:
                 return False
         self._put_result(seq, TaskRes(task, None, None, _killed_info(
             f"task {self.key_of(task)} was killed before it started")))
@@ -328,36 +386,39 @@ class ProcessWorkerPool(_Pool):
         "running" if a worker has it, None (nothing done) if it is not
         submitted here or its result is already in.
 
-        A task still waiting for a worker never starts. The worker running it
-        gets no other task: whoever took the task over kills it (by the pid the
-        `on_start` hook gave), and the pool replaces it when it is gone.
+        A task still waiting (in this pool, or queued in a worker that has not
+        taken it yet) never starts. The worker running it gets no other task:
+        whoever took the task over kills it (by the pid the `on_start` hook
+        gave), and the pool replaces it when it is gone.
         """
         with self._lock:
-            seq = next((s for s, t in self._inflight.items() if t is task), None)
+            seq = self._seq_of(task)
             if seq is None:
                 return None
+            where = self._take_back(seq)
             del self._inflight[seq]
-            for n, (s, _) in enumerate(self._pending):
-                if s == seq:
-                    del self._pending[n]
-                    self._held.discard(seq)
-                    return "waiting"
-            for worker in self._workers.values():
-                if worker.busy == seq:
+            if where == "running":
+                worker = self._holder(seq)
+                if worker is not None:
                     worker.kill_asked = True
-        return "running"
+                    self._steal_all(worker)
+                    self._dispatch()
+        return where
 
     def pid_of(self, task: Any) -> Optional[int]:
-        """The pid of the worker running `task`, or None."""
+        """The pid of the worker running `task`, or None (what the workers
+        sent is read first)."""
+        if self._live and not self._poll_lock.locked():
+            self._pump(0)
         with self._lock:
+            seq = self._seq_of(task)
             for worker in self._workers.values():
-                if worker.busy is not None and self._inflight.get(worker.busy) is task:
+                if seq is not None and worker.running == seq:
                     return worker.pid
         return None
 
     def alive(self) -> bool:
-        reader = self._reader
-        return reader is not None and reader.is_alive()
+        return self._live
 
     def statistics(self) -> PoolStatistics:
         with self._lock:
@@ -365,6 +426,69 @@ class ProcessWorkerPool(_Pool):
                                   replaced=self._replaced)
 
     # -- internals (callers hold self._lock where it says so) ---------------
+
+    def _seq_of(self, task: Any) -> Optional[int]:
+        return next((s for s, t in self._inflight.items() if t is task), None)
+
+    def _holder(self, seq: int) -> Optional[_Worker]:
+        """(Holding the lock.) The worker task `seq` was sent to."""
+        for worker in self._workers.values():
+            if seq in worker.queue:
+                return worker
+        return None
+
+    def _take_back(self, seq: int) -> str:
+        """(Holding the lock.) Make sure task `seq` never starts, if it has
+        not: "waiting" if so (it is out of every queue), "running" if a
+        worker has taken it."""
+        if self._held.pop(seq, None) is not None:
+            return "waiting"
+        for n, (s, _) in enumerate(self._pending):
+            if s == seq:
+                del self._pending[n]
+                return "waiting"
+        worker = self._holder(seq)
+        if worker is None or worker.running == seq:
+            return "running"
+        self._steal_all(worker)
+        for n, (s, _) in enumerate(self._pending):
+            if s == seq:
+                del self._pending[n]
+                self._msgs.pop(seq, None)
+                self._dispatch()
+                return "waiting"
+        return "running"   # it took it meanwhile
+
+    def _steal_all(self, worker: _Worker) -> None:
+        """(Holding the lock.) Take back every task message `worker` has not
+        taken, to the front of the queue, in their order."""
+        stolen: List[int] = []
+        while True:
+            try:
+                data, fds = recv_message(worker.steal, socket.MSG_DONTWAIT)
+            except InterruptedError:
+                continue
+            except OSError:   # (BlockingIOError: nothing left)
+                break
+            for fd in fds:
+                os.close(fd)
+            if not data:
+                break
+            (seq,) = SEQ.unpack_from(data)
+            if seq:
+                stolen.append(seq)
+        if not stolen:
+            return
+        taken = set(stolen)
+        worker.queue = collections.deque(s for s in worker.queue if s not in taken)
+        worker.full = False
+        for seq in reversed(stolen):
+            msg = self._msgs.pop(seq, None)
+            if msg is not None and seq in self._inflight:
+                self._pending.appendleft((seq, msg))
+
+    def _an_idle_worker(self) -> bool:
+        return any(not w.queue and not w.kill_asked for w in self._workers.values())
 
     def _ctl_send(self, msg: Any, fds: Iterable[int] = ()) -> None:
         if self._ctl is None:
@@ -378,106 +502,223 @@ class ProcessWorkerPool(_Pool):
             pass
 
     def _spawn(self) -> _Worker:
-        """Ask the zygote for a new worker (holding self._lock or before start)."""
-        task_r, task_w = os.pipe()
+        """Ask the zygote for a new worker (holding self._lock)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        mine.setblocking(False)
+        # (left blocking: it shares the worker's file description; it is read
+        # with MSG_DONTWAIT)
+        steal = socket.socket(fileno=os.dup(theirs.fileno()))
         result_r, result_w = os.pipe()
+        ack_r, ack_w = os.pipe()
         os.set_blocking(result_r, False)
         self._next_wid += 1
-        worker = _Worker(self._next_wid, task_w, result_r)
-        self._ctl_send(("spawn", worker.wid), (task_r, result_w))
-        os.close(task_r)
+        worker = _Worker(self._next_wid, mine, steal, ack_w, result_r)
+        self._ctl_send(("spawn", worker.wid), (theirs.fileno(), result_w, ack_r))
+        theirs.close()
         os.close(result_w)
+        os.close(ack_r)
         self._workers[worker.wid] = worker
-        self._idle.append(worker)
-        self._pending_to_idle()
+        self._dispatch()
         return worker
 
-    def _pending_to_idle(self) -> None:
-        while self._idle:
-            item = self._pop_ready()
-            if item is None:
-                return
-            self._send_run(self._idle.popleft(), *item)
+    def _dispatch(self) -> None:
+        """(Holding the lock.) Send the tasks the barrier does not hold to the
+        workers with the fewest queued, each up to its depth."""
+        if not self._pending:
+            return
+        depth = self._depth
+        workers = [w for w in self._workers.values() if not w.kill_asked and not w.full]
+        if not workers:
+            return
+        pending = self._pending
+        while pending:
+            worker = min(workers, key=_queued) if len(workers) > 1 else workers[0]
+            if len(worker.queue) >= depth:
+                break
+            seq, msg = pending.popleft()
+            if not self._send(worker, seq, msg):
+                pending.appendleft((seq, msg))
+                workers.remove(worker)
+                if not workers:
+                    break
 
-    def _send_run(self, worker: _Worker, seq: int, msg: bytes) -> None:
-        worker.busy = seq
+    def _send(self, worker: _Worker, seq: int, msg: bytes) -> bool:
+        """(Holding the lock.) Send one task to `worker`; False if its socket
+        is full (it takes more once it has taken some)."""
         try:
-            _write_frame(worker.task_w, msg)
-        except OSError:
-            pass  # the worker is dead; its exit report ends the task
+            if len(msg) > BIG_AFTER:
+                fd = os.memfd_create("pexen-task", os.MFD_CLOEXEC)
+                try:
+                    os.write(fd, msg)
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    socket.send_fds(worker.sock, [SEQ.pack(seq) + BIG], [fd])
+                finally:
+                    os.close(fd)
+            else:
+                worker.sock.send(SEQ.pack(seq) + msg)
+        except (BlockingIOError, InterruptedError):
+            worker.full = True
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                raise
+            # The worker is dead; its exit report ends what it had.
+        if not worker.queue:
+            worker.since = time.monotonic()
+        worker.queue.append(seq)
+        self._msgs[seq] = msg
+        return True
+
+    def _stop_idle(self) -> None:
+        """(Holding the lock, shutting down.) Stop the workers with nothing
+        left to run."""
+        if self._pending or self._held:
+            return
+        for worker in self._workers.values():
+            if not worker.queue:
+                self._send_stop(worker)
 
     def _send_stop(self, worker: _Worker) -> None:
+        if worker.stopped:
+            return
+        worker.stopped = True
         try:
-            _write_frame(worker.task_w, _dumps(("stop",)))
+            worker.sock.send(_STOP)
         except OSError:
             pass
 
     def _put_result(self, seq: int, res: TaskRes) -> None:
         with self._lock:
             self._inflight.pop(seq, None)
+            self._msgs.pop(seq, None)
         self._results.put(res)
+        self._poke()
 
     def _poke(self) -> None:
+        """Wake whoever waits in `_pump`."""
         if self._wake_w is not None:
             try:
                 os.write(self._wake_w, b"x")
             except OSError:
                 pass
 
-    def _join(self) -> None:
-        reader = self._reader
-        if reader is not None and reader is not threading.current_thread():
-            reader.join()
-        self._running = False
+    def _finish(self) -> None:
+        """Read until the workers have ended and the pool is torn down."""
+        while self._live:
+            self._pump(_WAKE_SECONDS)
 
-    def _read_loop(self, wake_r: int) -> None:
-        sel = selectors.DefaultSelector()
-        ctl = self._ctl
-        assert ctl is not None
-        sel.register(ctl, selectors.EVENT_READ, "ctl")
-        sel.register(wake_r, selectors.EVENT_READ, "wake")
-        watched: Dict[int, _Worker] = {}
+    def _pump(self, timeout: float) -> None:
+        """Wait up to `timeout` for what the workers and the fork server send,
+        and handle it (one thread at a time; another just waits its turn)."""
+        if not self._poll_lock.acquire(timeout=timeout):
+            return
         try:
-            while True:
-                with self._lock:
-                    for worker in self._workers.values():
-                        if worker.result_r not in watched:
-                            watched[worker.result_r] = worker
-                            sel.register(worker.result_r, selectors.EVENT_READ, worker)
-                    if (self._ctl is None or self._broken
-                            or (self._shutting_down and not self._workers)):
-                        break
-                for key, _ in sel.select():
-                    if key.data == "wake":
-                        try:
-                            while os.read(wake_r, 512):
-                                pass
-                        except OSError:
-                            pass
-                    elif key.data == "ctl":
-                        try:
-                            msg = ctl.recv(1 << 16)
-                        except OSError:
-                            msg = b""
-                        if not msg:
-                            self._zygote_gone()
-                            break
-                        _, wid, pid, status = pickle.loads(msg)
-                        worker = self._workers.get(wid)
-                        if worker is not None:
-                            if worker.result_r in watched:
-                                sel.unregister(worker.result_r)
-                                del watched[worker.result_r]
-                            self._worker_exited(worker, status)
-                    else:
-                        self._drain(key.data)
+            if self._live:
+                self._poll(timeout)
+            else:
+                time.sleep(min(timeout, 0.01))
         finally:
+            self._poll_lock.release()
+
+    def _poll(self, timeout: float) -> None:
+        """(Holding the poll lock.) One look at the channels."""
+        sel = self._sel
+        assert sel is not None
+        watched = self._watched
+        with self._lock:
+            for worker in self._workers.values():
+                if worker.result_r not in watched and not worker.gone:
+                    watched[worker.result_r] = worker
+                    sel.register(worker.result_r, selectors.EVENT_READ, worker)
+            if self._done():
+                self._teardown()
+                return
+            wait = self._balance()
+            if not self._results.empty():
+                timeout = 0
+        if wait is not None:
+            timeout = min(timeout, wait)
+        try:
+            events = sel.select(timeout)
+        except InterruptedError:
+            return
+        for key, _ in events:
+            data = key.data
+            if data == "wake":
+                try:
+                    while os.read(key.fd, 512):
+                        pass
+                except OSError:
+                    pass
+            elif data == "ctl":
+                ctl = self._ctl
+                try:
+                    msg = ctl.recv(1 << 16) if ctl is not None else b""
+                except OSError:
+                    msg = b""
+                if not msg:
+                    self._zygote_gone()
+                    self._teardown()
+                    return
+                _, wid, pid, status = pickle.loads(msg)
+                worker = self._workers.get(wid)
+                if worker is not None:
+                    if worker.result_r in watched and watched[worker.result_r] is worker:
+                        sel.unregister(worker.result_r)
+                        del watched[worker.result_r]
+                    self._worker_exited(worker, status)
+            elif not data.gone:   # (its fds may be another's by now)
+                self._drain(data)
+        with self._lock:
+            done = self._done()
+        if done:
+            self._teardown()
+
+    def _done(self) -> bool:
+        """(Holding the lock.) Nothing of the pool is left to run."""
+        return self._ctl is None or self._broken or (self._shutting_down and not self._workers)
+
+    def _teardown(self) -> None:
+        """(Holding the poll lock.) Close every channel, let the fork server go
+        (it kills any worker left and exits), reap it."""
+        if not self._live:
+            return
+        self._live = False
+        if self._shutting_down:   # (a broken pool still takes tasks: they fail at once)
+            self._running = False
+        sel, self._sel = self._sel, None
+        if sel is not None:
             sel.close()
-            os.close(wake_r)
-            wake_w, self._wake_w = self._wake_w, None
-            if wake_w is not None:
-                os.close(wake_w)
-            self._end_zygote()
+        self._watched = {}
+        for name in ("_wake_r", "_wake_w"):
+            fd = getattr(self, name)
+            setattr(self, name, None)
+            if fd is not None:
+                os.close(fd)
+        self._end_zygote()
+
+    def _balance(self) -> Optional[float]:
+        """(Holding the lock.) An idle worker, nothing to send it: take back
+        what waits behind a task that has run STEAL_AFTER in another worker,
+        and send it out again. Returns how long until that could be worth a
+        look again (None: nothing waits)."""
+        if self._shutting_down or self._pending:
+            return None
+        if not self._an_idle_worker():
+            return None
+        now = time.monotonic()
+        wait: Optional[float] = None
+        for worker in self._workers.values():
+            if len(worker.queue) < 2 or worker.kill_asked:
+                continue
+            ran = now - worker.since
+            if ran >= STEAL_AFTER:
+                self._steal_all(worker)
+            else:
+                left = STEAL_AFTER - ran
+                wait = left if wait is None else min(wait, left)
+        self._dispatch()
+        return wait
 
     def _drain(self, worker: _Worker) -> None:
         frames, _ = worker.frames.feed(worker.result_r)
@@ -487,34 +728,46 @@ class ProcessWorkerPool(_Pool):
     def _handle(self, worker: _Worker, msg: Tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "start":
-            _, seq, pid = msg
+            seq = msg[1]
+            with self._lock:
+                worker.running = seq
+                worker.since = time.monotonic()
+                task = self._inflight.get(seq)
             on_start = self.on_start
-            task = self._inflight.get(seq)
-            if on_start is not None and task is not None:
-                on_start(task, pid)
+            if on_start is not None and task is not None and worker.pid is not None:
+                on_start(task, worker.pid)
         elif kind == "done":
-            _, seq, ret_blob, shared_blob, exc_parts = msg
+            _, seq, ret_blob, shared_blob, exc_parts, duration = msg
             task = self._inflight.get(seq)
             res = (self._decode(task, ret_blob, shared_blob, exc_parts)
                    if task is not None else None)
             starved = False
             with self._lock:
-                worker.busy = None
+                self._learn(duration)
+                if worker.queue and worker.queue[0] == seq:
+                    worker.queue.popleft()
+                else:
+                    try:
+                        worker.queue.remove(seq)
+                    except ValueError:
+                        pass
+                worker.running = None
+                worker.full = False
+                if worker.queue:
+                    worker.since = time.monotonic()
+                self._msgs.pop(seq, None)
                 taken = self._inflight.pop(seq, None) is None
                 if worker.kill_asked:
                     # It is being killed: no new task for it (a stop, should
                     # the killer fail, so the pool can still end).
-                    if self._shutting_down:
+                    if self._shutting_down and not worker.queue:
                         self._send_stop(worker)
                 else:
-                    item = self._pop_ready()
-                    if item is not None:
-                        self._send_run(worker, *item)
-                    elif self._shutting_down and not self._pending:
-                        self._send_stop(worker)
-                    else:
-                        self._idle.append(worker)
-                        starved = bool(self._held)
+                    self._dispatch()
+                    if self._shutting_down:
+                        self._stop_idle()
+                    elif not worker.queue and self._held:
+                        starved = True
             if starved:
                 self._hurry()
             if res is not None and not taken:
@@ -523,6 +776,17 @@ class ProcessWorkerPool(_Pool):
             worker.pid = msg[1]
         elif kind == "add":
             self._add_from_worker(worker, msg[1], msg[2])
+
+    def _learn(self, duration: float) -> None:
+        """(Holding the lock.) A task took `duration` seconds: with `ahead`,
+        queue in each worker about as many as it runs in that time."""
+        if not self.ahead:
+            return
+        avg = self._avg
+        avg = duration if avg is None else 0.8 * avg + 0.2 * duration
+        self._avg = avg
+        ahead = self.ahead / max(avg, 1e-6)
+        self._depth = max(self._base_depth, 1 + min(MAX_QUEUED_PER_WORKER, math.ceil(ahead)))
 
     def _decode(self, task: Any, ret_blob: Optional[bytes], shared_blob: Optional[bytes],
                 exc_parts: Any) -> TaskRes:
@@ -560,42 +824,43 @@ class ProcessWorkerPool(_Pool):
         except Exception:
             payload = _dumps(("addack", PoolError(f"{type(error).__name__}: {error}")))
         try:
-            _write_frame(worker.task_w, payload)
+            _write_frame(worker.ack_w, payload)
         except OSError:
             pass
 
     def _worker_exited(self, worker: _Worker, status: int) -> None:
         self._drain(worker)  # what it wrote before it died
-        os.close(worker.result_r)
-        os.close(worker.task_w)
         with self._lock:
+            self._steal_all(worker)   # what it never took runs elsewhere
+            worker.gone = True
+            _close_worker(worker)
             self._workers.pop(worker.wid, None)
-            try:
-                self._idle.remove(worker)
-            except ValueError:
-                pass
-            seq = worker.busy
-            task = self._inflight.pop(seq, None) if seq is not None else None
+            lost = [(seq, self._inflight.pop(seq)) for seq in worker.queue
+                    if seq in self._inflight]
+            for seq, _ in lost:
+                self._msgs.pop(seq, None)
+            worker.queue.clear()
             if not self._shutting_down and self._ctl is not None:
                 self._replaced += 1
                 self._spawn()
-            starved = bool(self._held) and bool(self._idle)
+            elif self._shutting_down:
+                self._stop_idle()
+            starved = bool(self._held) and self._an_idle_worker()
         if starved:
             # the replacement is idle: with every worker replaced, no other
             # end of a task would tell the barrier
             self._hurry()
-        if task is None:
-            return
-        key = self.key_of(task)
-        if worker.kill_asked:
-            excinfo = _killed_info(f"task {key} was killed on request "
-                                   f"(worker pid {worker.pid})")
-        else:
-            err = WorkerDiedError(f"the worker (pid {worker.pid}) running task {key} "
-                                  f"died: {describe_status(status)}")
-            excinfo = ExceptionInfo(WorkerDiedError, err, None,
-                                    f"WorkerDiedError: {err}\n")
-        self._results.put(TaskRes(task, None, None, excinfo))
+        for _seq, task in lost:
+            key = self.key_of(task)
+            if worker.kill_asked:
+                excinfo = _killed_info(f"task {key} was killed on request "
+                                       f"(worker pid {worker.pid})")
+            else:
+                err = WorkerDiedError(f"the worker (pid {worker.pid}) running task {key} "
+                                      f"died: {describe_status(status)}")
+                excinfo = ExceptionInfo(WorkerDiedError, err, None,
+                                        f"WorkerDiedError: {err}\n")
+            self._results.put(TaskRes(task, None, None, excinfo))
 
     def _zygote_gone(self) -> None:
         """The zygote died (or terminate() closed its socket): every worker
@@ -603,17 +868,13 @@ class ProcessWorkerPool(_Pool):
         with self._lock:
             workers = list(self._workers.values())
             self._workers = {}
-            self._idle.clear()
             lost = [(seq, self._inflight.pop(seq)) for seq in list(self._inflight)]
             self._pending.clear()
             self._held.clear()
+            self._msgs.clear()
             self._broken = True
         for worker in workers:
-            for fd in (worker.result_r, worker.task_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            _close_worker(worker)
         for _seq, task in lost:
             err = WorkerDiedError(f"task {self.key_of(task)} was lost: the process "
                                   "pool's fork server ended")
@@ -625,13 +886,8 @@ class ProcessWorkerPool(_Pool):
             ctl, self._ctl = self._ctl, None
             workers = list(self._workers.values())
             self._workers = {}
-            self._idle.clear()
         for worker in workers:
-            for fd in (worker.result_r, worker.task_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            _close_worker(worker)
         if ctl is not None:
             ctl.close()
         pid, self._zygote_pid = self._zygote_pid, None
@@ -654,6 +910,24 @@ class ProcessWorkerPool(_Pool):
                 os.waitpid(pid, 0)
                 return
             time.sleep(0.005)
+
+
+def _queued(worker: _Worker) -> int:
+    return len(worker.queue)
+
+
+def _close_worker(worker: _Worker) -> None:
+    worker.gone = True
+    for sock in (worker.sock, worker.steal):
+        try:
+            sock.close()
+        except OSError:
+            pass
+    for fd in (worker.result_r, worker.ack_w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _killed_info(message: str) -> ExceptionInfo:

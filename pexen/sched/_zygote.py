@@ -1,10 +1,11 @@
 """The fork server ("zygote") and the worker processes it forks, and the
-framing of their pipes. The controller's side is `_procpool.py`; why a
-zygote at all is said there.
+framing of their channels. The controller's side is `_procpool.py`; why a
+zygote at all, and the channels, are said there.
 """
 
 from __future__ import annotations
 
+import array
 import ctypes
 import os
 import pickle
@@ -13,6 +14,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -22,6 +24,14 @@ from .common import ExceptionInfo, TaskFailError, TaskRes
 from .pool import PoolError
 
 _HDR = struct.Struct("!I")
+#: A task message on a worker's task socket starts with its seq (0: stop).
+SEQ = struct.Struct("!Q")
+#: The marker of a message whose body travels in a memfd (too big to send).
+BIG = b"M"
+#: Bodies longer than this travel in a memfd.
+BIG_AFTER = 1 << 16
+#: The largest message read from a task socket (a seq, a marker, a body).
+RECV_SIZE = BIG_AFTER + 64
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -228,7 +238,7 @@ def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
                 reap()
                 continue
             try:
-                msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 4)
+                msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 8)
             except OSError:
                 msg, fds = b"", []
             if not msg:
@@ -236,7 +246,7 @@ def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
             req = pickle.loads(msg)
             if req[0] == "spawn":
                 wid = req[1]
-                task_r, result_w = fds
+                task_sock, result_w, ack_r = fds
                 pid = os.fork()
                 if pid == 0:
                     try:
@@ -245,11 +255,11 @@ def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
                         os.close(wake_r)
                         os.close(wake_w)
                         signal.set_wakeup_fd(-1)
-                        _worker_main(wid, task_r, result_w, tasks)
+                        _worker_main(wid, task_sock, result_w, ack_r, tasks)
                     finally:
                         os._exit(70)
-                os.close(task_r)
-                os.close(result_w)
+                for fd in fds:
+                    os.close(fd)
                 children[pid] = wid
                 by_wid[wid] = pid
             elif req[0] == "kill":
@@ -267,8 +277,8 @@ def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
 class _WorkerChannel:
     """Lets a task in a worker add tasks to the run (Sched.add_tasks)."""
 
-    def __init__(self, task_fd: int, result_fd: int) -> None:
-        self.task_fd = task_fd
+    def __init__(self, ack_fd: int, result_fd: int) -> None:
+        self.ack_fd = ack_fd
         self.result_fd = result_fd
 
     def add_tasks(self, tasks: List[Any], group: Optional[str] = None) -> None:
@@ -284,7 +294,7 @@ class _WorkerChannel:
                     f"the process pool: it cannot be pickled ({exc}); define it at "
                     "module level", task) from None
         _write_frame(self.result_fd, _dumps(("add", blobs, group)))
-        frame = _read_frame(self.task_fd)
+        frame = _read_frame(self.ack_fd)
         if frame is None:
             os._exit(0)
         _, error = pickle.loads(frame)
@@ -292,37 +302,103 @@ class _WorkerChannel:
             raise error
 
 
-def _worker_main(wid: int, task_fd: int, result_fd: int, tasks: List[Any]) -> None:
+_FD_SPACE = socket.CMSG_LEN(4 * array.array("i").itemsize)
+
+
+def recv_message(sock: socket.socket, flags: int = 0) -> Tuple[bytes, List[int]]:
+    """One message of a SEQPACKET socket and the file descriptors it carried
+    (`socket.recv_fds`, which ignores its `flags` before Python 3.12)."""
+    data, ancdata, _, _ = sock.recvmsg(RECV_SIZE, _FD_SPACE, flags)
+    fds = array.array("i")
+    for level, kind, cdata in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(cdata[:len(cdata) - (len(cdata) % fds.itemsize)])
+    return data, list(fds)
+
+
+def _receive(sock: socket.socket, wait: bool) -> Optional[Tuple[int, bytes]]:
+    """The next task message: (seq, body); (0, b"") to stop; None if there is
+    none now (`wait` False), or the controller is gone."""
+    while True:
+        try:
+            data, fds = recv_message(sock, 0 if wait else socket.MSG_DONTWAIT)
+            break
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            return None
+        except OSError:
+            return (0, b"")
+    if not data:
+        return (0, b"")   # the controller is gone
+    (seq,) = SEQ.unpack_from(data)
+    body = data[SEQ.size:]
+    if fds:
+        with os.fdopen(fds[0], "rb") as big:   # the body, in a memfd
+            body = big.read()
+        for fd in fds[1:]:
+            os.close(fd)
+    return seq, body
+
+
+def _worker_main(wid: int, task_fd: int, result_fd: int, ack_fd: int, tasks: List[Any]) -> None:
+    """Run task after task from the worker's task socket. Each message taken
+    starts at once, and says so (a `start` frame) before it runs: what the
+    controller can still take back from the socket never started. The `done`
+    frame of a task and the `start` of the next go out in one write."""
     global worker_channel
     _set_pdeathsig(signal.SIGKILL)
     set_subreaper()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _call._worker_flag[0] = True
-    worker_channel = _WorkerChannel(task_fd, result_fd)
+    worker_channel = _WorkerChannel(ack_fd, result_fd)
+    sock = socket.socket(fileno=task_fd)
     pid = os.getpid()
+    clock = time.perf_counter
     _write_frame(result_fd, _dumps(("hello", pid)))
-    while True:
-        frame = _read_frame(task_fd)
-        if frame is None:
-            break
-        msg = pickle.loads(frame)
-        if msg[0] == "stop":
-            break
-        _, seq, key, idx, task_blob, shared_blob = msg
-        _write_frame(result_fd, _dumps(("start", seq, pid)))
+    out = b""
+    msg = _receive(sock, True)
+    while msg is not None and msg[0]:
+        seq, body = msg
+        out += _frame(_dumps(("start", seq)))
+        _write_all(result_fd, out)
+        began = clock()
         try:
+            _, key, idx, task_blob, shared_blob = pickle.loads(body)
             task = tasks[idx] if idx is not None else pickle.loads(task_blob)
             shared = pickle.loads(shared_blob)
         except Exception as exc:
+            key = "?"
             res = TaskRes(None, None, None, _call.exc_info_of(exc))
         else:
             res = _call.call_task(task, shared)
         _flush_stdio()
         reap_exited()
-        _write_frame(result_fd, _encode_result(seq, key, res))
+        out = _frame(_encode_result(seq, key, res, clock() - began))
+        msg = _receive(sock, False)
+        if msg is None:   # nothing queued: say so now, then wait
+            _write_all(result_fd, out)
+            out = b""
+            msg = _receive(sock, True)
+    if out:
+        _write_all(result_fd, out)
     _flush_stdio()
     os._exit(0)
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HDR.pack(len(payload)) + payload
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        view = view[n:]
 
 
 def _flush_stdio() -> None:
@@ -340,7 +416,7 @@ def _try_dumps(obj: Any) -> Tuple[Optional[bytes], Optional[Exception]]:
         return None, exc
 
 
-def _encode_result(seq: int, key: str, res: TaskRes) -> bytes:
+def _encode_result(seq: int, key: str, res: TaskRes, duration: float) -> bytes:
     ret_blob, ret_err = _try_dumps(res.ret)
     shared_blob, shared_err = _try_dumps(res.shared)
     excinfo = res.excinfo
@@ -365,7 +441,7 @@ def _encode_result(seq: int, key: str, res: TaskRes) -> bytes:
             val_blob, _ = _try_dumps(stand_in)
         exc_parts = (type_blob, val_blob, excinfo.text,
                      getattr(excinfo.type, "__name__", "Exception"))
-    return _dumps(("done", seq, ret_blob, shared_blob, exc_parts))
+    return _dumps(("done", seq, ret_blob, shared_blob, exc_parts, duration))
 
 
 def _loads_or_none(blob: Optional[bytes]) -> Any:

@@ -414,3 +414,113 @@ def test_a_replaced_worker_hurries_the_barrier(tmp_path):
     by_task = {r.task: r for r in results}
     assert by_task[hung].excinfo.type is sched.TaskKilledError
     assert by_task[b].ret == "ran"
+
+
+# -- tasks handed to a worker ahead (its task socket) ---------------------------
+
+def _stamp(name, sleep=0.0):
+    """A task returning (name, pid, monotonic end)."""
+    def task():
+        if sleep:
+            time.sleep(sleep)
+        return (name, os.getpid(), time.monotonic())
+
+    task.__name__ = task.__qualname__ = name
+    return task
+
+
+def test_tasks_queued_behind_a_slow_one_run_in_an_idle_worker():
+    """Tasks handed to a worker behind one that turns out slow are taken back
+    and run by a worker with nothing to do, not after the slow one."""
+    slow = _stamp("slow", sleep=3.0)
+    quick = [_stamp(f"q{i}") for i in range(6)]
+    sched.meta.assign_val(slow, priority=-1)   # handed out first
+    # 2 workers, 6 spare: each worker is sent up to 4 tasks ahead
+    res = {r.task.__name__: r.ret for r in sched.Sched([slow, *quick]).run(
+        ProcessWorkerPool(workers=2, spare=6))}
+    slow_pid, slow_end = res["slow"][1], res["slow"][2]
+    for i in range(6):
+        name, pid, end = res[f"q{i}"]
+        assert end < slow_end, name      # none waited for the slow one
+        assert pid != slow_pid or end < slow_end - 2.0
+
+
+def test_a_dying_worker_gives_back_what_it_had_not_started():
+    """Only the task a worker died in fails; those queued behind it run."""
+    def dies_now():
+        os._exit(5)
+
+    dies_now.__name__ = dies_now.__qualname__ = "dies"
+    sched.meta.assign_val(dies_now, priority=-1)
+    others = [make(f"o{i}", ret=i) for i in range(5)]
+    pool = ProcessWorkerPool(workers=1, spare=5)   # all of them sent to the one worker
+    res = {r.task.__name__: r for r in sched.Sched([dies_now, *others]).run(pool)}
+    assert res["dies"].excinfo.type is sched.WorkerDiedError
+    assert sorted(res[f"o{i}"].ret for i in range(5)) == [0, 1, 2, 3, 4]
+    assert all(res[f"o{i}"].excinfo is None for i in range(5))
+    assert pool.statistics().replaced == 1
+
+
+def test_take_over_of_a_task_queued_in_a_worker_never_starts_it(tmp_path):
+    hung = make_hang("_hang")
+    queued = _touch(tmp_path / "queued")
+    pool = ProcessWorkerPool(workers=1, spare=1)   # both go to the one worker
+    pool.register([hung, queued])
+    pool.start()
+    try:
+        pool.submit(hung)
+        pool.submit(queued)
+        deadline = time.monotonic() + 30
+        while pool.pid_of(hung) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert pool.take_over(queued) == "waiting"
+        assert pool.kill_task(hung)
+        pool.deliver(TaskRes(queued, ret="elsewhere"))
+        results = {r.task: r for r in pool.iter_results()}
+        pool.shutdown(wait=True)
+    finally:
+        if pool.alive():
+            pool.terminate()
+    assert results[queued].ret == "elsewhere"
+    assert results[hung].excinfo.type is sched.TaskKilledError
+    assert not (tmp_path / "queued").exists()
+
+
+def test_big_shared_state_reaches_the_worker():
+    """A task message too big for one socket message travels in a memfd."""
+    big = {"blob": "x" * 500_000}
+
+    def provider(shared):
+        shared.update(big)
+
+    def consumer(shared):
+        return len(shared["blob"])
+
+    sched.meta.assign_val(provider, provides=["blob"])
+    sched.meta.assign_val(consumer, requires=["blob"])
+    res = {r.task: r for r in sched.Sched([provider, consumer]).run(
+        ProcessWorkerPool(workers=2))}
+    assert res[consumer].excinfo is None and res[consumer].ret == 500_000
+
+
+def test_ahead_hands_out_more_for_short_tasks_and_is_checked():
+    tasks = [make(f"t{i}", ret=i) for i in range(400)]
+    handed = []
+    pending = set()
+
+    def listener(ev):
+        if ev.kind.value == "queued":
+            pending.add(ev.key)
+            handed.append(len(pending))
+        elif ev.kind.value == "finished":
+            pending.discard(ev.key)
+
+    s = sched.Sched(tasks, listeners=[listener])
+    res = list(s.run(ProcessWorkerPool(workers=2, spare=2, ahead=0.05)))
+    assert sorted(r.ret for r in res) == list(range(400))
+    assert max(handed) > 2 + 2          # more than workers + spare at some point
+    assert max(handed) <= 2 * 2 * 33    # and never more than the cap
+    for bad in (-1, "1", True):
+        with pytest.raises(ValueError, match="ahead"):
+            ProcessWorkerPool(ahead=bad)
