@@ -25,8 +25,9 @@ if read -r line; then
 fi
 
 # The data directory is kept across attempts and reboots: each attempt
-# appends a line, so a resumed run shows the earlier ones too.
-[ -d "$PEXEN_TASK_DATA" ] || fail "PEXEN_TASK_DATA ($PEXEN_TASK_DATA) is not a directory"
+# appends a line, so a resumed run shows the earlier ones too. An executable
+# makes it when it wants one (pexen makes none for tasks that do not).
+mkdir -p "$PEXEN_TASK_DATA" || fail "cannot make PEXEN_TASK_DATA ($PEXEN_TASK_DATA)"
 echo "run $PEXEN_RUN_ID attempt $PEXEN_ATTEMPT reboots $PEXEN_REBOOT_COUNT" \
     >>"$PEXEN_TASK_DATA/attempts.log" || fail "cannot write to $PEXEN_TASK_DATA"
 

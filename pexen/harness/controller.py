@@ -156,14 +156,15 @@ class TaskWrapper:
         set_context(ctx)
         if self.set_env:
             # The variables. The run's directory is made once per worker; the
-            # task's before an executable starts, and for a Python task when
-            # it first needs it (_lazydata).
+            # task's when a Python task first needs it (_lazydata), for an
+            # executable before it starts if it can use it (doc/harness.md,
+            # "The task's environment").
             _set_env(ctx.variables())
             _ = ctx.run_data_dir
-            if self.exe:
-                _ = ctx.data_dir
-            else:
+            if not self.exe:
                 owe_data_dir(ctx)
+            elif self.inner.wants_data_dir():  # type: ignore[attr-defined]
+                _ = ctx.data_dir
             capture: Any = worker_spool(self.spools).task(*self.logs, ctx.task, ctx.attempt)
         elif self.fd_capture and FD_LOCK.acquire(blocking=False):
             capture = FdCapture(*self.logs, lock=FD_LOCK)
@@ -418,8 +419,9 @@ class _Beat:
     to finish, then the main thread is told (SIGUSR1 -> _Reboot)."""
 
     def __init__(self, session: Session, writer: JournalWriter, sched: Sched,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, counter: Optional[str] = None) -> None:
         self.session = session
+        self.counter = counter   # the run's report counter (see _loop)
         self.writer = writer
         self.sched = sched
         self.stop = stop
@@ -433,12 +435,20 @@ class _Beat:
     def _loop(self) -> None:
         writer, journal, run_id = self.writer, self.session.journal, self.session.run_id
         next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        counter = self.counter
+        seen: Optional[int] = -1   # the report count at the last look (-1: none yet)
         while not self.stop.wait(REBOOT_POLL_SECONDS):
             try:
                 if time.monotonic() >= next_beat:
                     writer.update_run(heartbeat_at=time.time())
                     next_beat = time.monotonic() + HEARTBEAT_SECONDS
                 if self.reboot_key is None:
+                    # A reboot request bumps the run's report counter: the
+                    # journal is read only when it moved (no counter: always).
+                    now = count_at(counter)
+                    if now is not None and now == seen:
+                        continue
+                    seen = now
                     for key, *_ in journal.reboot_requests(run_id):
                         if writer.state_of(key) is TaskState.RUNNING:
                             self._drain(key)
@@ -601,7 +611,14 @@ class CommitBarrier:
         self.writer = writer
 
     def __call__(self, task: Any, release: Callable[[Optional[BaseException]], None]) -> None:
-        self.writer.after_commit(release)
+        # The commit may gather transitions for a few milliseconds (LINGER):
+        # the tasks handed out ahead keep the workers busy meanwhile, and a
+        # pool with an idle worker says so (`hurry`).
+        self.writer.after_commit(release, urgent=False)
+
+    def hurry(self) -> None:
+        """A worker is idle and the tasks it could run wait for the commit."""
+        self.writer.hurry()
 
 
 def execute(session: Session, journal_path: str) -> int:
@@ -653,7 +670,7 @@ def execute(session: Session, journal_path: str) -> int:
                                run_root=run_root)
     sched = Sched(listeners=[listener])
     sched.dispatch_barrier = CommitBarrier(writer)
-    beat = _Beat(session, writer, sched, stop_heartbeat)
+    beat = _Beat(session, writer, sched, stop_heartbeat, counter)
     for provides, shared in session.assumed:
         sched.assume_provided(provides, shared)
     with warnings.catch_warnings():

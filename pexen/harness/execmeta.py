@@ -36,6 +36,10 @@ FIELDS = LIST_FIELDS + ("priority", "timeout", "rerun_on_interrupt", "when")
 SUITE_FIELDS = ("prefer", "groups")
 #: The exclusivity group an executable runs in (a name; see GroupDecl).
 GROUP_FIELD = "group"
+#: Whether the task's data directory is made before the executable starts
+#: (true/false; by default, when its text names DATA_VARIABLE).
+DATA_FIELD = "data"
+DATA_VARIABLE = b"PEXEN_TASK_DATA"
 #: The keys of a `[group]` table in a directory's pexen.toml.
 GROUP_KEYS = ("name", "pool", "workers", "spare")
 
@@ -98,8 +102,13 @@ def _check(field: str, value: Any, where: str) -> Any:
             raise MetaSyntaxError(f"{where}: group must be the name of a group, not "
                                   f"{value!r}")
         return value.strip()
+    if field == DATA_FIELD:
+        if not isinstance(value, bool):
+            raise MetaSyntaxError(f"{where}: data must be true or false, not {value!r}")
+        return value
     if field not in FIELDS:
-        raise MetaSyntaxError(f"{where}: unknown field {field!r} (one of {', '.join(FIELDS)})")
+        raise MetaSyntaxError(f"{where}: unknown field {field!r} (one of "
+                              f"{', '.join(FIELDS + (GROUP_FIELD, DATA_FIELD))})")
     if field in LIST_FIELDS:
         if isinstance(value, str):
             value = [value]
@@ -141,22 +150,34 @@ def _comment_value(field: str, text: str, where: str) -> Any:
                 raise MetaSyntaxError(f"{where}: {field} must be a number, not {text!r}") \
                     from None
         return _check(field, number, where)
-    if field == "rerun_on_interrupt":
+    if field == "rerun_on_interrupt" or field == DATA_FIELD:
         if text.lower() not in _TRUE:
-            raise MetaSyntaxError(f"{where}: rerun_on_interrupt must be true or false, "
-                                  f"not {text!r}")
+            raise MetaSyntaxError(f"{where}: {field} must be true or false, not {text!r}")
         return _TRUE[text.lower()]
     return _check(field, text, where)
 
 
-def from_comment(path: str) -> Found:
-    """The `# pexen: field=value ...` lines among the first COMMENT_LINES
-    lines of an executable (none in a binary file)."""
+def read_head(path: str) -> bytes:
+    """The first 16 KB of a file (b"" if it cannot be read): where its
+    metadata comments are looked for."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(16384)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return {}
+        return b""
+    try:
+        return os.read(fd, 16384)   # (no file object: this runs for every executable)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def from_comment(path: str, head: Optional[bytes] = None) -> Found:
+    """The `# pexen: field=value ...` lines among the first COMMENT_LINES
+    lines of an executable (none in a binary file); `head`: the file's
+    `read_head`, if read already."""
+    if head is None:
+        head = read_head(path)
     if b"\0" in head:
         return {}  # a binary
     found: Found = {}
@@ -278,14 +299,19 @@ def suite_prefer(top: str) -> List[str]:
 
 
 def for_executable(top: str, path: str, cache: Optional[Dict[str, Found]] = None,
-                   decls: Optional[Dict[str, GroupDecl]] = None) -> Dict[str, Any]:
+                   decls: Optional[Dict[str, GroupDecl]] = None,
+                   rel_dir: Optional[str] = None,
+                   sidecar: Optional[bool] = None) -> Dict[str, Any]:
     """The metadata of executable `path` of the suite directory `top`; its
     `group`, if any, as (name, "file:line"), and the groups its directories
-    declare added to `decls`."""
+    declare added to `decls`. `rel_dir` (its directory relative to `top`,
+    "." for `top`) and `sidecar` (whether PATH.pexen.toml exists) spare the
+    caller that walked the directory a computation and a system call."""
     cache = {} if cache is None else cache
     decls = {} if decls is None else decls
     merged: Found = {}
-    rel_dir = os.path.relpath(os.path.dirname(path), top)
+    if rel_dir is None:
+        rel_dir = os.path.relpath(os.path.dirname(path), top)
     dirs = [top]
     if rel_dir != os.curdir:
         for part in rel_dir.split(os.sep):
@@ -297,11 +323,15 @@ def for_executable(top: str, path: str, cache: Optional[Dict[str, Found]] = None
                                   rel_dir=os.path.relpath(d, top) if d != top else "")
                         if os.path.isfile(candidate) else {})
         merged.update(cache[d])
-    merged.update(from_comment(path))
-    sidecar = path + SIDECAR_SUFFIX
-    if os.path.isfile(sidecar):
-        merged.update(from_toml(sidecar))
+    head = read_head(path)
+    merged.update(from_comment(path, head))
+    if sidecar is None:
+        sidecar = os.path.isfile(path + SIDECAR_SUFFIX)
+    if sidecar:
+        merged.update(from_toml(path + SIDECAR_SUFFIX))
     out = {field: value for field, (value, _) in merged.items()}
     if GROUP_FIELD in merged:
         out[GROUP_FIELD] = merged[GROUP_FIELD]
+    if DATA_FIELD not in out:
+        out[DATA_FIELD] = DATA_VARIABLE in head
     return out

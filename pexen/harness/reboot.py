@@ -49,7 +49,7 @@ def reboot() -> NoReturn:
     if not ctx.allow_reboot:
         raise TaskOutcome("skip", NOT_ALLOWED)
     from .controller import boot_id
-    from .report import _journal
+    from .report import _count_report, _journal
 
     # What the task printed before asking must not die in a buffer of this
     # process with it (the controller kills it for the reboot).
@@ -59,5 +59,8 @@ def reboot() -> NoReturn:
         except Exception:   # (closed, or replaced by something odd)
             pass
     _journal(ctx.journal).request_reboot(ctx.run_id, ctx.task, boot_id())
+    # The run's report counter moves: the controller looks at the journal
+    # for reboot requests only then (not a query every quarter second).
+    _count_report(ctx)
     while True:
         time.sleep(3600)

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..factory import ModTreeFactory
 from ..sched import TaskGroup
@@ -232,12 +232,31 @@ class ExecutableTask:
 
     # It evaluates its `when` itself (the engine and the harness leave it be).
     pexen_checks_when_ = True
+    # It takes no shared dict (said here: inspect.signature of an instance
+    # costs tens of microseconds, for each task).
+    pexen_takes_shared_ = False
 
-    def __init__(self, path: str, key: str) -> None:
-        self.path = os.path.abspath(path)
+    def __init__(self, path: str, key: str, data: Optional[bool] = None) -> None:
+        # (an absolute path without "." or ".." parts, such as a suite's walk
+        # gives, is taken as it is: abspath costs more than the rest here)
+        self.path = (path if path.startswith("/") and "/." not in path and "//" not in path
+                     else os.path.abspath(path))
         self.key = key
+        # Whether its data directory is made before it starts: None to decide
+        # by its text (see `wants_data_dir`).
+        self.data = data
         self.__name__ = key
         setattr(self, CALLPATH_ATTR_NAME, key.split("/"))
+
+    def wants_data_dir(self) -> bool:
+        """Whether the task's data directory is made before the program
+        starts: as its metadata says (`data`), else when its first 16 KB
+        name PEXEN_TASK_DATA (a script that writes there). Most programs do
+        not use it, and a directory per task costs more than a small test."""
+        data = self.data
+        if data is None:
+            data = self.data = execmeta.DATA_VARIABLE in execmeta.read_head(self.path)
+        return data
 
     def __repr__(self) -> str:
         return f"ExecutableTask({self.path!r}, key={self.key!r})"
@@ -253,7 +272,10 @@ class ExecutableTask:
         if os.environ.get("PEXEN_TASK_TOKEN") == ctx.token:
             return None
         env = dict(os.environ)
-        env.update(ctx.env())
+        env.update(ctx.variables())
+        env["PEXEN_RUN_DATA"] = ctx.run_data_dir
+        if self.wants_data_dir():
+            env["PEXEN_TASK_DATA"] = ctx.data_dir
         return env
 
     def __call__(self) -> Dict[str, int]:
@@ -396,6 +418,39 @@ def _dir_groups(top: str, name: str, members: Dict[str, Tuple[str, str]],
             for g in names]
 
 
+def _walk(top: str, name: str) -> Iterator[Tuple[str, str, List[str], Set[str]]]:
+    """`os.walk` of a suite directory, top down, sorted, hidden names left
+    out, symbolic links to directories not followed: (directory, its path
+    relative to `top` ("." for `top`), its files (symbolic links to files
+    included, anything else that is not a file left out), every name in
+    it). With `os.scandir`: no system call per file to tell a file from a
+    directory."""
+    def walk(dirpath: str, rel_dir: str) -> Iterator[Tuple[str, str, List[str], Set[str]]]:
+        try:
+            entries = list(os.scandir(dirpath))
+        except OSError as exc:
+            raise _error(name, f"cannot read {exc.filename}: "
+                               f"{exc.strerror or _exc_summary(exc)}") from None
+        files, dirs = [], []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    dirs.append(entry.name)
+                elif entry.is_file():   # (a broken symlink, a socket, ... are not)
+                    files.append(entry.name)
+            except OSError:
+                continue
+        files.sort()
+        yield dirpath, rel_dir, files, {entry.name for entry in entries}
+        for d in sorted(dirs):
+            yield from walk(os.path.join(dirpath, d),
+                            d if rel_dir == os.curdir else os.path.join(rel_dir, d))
+
+    return walk(top, os.curdir)
+
+
 def _load_dir(spec: SuiteSpec, name: str) -> Loaded:
     top = spec.target
     if not os.path.isdir(top):
@@ -407,27 +462,23 @@ def _load_dir(spec: SuiteSpec, name: str) -> Loaded:
     members: Dict[str, Tuple[str, str]] = {}
     not_exec = 0
 
-    def walk_error(exc: OSError) -> None:
-        raise _error(name, f"cannot read {exc.filename}: {exc.strerror or _exc_summary(exc)}")
-
-    for dirpath, dirs, files in os.walk(top, topdown=True, onerror=walk_error,
-                                        followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for fname in sorted(f for f in files if not f.startswith(".")):
+    for dirpath, rel_dir, files, names in _walk(top, name):
+        prefix = "" if rel_dir == os.curdir else rel_dir + os.sep
+        for fname in files:
             full = os.path.join(dirpath, fname)
-            if not os.path.isfile(full):
-                continue  # a broken symlink, a socket, ...
             if not os.access(full, os.X_OK):
                 not_exec += 1
                 continue
-            rel = os.path.relpath(full, top)
+            rel = prefix + fname
             key = os.path.splitext(rel)[0]
             if key in files_of:
                 raise _error(name, f"{files_of[key]} and {rel} both give the task key {key!r}")
             files_of[key] = rel
-            task = ExecutableTask(full, key)
             try:
-                fields = execmeta.for_executable(top, full, meta_cache, decls)
+                fields = execmeta.for_executable(
+                    top, full, meta_cache, decls, rel_dir=rel_dir,
+                    sidecar=fname + execmeta.SIDECAR_SUFFIX in names)
+                task = ExecutableTask(full, key, data=fields.pop(execmeta.DATA_FIELD))
                 member = fields.pop(execmeta.GROUP_FIELD, None)
                 if member is not None:
                     members[key] = member

@@ -78,10 +78,16 @@ class _Callback:
     """Put in the queue by after_commit(): called once everything before it
     is committed."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "urgent")
 
-    def __init__(self, fn: Callable[[Optional[BaseException]], None]) -> None:
+    def __init__(self, fn: Callable[[Optional[BaseException]], None], urgent: bool) -> None:
         self.fn = fn
+        self.urgent = urgent
+
+
+def _urgent(markers: List[Any]) -> bool:
+    """Whether someone waits for the commit of these markers now."""
+    return any(type(m) is _Marker or m.urgent for m in markers)
 
 
 class _NotStarted(Exception):
@@ -120,6 +126,8 @@ class JournalWriter:
         self._queue: Any = queue.SimpleQueue()
         # set by flush() and close(): a lingering batch is committed at once
         self._waited_for = threading.Event()
+        self._hurried = False   # hurry() came: the next linger is cut short
+        self._hurry_lock = threading.Lock()
         self._lock = threading.Lock()
         self._error: Optional[BaseException] = None
         self._closed = False
@@ -243,13 +251,21 @@ class JournalWriter:
         if self._error is not None:
             raise JournalError(f"{self.where}: writing failed: {self._error}")
 
-    def after_commit(self, fn: Callable[[Optional[BaseException]], None]) -> None:
+    def after_commit(self, fn: Callable[[Optional[BaseException]], None],
+                     urgent: bool = True) -> None:
         """Call `fn(None)` once everything handed over so far is committed
         (`fn(error)` if that commit failed), from the writer's thread, without
-        waiting for it here. The writer commits at once when such a call is
-        waiting (no linger); the calls made while one commit is under way
-        share the next (group commit)."""
-        self._put(_Callback(fn))
+        waiting for it here; the calls made while one commit is under way
+        share the next (group commit). `urgent`: the commit is made at once;
+        else it may wait, like any transition, up to LINGER for more to
+        gather, unless `hurry()` is called meanwhile."""
+        self._put(_Callback(fn, urgent))
+
+    def hurry(self) -> None:
+        """Commit what is queued now, without lingering (someone waits for it)."""
+        with self._hurry_lock:
+            self._hurried = True
+            self._waited_for.set()
 
     def close(self) -> None:
         """Commit what is queued and stop the thread."""
@@ -377,22 +393,29 @@ class JournalWriter:
         that arrives meanwhile ends the wait at once. What is committed is
         still in order: a commit holds every transition handed over before
         its last one."""
-        if markers or stop or not batch or LINGER <= 0:
+        if stop or not batch or LINGER <= 0 or _urgent(markers):
             return batch, markers, stop
         # (sleeping, not waiting on the queue: a wake-up per transition put
         # would cost the threads that put them more than the sync saved)
         waited = self._waited_for
-        waited.clear()
+        with self._hurry_lock:
+            if self._hurried:
+                self._hurried = False
+                return batch, markers, stop
+            waited.clear()
         for wait in (False, True):
             if wait:
                 waited.wait(LINGER)
+                with self._hurry_lock:
+                    self._hurried = False
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 continue
-            more, markers, stop = self._take(item)   # (takes all that is queued)
+            more, more_markers, stop = self._take(item)   # (takes all that is queued)
             batch.extend(more)
-            if markers or stop:
+            markers.extend(more_markers)
+            if stop or _urgent(more_markers):
                 break
         return batch, markers, stop
 

@@ -1,6 +1,7 @@
-"""A task's data directory (PEXEN_TASK_DATA): an executable finds it made; a
-Python task under the process pool finds it made whenever it reads the
-variable or starts a program, and a task that never uses it makes none."""
+"""A task's data directory (PEXEN_TASK_DATA): a Python task finds it made
+whenever it reads it (under the process pool also the variable, or a
+program it starts); an executable gets its path and makes it; a task that
+never uses it makes none."""
 
 import textwrap
 
@@ -92,3 +93,47 @@ def test_data_directory_is_there_when_used_and_not_made_when_not(tmp_path, pool)
             assert not (base / key).exists()   # nothing made for a task that used nothing
         else:
             assert (base / key / "data" / "f").read_text() == WRITERS[key], key
+
+
+def _exe(path, *lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + "".join(line + "\n" for line in lines))
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_an_executable_gets_its_directory_when_it_can_use_it(tmp_path, pool):
+    """A script that names PEXEN_TASK_DATA finds it made; one that does not
+    gets none (its helper makes it, or `data=true` asks for it);
+    `data=false` leaves it to the script."""
+    suite = tmp_path / "suite"
+    _exe(suite / "names.sh", 'echo names > "$PEXEN_TASK_DATA/f"')
+    _exe(suite / "quiet.sh", "exit 0")
+    # the variable is used by a program the script runs, not by the script
+    _exe(suite / "helper", 'echo helper > "$PEXEN_TASK_DATA/f"')
+    (suite / "helper").chmod(0o644)    # (not a task of the suite)
+    _exe(suite / "asks.sh", "# pexen: data=true", 'sh "$(dirname "$0")/helper"')
+    _exe(suite / "declines.sh", "# pexen: data=false",
+         'test ! -e "$PEXEN_TASK_DATA" || exit 3',
+         'mkdir -p "$PEXEN_TASK_DATA" && echo declines > "$PEXEN_TASK_DATA/f"')
+    _exe(suite / "dir" / "inherits.sh", 'sh "$(dirname "$0")/../helper"')
+    (suite / "dir" / "pexen.toml").write_text("data = true\n")
+    res = harness("start", "suite", "--pool", pool, "-j", "2", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    base = tmp_path / "pexen-journal.sqlite.d" / "1"
+    assert (base / "names" / "data" / "f").read_text() == "names\n"
+    # (under the thread pool an executable's output files are opened before
+    # it runs, so its directory is there; empty files are removed)
+    assert not (base / "quiet" / "data").exists()
+    assert pool == "thread" or not (base / "quiet").exists()
+    assert (base / "asks" / "data" / "f").read_text() == "helper\n"
+    assert (base / "declines" / "data" / "f").read_text() == "declines\n"
+    assert (base / "dir" / "inherits" / "data" / "f").read_text() == "helper\n"
+
+
+def test_data_must_be_true_or_false(tmp_path):
+    _exe(tmp_path / "suite" / "bad.sh", "# pexen: data=maybe", "exit 0")
+    res = harness("start", "suite", cwd=tmp_path)
+    assert res.returncode == 4
+    assert "bad.sh:2: data must be true or false, not 'maybe'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

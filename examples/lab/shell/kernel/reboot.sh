@@ -3,6 +3,7 @@
 # Reboots the machine once and checks that it came back with another boot id.
 # Runs only in a run started with --allow-reboot; skipped otherwise.
 set -eu
+mkdir -p "$PEXEN_TASK_DATA"
 saved="$PEXEN_TASK_DATA/boot_id"
 now=$(cat "${PEXEN_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}")
 if [ "$PEXEN_REBOOT_COUNT" -eq 0 ]; then
