@@ -1,4 +1,10 @@
-"""The root of pexen's error and warning tree (kept here: 0.0.x imports them from here)."""
+"""The root of pexen's error and warning tree (kept here: 0.0.x imports them
+from here), and what the rooms share that belongs to none of them."""
+
+import importlib
+import os
+from types import ModuleType
+from typing import Any, Callable, Dict, Optional, Tuple
 
 
 class PexenError(Exception):
@@ -7,6 +13,156 @@ class PexenError(Exception):
 
 class PexenWarning(UserWarning):
     """Warnings the scheduler emits (skipped tasks, locks held at exit, ...)."""
+
+
+class Factory:
+    """The default of a `Record` field that is made anew for each record
+    (`Factory(list)`: a new list each time)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+class Record:
+    """A class of a few named fields, given by position or by name, compared by
+    value, shown with their values: what ``@dataclass`` gives, without
+    importing `dataclasses` (which imports inspect, ast, dis and tokenize: a
+    tenth of what ``pexen-harness start`` takes to start). The fields are the
+    class's annotated names, in order (a base's first); a class attribute of
+    the same name is its default (a `Factory` makes one per record).
+    ``class X(Record, frozen=True)`` refuses assignments and is hashable;
+    ``x.replace(field=value)`` is a copy with other values."""
+
+    _fields: Tuple[str, ...] = ()
+    _frozen = False
+
+    def __init_subclass__(cls, frozen: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names: list = []
+        for klass in reversed(cls.__mro__):
+            for name in klass.__dict__.get("__annotations__", {}):
+                if not name.startswith("_") and name not in names:
+                    names.append(name)
+        cls._fields = tuple(names)
+        cls._frozen = frozen or any(getattr(b, "_frozen", False) for b in cls.__bases__)
+        if cls._frozen:
+            cls.__hash__ = Record._hash  # type: ignore[method-assign]
+        else:
+            cls.__hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        fields = self._fields
+        if len(args) > len(fields):
+            raise TypeError(f"{type(self).__name__}() takes at most {len(fields)} "
+                            f"arguments ({len(args)} given)")
+        values: Dict[str, Any] = dict(zip(fields, args))
+        for name in fields[len(args):]:
+            if name in kwargs:
+                values[name] = kwargs.pop(name)
+                continue
+            default = getattr(type(self), name, _MISSING)
+            if default is _MISSING:
+                raise TypeError(f"{type(self).__name__}() missing the argument {name!r}")
+            values[name] = default.make() if isinstance(default, Factory) else default
+        if kwargs:
+            extra = next(iter(kwargs))
+            if extra in values:
+                raise TypeError(f"{type(self).__name__}() got {extra!r} twice")
+            raise TypeError(f"{type(self).__name__}() got an unexpected argument {extra!r}")
+        self.__dict__.update(values)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._frozen:
+            raise AttributeError(f"cannot assign to field {name!r}: "
+                                 f"{type(self).__name__} is frozen")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if self._frozen:
+            raise AttributeError(f"cannot delete field {name!r}: "
+                                 f"{type(self).__name__} is frozen")
+        object.__delattr__(self, name)
+
+    def _values(self) -> Tuple[Any, ...]:
+        data = self.__dict__
+        return tuple(data[name] for name in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def _hash(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        data = self.__dict__
+        shown = ", ".join(f"{name}={data[name]!r}" for name in self._fields)
+        return f"{type(self).__qualname__}({shown})"
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with `changes` (field=value) made."""
+        values = {name: self.__dict__[name] for name in self._fields}
+        values.update(changes)
+        return type(self)(**values)
+
+
+_MISSING = object()
+
+
+class LazyModule(ModuleType):
+    """A module imported on first use of one of its names (`psutil`, say,
+    which costs a tenth of what `pexen-harness status` takes, and which most
+    runs need only when something goes wrong). `install` makes the importing
+    module's global name point at the real module from then on."""
+
+    def __init__(self, name: str, into: Optional[dict] = None,
+                 as_name: Optional[str] = None) -> None:
+        super().__init__(name)
+        self._into = into
+        self._as = as_name or name
+
+    def __getattr__(self, attr: str) -> Any:
+        real = importlib.import_module(self.__name__)
+        into = self.__dict__.get("_into")
+        if into is not None:
+            into[self.__dict__["_as"]] = real
+        return getattr(real, attr)
+
+
+_boot_time: Optional[float] = None
+
+
+def process_start_time(pid: int) -> Optional[float]:
+    """When process `pid` started (seconds since the epoch, as psutil's
+    `create_time` gives it on Linux), or None if it is gone. Read from /proc
+    without psutil (whose import costs more than reading two files)."""
+    global _boot_time
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        # the fields after the name (which may hold spaces and parentheses)
+        ticks = int(data[data.rindex(b")") + 2:].split()[19])
+        if _boot_time is None:
+            with open("/proc/stat", "rb") as f:
+                for line in f:
+                    if line.startswith(b"btime "):
+                        _boot_time = float(line.split()[1])
+                        break
+        if _boot_time is None:
+            raise ValueError("no btime in /proc/stat")
+        return _boot_time + ticks / os.sysconf("SC_CLK_TCK")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, IndexError):   # not Linux's /proc: ask psutil
+        import psutil
+
+        try:
+            return psutil.Process(pid).create_time()
+        except psutil.Error:
+            return None
 
 
 __all__ = ["PexenError", "PexenWarning"]

@@ -38,11 +38,14 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-import psutil
-
 from .sched._zygote import reap_exited, set_subreaper
 from .sched.common import ExceptionInfo, TaskKilledError, TaskRes
 from .sched.meta import SCHED_ATTR_NAME
+from .util import LazyModule, process_start_time
+
+# psutil is imported when a process tree is first looked at: a run whose
+# tasks leave nothing behind and meet their deadlines never needs it.
+psutil: Any = LazyModule("psutil", globals())
 
 #: The message of tasks ended (or never started) because the run's limit passed.
 RUN_TIMEOUT = "run timeout"
@@ -88,9 +91,8 @@ def remembered_start(pid: int) -> Optional[float]:
     with its pid is asked about."""
     started = _started.get(pid)
     if started is None:
-        try:
-            started = psutil.Process(pid).create_time()
-        except psutil.Error:
+        started = process_start_time(pid)
+        if started is None:
             return None
         _started[pid] = started
     return started
@@ -373,7 +375,7 @@ class Watchdog:
     # -- the listener (called by the engine, from its threads) ---------------
 
     def __call__(self, ev: Any) -> None:
-        kind = ev.kind.value
+        kind = ev.kind   # (a str enum: compared as the str, not through .value)
         if kind == "queued":
             if not self._watch_all and self.timeout_of(ev.task) is None:
                 return  # no deadline of its own, none for the run: nothing to watch
@@ -400,7 +402,7 @@ class Watchdog:
                     left = limit - self.time_used.get(ev.key, 0.0) - (time.time() - ev.at)
                     entry.deadline = time.monotonic() + max(0.0, left)
                     heapq.heappush(self._heap, (entry.deadline, ev.key))
-        elif kind in ("finished", "skipped"):
+        elif kind == "finished" or kind == "skipped":
             # (a dict's pop is atomic; the thread takes copies under the lock)
             self._running.pop(ev.key, None)
 

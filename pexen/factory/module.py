@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from fnmatch import fnmatchcase
 from types import ModuleType
 from typing import Any, Iterator, Optional
@@ -28,7 +27,12 @@ class ModuleFactory(BaseFactory):
 
     def extract_from_mod(self, mod: ModuleType) -> Iterator[Any]:
         """Yield the module's tasks, in name order."""
-        for name, obj in inspect.getmembers(mod):
+        # (what inspect.getmembers does for a module, without importing inspect)
+        for name in sorted(dir(mod)):
+            try:
+                obj = getattr(mod, name)
+            except AttributeError:
+                continue
             if not self.is_valid_callable(name, obj):
                 continue
             self.callpath_burn(obj, name)

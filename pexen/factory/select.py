@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import fnmatch
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 from ..sched._keys import auto_name, explicit_key
 from ..sched.meta import get_priority, get_provides, get_requires
-from ..util import PexenError
+from ..util import Factory, PexenError, Record
 
 
 class SelectionError(PexenError, ValueError):
     """The selection cannot be made; the one-line message says which input is wrong."""
 
 
-@dataclass(frozen=True)
-class Pulled:
+class Pulled(Record, frozen=True):
     """A task added to the selection because a selected (or pulled) task needs it.
 
     `requirement` is what it provides for `wanted_by`; `candidates` are every
@@ -62,8 +60,7 @@ class Pulled:
                 "rule": self.rule}
 
 
-@dataclass
-class Selection:
+class Selection(Record):
     """What `select_tasks`/`resolve_deps` decided.
 
     `tasks`: (key, task) pairs to run, in catalogue order (the selected ones
@@ -74,11 +71,11 @@ class Selection:
     asked for by `select_tasks(keys=...)` that the catalogue does not have.
     """
 
-    tasks: List[Tuple[str, Any]] = field(default_factory=list)
-    selected: List[str] = field(default_factory=list)
-    pulled: List[Pulled] = field(default_factory=list)
-    unmet: Dict[str, str] = field(default_factory=dict)
-    missing: List[str] = field(default_factory=list)
+    tasks: List[Tuple[str, Any]] = Factory(list)
+    selected: List[str] = Factory(list)
+    pulled: List[Pulled] = Factory(list)
+    unmet: Dict[str, str] = Factory(dict)
+    missing: List[str] = Factory(list)
 
     @property
     def keys(self) -> List[str]:

@@ -377,14 +377,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _list_tasks(args: argparse.Namespace) -> int:
     """list --tasks SUITE: what start would run, without running it."""
-    from dataclasses import replace
 
     from ..journal import task_meta
     from .selection import choose
     from .suite import SuiteError, load_suite_groups, parse_suite
 
     try:
-        spec = replace(parse_suite(args.tasks), select=tuple(args.select or ()),
+        spec = parse_suite(args.tasks).replace(select=tuple(args.select or ()),
                        exclude=tuple(args.exclude or ()), prefer=tuple(args.prefer or ()),
                        deps=not args.no_deps)
         loaded = load_suite_groups(spec)

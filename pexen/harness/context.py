@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
-from ..util import PexenError
+from ..util import PexenError, Record
 
 
 class NoContextError(PexenError):
     """Asked for the task context outside a task run by the harness."""
 
 
-@dataclass(frozen=True)
-class TaskContext:
+class TaskContext(Record, frozen=True):
     """Who the running task is. `data_dir` is created when first asked for
     (a directory per task costs a few hundred microseconds on some disks, and
     most tasks never use it)."""

@@ -8,13 +8,9 @@ import os
 import signal
 import threading
 import time
-import uuid
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
-
-import psutil
 
 from ..journal import Journal, JournalWriter, TaskState, to_json_value
 from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorkerPool
@@ -29,7 +25,7 @@ from ..sched.common import (
     is_controlled_fail,
 )
 from ..sched.meta import SCHED_ATTR_NAME
-from ..util import PexenWarning
+from ..util import Factory, PexenWarning, Record, process_start_time
 from ..watchdog import (
     RUN_TIMEOUT,
     TaskTimeout,
@@ -92,10 +88,7 @@ def boot_id() -> str:
 
 def process_started(pid: int) -> Optional[float]:
     """When process `pid` started, or None if it is gone (a liveness check)."""
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
+    return process_start_time(pid)
 
 
 class TaskWrapper:
@@ -343,8 +336,7 @@ def outcome_of(res: Any) -> Tuple[TaskState, Optional[str]]:
     return TaskState.ERROR, message
 
 
-@dataclass
-class Session:
+class Session(Record):
     """What one controller session runs."""
 
     journal: Journal
@@ -352,7 +344,7 @@ class Session:
     tasks: Sequence[Tuple[str, Callable[..., Any]]]
     attempts: Dict[str, int]                       # key -> attempts already made
     time_used: Dict[str, float]                    # key -> seconds used before
-    assumed: List[Tuple[Sequence[Any], Optional[Dict[str, Any]]]] = field(default_factory=list)
+    assumed: List[Tuple[Sequence[Any], Optional[Dict[str, Any]]]] = Factory(list)
     pool: str = "process"
     workers: int = 2
     timeout: Optional[float] = None                # for tasks without `timeout`
@@ -361,10 +353,10 @@ class Session:
     progress: Optional[Callable[[str, str, Optional[str]], None]] = None
     writer: Optional[JournalWriter] = None         # one already made (resume)
     ready: Optional[Callable[[], None]] = None     # called as the engine starts
-    reboots: Dict[str, int] = field(default_factory=dict)  # key -> reboots so far
+    reboots: Dict[str, int] = Factory(dict)  # key -> reboots so far
     drain_timeout: float = 600.0                   # for the others, before a reboot
     reboot_now: Optional[str] = None               # a task whose reboot is still owed
-    interrupts: Dict[str, int] = field(default_factory=dict)  # key -> unplanned reboots
+    interrupts: Dict[str, int] = Factory(dict)  # key -> unplanned reboots
     groups: Sequence[SuiteGroup] = ()              # exclusivity groups, in run order
     allow_reboot: bool = False                     # may tasks reboot the machine
 
@@ -636,7 +628,7 @@ def execute(session: Session, journal_path: str) -> int:
     os.makedirs(root, mode=0o700, exist_ok=True)
     tokens: Dict[str, str] = {}
     wrapper_of: Dict[str, TaskWrapper] = {}
-    nonce = uuid.uuid4().hex[:16]
+    nonce = os.urandom(8).hex()
     run_root = os.path.join(root, str(session.run_id))
     one_at_a_time = False
     thread_keys = set()
@@ -676,8 +668,16 @@ def execute(session: Session, journal_path: str) -> int:
     with warnings.catch_warnings():
         # "provided, but not required by any task": checked and allowed at start
         warnings.simplefilter("ignore", PexenWarning)
-        sched.add_tasks(grouped(session.tasks, session.groups, lambda key, _: wrapper_of[key],
-                                pool=session.pool, workers=session.workers))
+        if session.groups:
+            sched.add_tasks(grouped(session.tasks, session.groups,
+                                    lambda key, _: wrapper_of[key], pool=session.pool,
+                                    workers=session.workers))
+        else:
+            # start() and resume() checked these tasks (with what is assumed
+            # provided) before journaling anything: the wrappers carry the
+            # same metadata and keys
+            sched._add_checked([wrapper_of[key] for key, _ in session.tasks],
+                               [key for key, _ in session.tasks])
     spare = default_spare(session.pool, session.workers)
     pool = (ThreadWorkerPool(workers=session.workers, spare=spare)
             if thread_pool else ProcessWorkerPool(workers=session.workers, spare=spare,

@@ -15,13 +15,13 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python < 3.11
-    import tomli as tomllib
+from ..util import LazyModule, Record
+
+# (imported when a suite has a TOML file: most executables carry comments)
+tomllib: Any = LazyModule("tomllib" if sys.version_info >= (3, 11) else "tomli", globals(),
+                          "tomllib")
 
 #: The sidecar of `dir/test.sh` is `dir/test.sh.pexen.toml`.
 SIDECAR_SUFFIX = ".pexen.toml"
@@ -53,8 +53,7 @@ class MetaSyntaxError(Exception):
     """Malformed metadata; the message names the file and line."""
 
 
-@dataclass(frozen=True)
-class GroupDecl:
+class GroupDecl(Record, frozen=True):
     """An exclusivity group a directory declares (`[group]` in its
     pexen.toml): every executable under it runs in the group. `pool`,
     `workers` and `spare` left None are the run's own (--pool, -j)."""

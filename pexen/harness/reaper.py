@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Dict, Iterable, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, Optional, Set, Tuple
 
-import psutil
+from ..util import LazyModule
+
+psutil: Any = LazyModule("psutil", globals())   # (only when there is something to end)
 
 
 def kill_leftovers(pids: Iterable[Tuple[int, Optional[float]]], tokens: Set[str],

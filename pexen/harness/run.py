@@ -7,7 +7,6 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..journal import Journal, RunInfo, TaskState, task_meta
@@ -15,6 +14,7 @@ from ..journal._store import ResumeRow
 from ..journal.states import TERMINAL
 from ..sched import DepcheckError, MutexError, Sched, TaskKeyError
 from ..sched.meta import SCHED_ATTR_NAME
+from ..util import Record
 from . import controller
 from ._journal import (  # noqa: F401  (the verbs' helpers, as they were here)
     DEFAULT_JOURNAL,
@@ -50,8 +50,7 @@ LIVE_STATES = {"queued", "running", "rebooting", "interrupted"}
 ENDED_STATES = {state.value for state in TERMINAL}
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(Record, frozen=True):
     workers: int = 2
     pool: str = "process"
     max_attempts: int = 3
@@ -124,8 +123,7 @@ def _rows(tasks: Sequence[Tuple[str, Any]], group_of: Dict[str, str]
     return rows
 
 
-@dataclass(frozen=True)
-class Pick:
+class Pick(Record, frozen=True):
     """The selection options of `start` (see pexen.harness.selection)."""
 
     select: Tuple[str, ...] = ()
@@ -134,9 +132,14 @@ class Pick:
     deps: bool = True
 
 
-def start(suite: Optional[str], journal: Optional[str] = None, options: Options = Options(),
-          progress: Optional[Callable[..., Any]] = None,
-          extra_config: Optional[Dict[str, Any]] = None, pick: Pick = Pick(),
+#: The defaults of `start` (frozen records, shared safely).
+DEFAULT_OPTIONS = Options()
+NO_PICK = Pick()
+
+
+def start(suite: Optional[str], journal: Optional[str] = None,
+          options: Options = DEFAULT_OPTIONS, progress: Optional[Callable[..., Any]] = None,
+          extra_config: Optional[Dict[str, Any]] = None, pick: Pick = NO_PICK,
           rerun_failed: Optional[int] = None,
           notify: Callable[[str], None] = print) -> Tuple[int, int]:
     """Start a new run of `suite`, or of the tasks of run `rerun_failed` (0:
@@ -155,7 +158,7 @@ def start(suite: Optional[str], journal: Optional[str] = None, options: Options 
             else:
                 if suite is None:
                     raise HarnessError("give SUITE (or --rerun-failed [RUN])")
-                spec = replace(parse_suite(suite), select=pick.select,
+                spec = parse_suite(suite).replace(select=pick.select,
                                exclude=pick.exclude, prefer=pick.prefer, deps=pick.deps)
                 loaded = load_suite_groups(spec)
             tasks = loaded.tasks
@@ -243,7 +246,7 @@ def _rerun_spec(path: str, run_id: int, pick: Pick) -> Tuple[SuiteSpec, Loaded]:
                            f"{exc}") from None
     spec = rerun_spec(old, states, loaded.tasks, run.id, prefer=pick.prefer)
     if not pick.deps:
-        spec = replace(spec, deps=False)
+        spec = spec.replace(deps=False)
     return spec, loaded
 
 
@@ -344,7 +347,7 @@ def _started_part(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]]
 
 
 class _ResumePlan:
-    """What `_plan_resume` decided. (A plain class: a dataclass costs a few
+    """What `_plan_resume` decided. (A plain class: a Record costs a few
     milliseconds to make at import, which every `start` pays.)"""
 
     def __init__(self, tasks: List[Tuple[str, Any]], attempts: Dict[str, int],

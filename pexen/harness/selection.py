@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Dict, List, Sequence, Set, Tuple
 
 from ..factory.select import Selection, SelectionError, select_tasks
@@ -94,7 +93,7 @@ def rerun_spec(spec: SuiteSpec, states: Dict[str, str],
                          "nothing to run again")
     in_suite = {key for key, _ in tasks}
     ran = [key for key in states if key in in_suite]
-    return replace(spec, select=(), exclude=(), keys=tuple(keys),
+    return spec.replace(select=(), exclude=(), keys=tuple(keys),
                    prefer=tuple(dict.fromkeys([*prefer, *spec.prefer, *ran])))
 
 __all__ = ["NOT_PASSED", "choose", "report_lines", "rerun_keys", "rerun_spec", "to_json"]

@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -35,7 +34,7 @@ from ..sched import TaskGroup
 from ..sched._keys import CALLPATH_ATTR_NAME, auto_name, describe, explicit_key
 from ..sched._when import check_when, wait_session
 from ..sched.meta import SCHED_ATTR_NAME, assign_val
-from ..util import PexenError
+from ..util import PexenError, Record
 from . import execmeta
 from .capture import current as current_capture
 from .context import NoContextError, context
@@ -91,8 +90,7 @@ def _is_function_ref(text: str) -> bool:
 _SELECTION_FIELDS = ("select", "exclude", "keys", "prefer")
 
 
-@dataclass(frozen=True)
-class SuiteSpec:
+class SuiteSpec(Record, frozen=True):
     """A suite as given on the command line, resolved so it loads the same later.
 
     `kind` is "dir", "module" or "function"; `target` the absolute directory,
@@ -320,8 +318,7 @@ def _display_name(spec: SuiteSpec) -> str:
     return spec.target
 
 
-@dataclass
-class SuiteGroup:
+class SuiteGroup(Record):
     """An exclusivity group of a suite (see pexen.sched.TaskGroup): its
     tasks' keys, and its pool; `pool`, `workers`, `spare` left None are the
     run's own (--pool, -j)."""
@@ -337,8 +334,7 @@ class SuiteGroup:
                 "spare": self.spare, "tasks": len(self.keys)}
 
 
-@dataclass
-class Loaded:
+class Loaded(Record):
     """A suite's tasks as (key, task) pairs, and its groups in the order they
     run (the tasks in no group run before them)."""
 

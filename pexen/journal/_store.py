@@ -11,7 +11,6 @@ import json
 import time
 from collections import namedtuple
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -29,14 +28,14 @@ from typing import (
 if TYPE_CHECKING:
     from ._writer import JournalWriter
 
+from ..util import Record
 from . import _open
 from ._db import Database, SqliteDatabase, UrlDatabase
 from .errors import JournalError
 from .states import TERMINAL
 
 
-@dataclass(frozen=True)
-class RunInfo:
+class RunInfo(Record, frozen=True):
     """One run as the journal has it."""
 
     id: int
@@ -53,8 +52,7 @@ class RunInfo:
     exit_code: Optional[int]
 
 
-@dataclass(frozen=True)
-class EventInfo:
+class EventInfo(Record, frozen=True):
     """One transition as the journal has it."""
 
     id: int
@@ -66,8 +64,7 @@ class EventInfo:
     detail: Optional[Dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class ResultInfo:
+class ResultInfo(Record, frozen=True):
     """A result a task reported (`pexen.report`), as the journal has it."""
 
     key: str
@@ -518,28 +515,32 @@ _NO_META_JSON = json.dumps(_NO_META)
 
 
 def task_meta(task: Any) -> Dict[str, Any]:
-    """The metadata of a task as JSON (for the journal's `meta` column)."""
+    """The metadata of a task as JSON (for the journal's `meta` column). Only
+    the fields set are read (and nothing is stored on the task, as reading a
+    field through its attribute would: the engine's checks then have less to
+    look at)."""
     from ..sched import meta
     from ..sched._when import describe_when
 
-    if getattr(task, meta.SCHED_ATTR_NAME, None) is None:
+    found = getattr(task, meta.SCHED_ATTR_NAME, None)
+    if found is None:
         return dict(_NO_META)  # the usual case: no metadata at all
+    fields = found.set_fields() if isinstance(found, meta.SchedMeta) else {
+        name: found.get(name) for name in _NO_META}
+    out = dict(_NO_META)
+    for name, value in fields.items():
+        if name in _LIST_FIELDS:
+            out[name] = sorted((v if isinstance(v, (str, int, float)) else repr(v)
+                                for v in value), key=str)
+        elif name == "when":
+            # a command as it is, a callable by name ("module.qualname()")
+            out[name] = describe_when(value)
+        elif name in out:
+            out[name] = value
+    return out
 
-    def items(values: Iterable[Any]) -> List[Any]:
-        return sorted((v if isinstance(v, (str, int, float)) else repr(v) for v in values),
-                      key=str)
 
-    return {
-        "requires": items(meta.get_requires(task)),
-        "provides": items(meta.get_provides(task)),
-        "claims": items(meta.get_claims(task)),
-        "uses": items(meta.get_uses(task)),
-        "priority": meta.get_priority(task),
-        "timeout": meta.get_timeout(task),
-        "rerun_on_interrupt": meta.get_rerun_on_interrupt(task),
-        # a command as it is, a callable by name ("module.qualname()")
-        "when": describe_when(meta.get_when(task)),
-    }
+_LIST_FIELDS = ("requires", "provides", "claims", "uses")
 
 
 def _meta_json(meta: Dict[str, Any]) -> str:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
-import traceback
 from typing import Any, Callable, Dict
 
 from ._when import CHECKS_WHEN_ATTR, check_when
 from .common import ExceptionInfo, TaskRes
 from .meta import SCHED_ATTR_NAME
 
-_CO_VARARGS = inspect.CO_VARARGS
+_CO_VARARGS = 0x04   # inspect.CO_VARARGS (inspect is imported only when needed)
 _NO_KWARGS: Dict[str, Any] = {}
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY,
-               inspect.Parameter.POSITIONAL_OR_KEYWORD,
-               inspect.Parameter.VAR_POSITIONAL)
 
 
 def takes_shared(task: Callable[..., Any]) -> bool:
@@ -28,11 +23,15 @@ def takes_shared(task: Callable[..., Any]) -> bool:
     flag = getattr(task, "pexen_takes_shared_", None)
     if flag is not None:
         return bool(flag)
+    import inspect
+
     try:
         sig = inspect.signature(task)
     except (TypeError, ValueError):
         return False
-    return any(p.kind in _POSITIONAL for p in sig.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                  inspect.Parameter.VAR_POSITIONAL)
+    return any(p.kind in positional for p in sig.parameters.values())
 
 
 def call_task(task: Callable[..., Any], shared: Dict[str, Any]) -> TaskRes:
@@ -64,6 +63,8 @@ def call_task(task: Callable[..., Any], shared: Dict[str, Any]) -> TaskRes:
 
 def exc_info_of(exc: BaseException) -> ExceptionInfo:
     """An ExceptionInfo for an exception being handled, with its formatted text."""
+    import traceback  # (only for a task that failed)
+
     etype, _, tb = sys.exc_info()
     if etype is None:
         etype, tb = type(exc), exc.__traceback__

@@ -6,7 +6,6 @@ zygote at all, and the channels, are said there.
 from __future__ import annotations
 
 import array
-import ctypes
 import os
 import pickle
 import selectors
@@ -122,9 +121,23 @@ def _fork() -> int:
         return os.fork()
 
 
+_libc_handle: Any = None
+
+
+def _libc() -> Any:
+    """The C library, through ctypes (imported when first needed: the fork
+    server loads it once for all its workers, the controller never)."""
+    global _libc_handle
+    if _libc_handle is None:
+        import ctypes
+
+        _libc_handle = ctypes.CDLL(None, use_errno=True)
+    return _libc_handle
+
+
 def _set_pdeathsig(sig: int) -> None:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = _libc()
         libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the zygote's EOF check remains
         pass
@@ -136,7 +149,7 @@ def set_subreaper() -> bool:
     not init's, so a supervisor finds it among its descendants. False where
     the system does not allow it."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = _libc()
         return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
@@ -175,6 +188,10 @@ def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
     # controller, which decides what happens to running tasks.
     try:
         os.setpgid(0, 0)
+    except OSError:
+        pass
+    try:
+        _libc()   # (for the workers: they set their parent-death signal with it)
     except OSError:
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)

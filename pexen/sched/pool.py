@@ -25,9 +25,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
+from ..util import Record
 from ._call import call_task
 from .common import ExceptionInfo, SchedulerError, TaskRes
 
@@ -235,8 +235,7 @@ class ThreadWorkerPool(_Pool):
                               active=self._active, replaced=self._replaced)
 
 
-@dataclass(frozen=True)
-class PoolStatistics:
+class PoolStatistics(Record, frozen=True):
     """Counters of a pool at one moment."""
 
     workers: int
