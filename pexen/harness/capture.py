@@ -343,11 +343,10 @@ class _SpoolCapture:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        spool = self.spool
-        try:
-            spool._move(self.paths)
-        finally:
-            spool._own(None, 0)
+        # The owner record keeps naming this attempt until the next task's
+        # replaces it: the spool is empty once moved, and what a move that
+        # failed (a full disk) left there is still the attempt's.
+        self.spool._move(self.paths)
 
 
 _spool: Optional[WorkerSpool] = None

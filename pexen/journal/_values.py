@@ -17,6 +17,23 @@ def to_json_value(value: Any) -> Tuple[str, bool]:
         return "{}", True
     if kind is str or kind is bool or kind is int:
         return json.dumps(value), True
+    if kind is dict and len(value) <= 8:
+        # A small flat dict of str keys and str/int/bool/None values (an
+        # executable's {"returncode": 0}, say) comes back as it was: no
+        # round trip to check; the same one again costs a lookup.
+        try:
+            # (the types too: True == 1, and {"a": True} is not {"a": 1})
+            items = tuple((k, type(v), v) for k, v in value.items())
+            text = _flat.get(items)
+        except TypeError:   # (an unhashable value)
+            items, text = None, None
+        if text is not None:
+            return text, True
+        if items is not None and all(type(k) is str and t in _SCALARS for k, t, _ in items):
+            text = json.dumps(value)
+            if len(_flat) < 256:
+                _flat[items] = text
+            return text, True
     try:
         text = json.dumps(value, allow_nan=False)
         # Tuples come back as lists, int keys as strings: such a value is
@@ -28,6 +45,10 @@ def to_json_value(value: Any) -> Tuple[str, bool]:
         except Exception as exc:  # a broken __repr__
             text = f"<unrepresentable {type(value).__name__}: {exc}>"
         return json.dumps(text), False
+
+
+_SCALARS = (str, int, bool, type(None))
+_flat: dict = {}   # the items of a small flat dict -> its JSON
 
 
 def _same(back: Any, value: Any) -> bool:

@@ -47,8 +47,11 @@ from .states import TRANSITIONS, TaskState, advance
 #: How long the writer's thread lets transitions nobody waits for gather
 #: before it commits them (seconds): at most this much of a run's last
 #: transitions is lost to a crash, and every task still has its attempt on
-#: disk before it starts (that commit is waited for: `flush`).
-LINGER = 0.005
+#: disk before it starts (the process pool's barrier waits for that commit;
+#: the pool hands out enough ahead that its workers run meanwhile, and says
+#: so when one is about to run dry: `hurry`). At most a hundred commits (and
+#: syncs) a second, whatever the number of tasks.
+LINGER = 0.01
 
 #: How long close() waits for the writer's process to end.
 PROCESS_EXIT_SECONDS = 30.0

@@ -76,6 +76,9 @@ MAX_QUEUED_PER_WORKER = 32
 #: has run this long (seconds) in another worker.
 STEAL_AFTER = 0.005
 _STOP = SEQ.pack(0)
+#: A worker with this many tasks left (the one it runs) and tasks held by the
+#: barrier hurries it: the commit starts before the worker is idle.
+_HURRY_AT = 1
 
 
 class _Worker:
@@ -766,7 +769,7 @@ class ProcessWorkerPool(_Pool):
                     self._dispatch()
                     if self._shutting_down:
                         self._stop_idle()
-                    elif not worker.queue and self._held:
+                    elif len(worker.queue) <= _HURRY_AT and self._held:
                         starved = True
             if starved:
                 self._hurry()

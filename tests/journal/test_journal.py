@@ -264,6 +264,21 @@ def test_values_json_changes_are_not_restorable():
     assert journal.to_json_value(True) == ("true", True)
 
 
+def test_small_flat_dicts_are_json_whatever_was_seen_before():
+    """Small flat dicts take a quick way (remembered by their items and the
+    types of their values): True is not 1, 0 is not False, and a dict with a
+    value JSON changes is still not restorable."""
+    for _ in range(2):
+        assert journal.to_json_value({"a": 1}) == ('{"a": 1}', True)
+        assert journal.to_json_value({"a": True}) == ('{"a": true}', True)
+        assert journal.to_json_value({"a": 0}) == ('{"a": 0}', True)
+        assert journal.to_json_value({"a": False}) == ('{"a": false}', True)
+        assert journal.to_json_value({"a": None, "b": "x"}) == ('{"a": null, "b": "x"}', True)
+        assert journal.to_json_value({"a": (1,)}) == ('{"a": [1]}', False)
+        assert journal.to_json_value({"a": [1]}) == ('{"a": [1]}', True)
+        assert journal.to_json_value({"a": float("nan")})[1] is False
+
+
 _COLUMN_SETS = [
     ("queued_at", "token", "attempt"),
     ("started_at", "pid", "pid_started", "boot_id"),
