@@ -226,8 +226,10 @@ class ProcessWorkerPool(_Pool):
         self._ctl = parent_sock
         self._shutting_down = False
         with self._lock:
-            for _ in range(self.wanted_workers):
-                self._spawn()
+            # No more workers than tasks to run (more start if tasks are
+            # added while it runs: `_dispatch`).
+            for _ in range(min(self.wanted_workers, max(1, len(self.taskmap)))):
+                self._spawn(dispatch=False)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -504,7 +506,7 @@ class ProcessWorkerPool(_Pool):
         except OSError:
             pass
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, dispatch: bool = True) -> _Worker:
         """Ask the zygote for a new worker (holding self._lock)."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         mine.setblocking(False)
@@ -521,7 +523,8 @@ class ProcessWorkerPool(_Pool):
         os.close(result_w)
         os.close(ack_r)
         self._workers[worker.wid] = worker
-        self._dispatch()
+        if dispatch:
+            self._dispatch()
         return worker
 
     def _dispatch(self) -> None:
@@ -531,6 +534,10 @@ class ProcessWorkerPool(_Pool):
             return
         depth = self._depth
         workers = [w for w in self._workers.values() if not w.kill_asked and not w.full]
+        if (len(self._workers) < self.wanted_workers and all(w.queue for w in workers)
+                and not self._shutting_down and self._ctl is not None):
+            # every worker busy, fewer than asked for: one more
+            workers.append(self._spawn(dispatch=False))
         if not workers:
             return
         pending = self._pending

@@ -51,3 +51,19 @@ def inventory(shared):
 @func_meta(requires=["inventory"])
 def reads_inventory(shared):
     return list(shared["hosts"])
+
+
+def _sleeper(n):
+    def sleeper():
+        import time
+
+        time.sleep(0.2)
+        return n
+    return sleeper
+
+
+# Five distinct module-level tasks (picklable by name): added to a run late.
+for _n in range(5):
+    globals()[f"sleeper{_n}"] = _s = _sleeper(_n)
+    _s.__name__ = _s.__qualname__ = f"sleeper{_n}"
+SLEEPERS = [globals()[f"sleeper{_n}"] for _n in range(5)]

@@ -524,3 +524,20 @@ def test_ahead_hands_out_more_for_short_tasks_and_is_checked():
     for bad in (-1, "1", True):
         with pytest.raises(ValueError, match="ahead"):
             ProcessWorkerPool(ahead=bad)
+
+
+def test_no_more_workers_than_tasks():
+    """-j 8 on a suite of 2 tasks forks 2 workers; more start when the run
+    gets more tasks than workers."""
+    pool = ProcessWorkerPool(workers=8)
+    first = [_stamp(f"a{i}", sleep=0.2) for i in range(2)]
+    s = sched.Sched(first)
+    seen = []
+    for res in s.run(pool):
+        seen.append(pool.statistics().workers)
+        if res.task is first[0]:
+            from . import latetasks
+
+            s.add_tasks(latetasks.SLEEPERS)
+    assert seen[0] == 2                    # 2 tasks: 2 workers
+    assert 2 < max(seen) <= 8              # the late tasks got more
