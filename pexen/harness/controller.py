@@ -75,6 +75,11 @@ HEARTBEAT_SECONDS = 2.0
 #: to back while their attempts are committed, a commit every LINGER (10 ms)
 #: at most (see doc/harness.md, "Attempts").
 HAND_OUT_AHEAD = 0.02
+#: The journal writer commits in a process of its own for a run of at least
+#: this many tasks; a smaller run commits from the writer's thread, and does
+#: not wait for an interpreter to start and to end (tens of milliseconds, on
+#: a machine whose cores the workers share).
+SEPARATE_WRITER_AT = 100
 #: The interpreter's switch interval while a session runs (seconds).
 SWITCH_INTERVAL = 0.001
 
@@ -620,7 +625,8 @@ class CommitBarrier:
 def execute(session: Session, journal_path: str) -> int:
     """Run the session's tasks; return the exit code (0/1/2)."""
     journal = session.journal
-    writer = session.writer or journal.writer(session.run_id, separate=True)
+    writer = session.writer or journal.writer(
+        session.run_id, separate=len(session.tasks) >= SEPARATE_WRITER_AT)
     thread_pool = session.pool == "thread"
     # a group may run in a pool of another kind and size than the session's
     kind_of: Dict[str, Tuple[bool, int]] = {}

@@ -190,7 +190,7 @@ def start(suite: Optional[str], journal: Optional[str] = None,
             # The writer (and its process) now, not in the controller: the
             # process starts while the rest is set up, and the first task's
             # attempt, committed before it runs, need not wait for it.
-            writer = j.writer(run_id, separate=True)
+            writer = j.writer(run_id, separate=len(rows) >= controller.SEPARATE_WRITER_AT)
             try:
                 if groups:
                     j.add_run_event(run_id, "groups",
@@ -381,7 +381,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
     rows = {row[0]: row for row in found}
     by_key = dict(loaded)
     writer = j.writer(run.id, {key: (row[1], row[2]) for key, row in rows.items()},
-                      separate=True)
+                      separate=len(rows) >= controller.SEPARATE_WRITER_AT)
     same_boot = run.boot_id == boot_id()
     try:
         added = [k for k in by_key if k not in rows]

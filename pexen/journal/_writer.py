@@ -588,6 +588,11 @@ class _Child:
         raise JournalError(f"{self.where}: the writer's process: {text}")
 
     def close(self) -> None:
+        if not self.ready:
+            try:
+                self.poll_ready()
+            except (_NotStarted, OSError):
+                pass
         for fd in (self.out, self.answers):   # its input ends: it ends
             if fd in _OPEN_FDS:
                 _OPEN_FDS.discard(fd)
@@ -595,6 +600,10 @@ class _Child:
                     os.close(fd)
                 except OSError:
                     pass
+        if not self.ready:
+            # Still starting: it has committed nothing (the thread did), and
+            # a short run need not wait for an interpreter to start and end.
+            self.proc.kill()
         try:
             self.proc.wait(PROCESS_EXIT_SECONDS)
         except subprocess.TimeoutExpired:

@@ -38,6 +38,7 @@ import math
 import os
 import pickle
 import queue
+import select
 import selectors
 import signal
 import socket
@@ -903,6 +904,7 @@ class ProcessWorkerPool(_Pool):
         pid, self._zygote_pid = self._zygote_pid, None
         if pid is None:
             return
+        _wait_exit(pid, 10.0)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -920,6 +922,21 @@ class ProcessWorkerPool(_Pool):
                 os.waitpid(pid, 0)
                 return
             time.sleep(0.005)
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Wait up to `timeout` seconds for child `pid` to exit, without reaping
+    it, by its pidfd (Linux 5.3 and later; elsewhere, return at once)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _queued(worker: _Worker) -> int:
