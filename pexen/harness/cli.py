@@ -440,20 +440,48 @@ def _selection_arguments(p: argparse.ArgumentParser) -> None:
                         "met end skip")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, made with a fixed width while the parser is
+    built: argparse makes one for every argument it adds (to check its
+    metavar), and each looked up the terminal's width (importing shutil, a
+    system call). Help itself is laid out for the terminal."""
+
+    building = False
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: Optional[int] = None) -> None:
+        if width is None and _Formatter.building:
+            width = 78
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 def build_parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser of `pexen-harness`; with `verb`, only that verb's arguments
     are added (the other verbs are there, with their help line): argparse
     makes a help formatter for every argument it adds, and all of them cost
-    as much as a reading verb's own work."""
+    as much as a reading verb's own work. While it is built, argparse's
+    message catalogue is not looked up (each lookup searched the disk for
+    translations: argparse's own messages, ten for each verb, not shown)."""
+    translate = argparse._  # type: ignore[attr-defined]
+    argparse._ = str  # type: ignore[attr-defined]
+    _Formatter.building = True
+    try:
+        return _build_parser(verb)
+    finally:
+        argparse._ = translate  # type: ignore[attr-defined]
+        _Formatter.building = False
+
+
+def _build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pexen-harness",
+        prog="pexen-harness", formatter_class=_Formatter,
         description="Run test suites that survive crashes and reboots, with every "
                     "result kept in a journal.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
 
     def add(name: str, **kw: Any) -> Any:
-        made = sub.add_parser(name, **kw)
+        made = sub.add_parser(name, formatter_class=_Formatter, **kw)
         return made if verb is None or verb == name else _Unused()
 
     journal_help = ("the journal file (default: $PEXEN_JOURNAL, else "
