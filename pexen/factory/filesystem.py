@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-from typing import Any, Callable, Dict, FrozenSet, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator
 
 from .base import BaseFactory
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 class FilesystemFactory(BaseFactory):
@@ -35,7 +37,9 @@ class FilesystemFactory(BaseFactory):
         absfull = os.path.join(absdir, fname)
         extra = dict(self.extra_args)
 
-        def run_exec() -> subprocess.CompletedProcess:
+        def run_exec() -> subprocess.CompletedProcess[Any]:
+            import subprocess  # (when a task runs: not to collect them)
+
             return subprocess.run([fname], cwd=absdir, executable=absfull,
                                   check=True, **extra)
 

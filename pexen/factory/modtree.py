@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from types import ModuleType
 from typing import Any, Iterator, Optional, Union
 
@@ -34,6 +33,8 @@ class ModTreeFactory(BaseFactory):
         path = getattr(pkg, "__path__", None)
         if path is None:
             return  # a plain module, not a package
+        import pkgutil  # (only to walk a package)
+
         for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
             mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
             self.callpath_push(info.name)

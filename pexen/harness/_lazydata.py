@@ -15,7 +15,6 @@ program does with its environment.
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any, Optional
 
 from .context import TaskContext
@@ -58,6 +57,8 @@ def owe(ctx: TaskContext) -> None:
         _installed = True
         if type(os.environ) is os._Environ:  # type: ignore[attr-defined]
             os.environ.__class__ = _Environ
+        import subprocess  # (in a worker, with its first Python task)
+
         popen = subprocess.Popen
         popen._execute_child = _wrap_execute_child(popen._execute_child)  # type: ignore
         os.register_at_fork(before=_make)

@@ -23,7 +23,6 @@ import keyword
 import os
 import reprlib
 import signal
-import subprocess
 import sys
 from collections.abc import Mapping
 from types import ModuleType
@@ -34,11 +33,14 @@ from ..sched import TaskGroup
 from ..sched._keys import CALLPATH_ATTR_NAME, auto_name, describe, explicit_key
 from ..sched._when import check_when, wait_session
 from ..sched.meta import SCHED_ATTR_NAME, assign_val
-from ..util import PexenError, Record
+from ..util import LazyModule, PexenError, Record
 from . import execmeta
 from .capture import current as current_capture
 from .context import NoContextError, context
 from .outcome import EXIT_ERROR, EXIT_SKIP, TaskOutcome
+
+# (imported when a program is first run: not for a suite of Python tasks)
+subprocess: Any = LazyModule("subprocess", globals())
 
 KINDS = ("dir", "module", "function")
 

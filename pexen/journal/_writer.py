@@ -31,18 +31,21 @@ import json
 import os
 import queue
 import select
-import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from ..util import LazyModule
 from . import _sqlitewriter
 from ._db import BUSY_TIMEOUT_MS, Database
 from ._sqlitewriter import NOTE as _NOTE
 from ._sqlitewriter import commit, fold, frame, update_sql
 from .errors import JournalError
 from .states import TRANSITIONS, TaskState, advance
+
+# (imported when a program is first run: not for a suite of Python tasks)
+subprocess: Any = LazyModule("subprocess", globals())
 
 #: How long the writer's thread lets transitions nobody waits for gather
 #: before it commits them (seconds): at most this much of a run's last

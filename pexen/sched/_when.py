@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from typing import Any, Mapping, Optional
 
+from ..util import LazyModule
 from .common import TaskSkipError
+
+# (imported when a program is first run: not for a suite of Python tasks)
+subprocess: Any = LazyModule("subprocess", globals())
 
 #: A true attribute of this name on a task: it evaluates its `when` itself.
 CHECKS_WHEN_ATTR = "pexen_checks_when_"
