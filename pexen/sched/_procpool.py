@@ -71,8 +71,8 @@ from .common import (
 from .pool import _WAKE_SECONDS, PoolError, PoolStatistics, _check_size, _Pool
 
 #: With `ahead`, at most this many tasks are queued in one worker beside the
-#: one it runs.
-MAX_QUEUED_PER_WORKER = 32
+#: one it runs (a worker's socket holds about 160 small messages).
+MAX_QUEUED_PER_WORKER = 128
 #: A worker with nothing to do takes back the tasks queued behind a task that
 #: has run this long (seconds) in another worker.
 STEAL_AFTER = 0.005
@@ -113,7 +113,7 @@ class ProcessWorkerPool(_Pool):
 
     `ahead` (seconds, keyword only; 0 by default): hand out, beyond `spare`,
     as many tasks as the workers are expected to run in that time, from the
-    durations of the tasks that ended (at most 2 x 33 per worker). Short tasks
+    durations of the tasks that ended (at most 2 x 129 per worker). Short tasks
     then run back to back in each worker, while what the controller does per
     task (a journal's commit, say) happens beside them.
     """
