@@ -80,11 +80,18 @@ _STOP = SEQ.pack(0)
 #: A worker with this many tasks left (the one it runs) and tasks held by the
 #: barrier hurries it: the commit starts before the worker is idle.
 _HURRY_AT = 1
+#: With `ahead`, while every worker has tasks queued behind the one it runs,
+#: the pool reads what they send at most this often (seconds): a look per
+#: task ended costs a wake-up of the calling thread, as much as the rest of
+#: what the controller does for a short task.
+QUIET_MAX = 0.005
+#: (shorter quiet spells than this are not worth a sleep)
+_QUIET_MIN = 0.0005
 
 
 class _Worker:
     __slots__ = ("wid", "pid", "sock", "steal", "ack_w", "result_r", "frames", "queue",
-                 "running", "since", "kill_asked", "full", "stopped", "gone")
+                 "running", "since", "kill_asked", "full", "stopped", "gone", "eof")
 
     def __init__(self, wid: int, sock: socket.socket, steal: socket.socket, ack_w: int,
                  result_r: int) -> None:
@@ -102,6 +109,7 @@ class _Worker:
         self.full = False           # its socket took no more (rare: send again later)
         self.stopped = False        # it was told to stop
         self.gone = False           # it exited and its channels are closed
+        self.eof = False            # its result pipe is closed (it is ending)
 
 
 class ProcessWorkerPool(_Pool):
@@ -638,19 +646,31 @@ class ProcessWorkerPool(_Pool):
         watched = self._watched
         with self._lock:
             for worker in self._workers.values():
-                if worker.result_r not in watched and not worker.gone:
+                if worker.result_r not in watched and not (worker.gone or worker.eof):
                     watched[worker.result_r] = worker
                     sel.register(worker.result_r, selectors.EVENT_READ, worker)
             if self._done():
                 self._teardown()
                 return
             wait = self._balance()
+            quiet = 0.0
             if not self._results.empty():
                 timeout = 0
+            elif wait is None:
+                quiet = min(self._quiet(), timeout)
         if wait is not None:
             timeout = min(timeout, wait)
+        if quiet >= _QUIET_MIN:
+            # Let the results gather (a poke, a result given from another
+            # thread, ends the wait at once).
+            wake = self._wake_r
+            try:
+                select.select([wake] if wake is not None else [], [], [], quiet)
+            except InterruptedError:
+                return
+            timeout -= quiet
         try:
-            events = sel.select(timeout)
+            events = sel.select(max(timeout, 0))
         except InterruptedError:
             return
         for key, _ in events:
@@ -684,6 +704,27 @@ class ProcessWorkerPool(_Pool):
             done = self._done()
         if done:
             self._teardown()
+
+    def _quiet(self) -> float:
+        """(Holding the lock.) How long the workers can be left alone: half
+        the expected run time of the fewest tasks any worker has queued
+        behind the one it runs, at most QUIET_MAX; 0 if a worker is down to
+        that one (or idle), or without `ahead`."""
+        avg = self._avg
+        if not self.ahead or avg is None:
+            return 0.0
+        least = None
+        for worker in self._workers.values():
+            if worker.kill_asked or worker.gone:
+                continue
+            behind = len(worker.queue) - 1
+            if behind < 1:
+                return 0.0
+            if least is None or behind < least:
+                least = behind
+        if least is None:
+            return 0.0
+        return min(QUIET_MAX, least * avg / 2)
 
     def _done(self) -> bool:
         """(Holding the lock.) Nothing of the pool is left to run."""
@@ -732,7 +773,15 @@ class ProcessWorkerPool(_Pool):
         return wait
 
     def _drain(self, worker: _Worker) -> None:
-        frames, _ = worker.frames.feed(worker.result_r)
+        frames, eof = worker.frames.feed(worker.result_r)
+        if eof and not worker.eof:
+            # It is ending: the fork server's report of its exit follows. A
+            # closed pipe stays readable, so stop looking at it meanwhile.
+            worker.eof = True
+            fd = worker.result_r
+            if self._watched.get(fd) is worker and self._sel is not None:
+                self._sel.unregister(fd)
+                del self._watched[fd]
         for frame in frames:
             self._handle(worker, pickle.loads(frame))
 

@@ -526,6 +526,107 @@ def test_ahead_hands_out_more_for_short_tasks_and_is_checked():
             ProcessWorkerPool(ahead=bad)
 
 
+def _sleeper(name, seconds):
+    def task():
+        time.sleep(seconds)
+        return name
+
+    task.__name__ = task.__qualname__ = name
+    return task
+
+
+def test_ahead_reads_results_in_batches(monkeypatch):
+    """With tasks queued in every worker, the pool does not wake up for each
+    task that ends: it lets results gather (up to QUIET_MAX), so the caller
+    reads them in batches; without `ahead` it looks at every one."""
+    import selectors
+
+    from pexen.sched import _procpool
+
+    looks = []
+    real = selectors.DefaultSelector
+
+    class Counting(real):
+        def select(self, timeout=None):
+            looks.append(timeout)
+            return super().select(timeout)
+
+    monkeypatch.setattr(_procpool.selectors, "DefaultSelector", Counting)
+    tasks = [_sleeper(f"t{i}", 0.002) for i in range(300)]
+    res = list(sched.Sched(tasks).run(ProcessWorkerPool(workers=2, spare=2, ahead=0.05)))
+    assert sorted(r.ret for r in res) == sorted(t.__name__ for t in tasks)
+    assert all(r.excinfo is None for r in res)
+    assert len(looks) < len(tasks) / 2, len(looks)
+    batched = len(looks)
+    looks.clear()
+    tasks = [_sleeper(f"u{i}", 0.002) for i in range(300)]
+    res = list(sched.Sched(tasks).run(ProcessWorkerPool(workers=2, spare=2)))
+    assert len(res) == 300
+    assert len(looks) > batched
+
+
+def test_an_ending_worker_is_not_polled_in_a_loop(monkeypatch):
+    """A worker's result pipe is closed when it exits, and a closed pipe is
+    always readable: the pool stops looking at it until the fork server
+    reports the exit, instead of spinning on it meanwhile."""
+    import selectors
+
+    from pexen.sched import _procpool
+
+    looks = []
+    real = selectors.DefaultSelector
+
+    class Counting(real):
+        def select(self, timeout=None):
+            found = super().select(timeout)
+            looks.append(len(found))
+            return found
+
+    monkeypatch.setattr(_procpool.selectors, "DefaultSelector", Counting)
+    from pexen.sched import _zygote
+    real_main = _zygote._worker_main
+
+    def slow_to_exit(wid, task_fd, result_fd, ack_fd, tasks):
+        # (in the worker process) its result pipe closes 0.2 s before it exits
+        real_exit = os._exit
+
+        def exit_slowly(code):
+            os.close(result_fd)
+            time.sleep(0.2)
+            real_exit(code)
+
+        os._exit = exit_slowly
+        real_main(wid, task_fd, result_fd, ack_fd, tasks)
+
+    monkeypatch.setattr(_zygote, "_worker_main", slow_to_exit)
+    tasks = [make(f"e{i}", ret=i) for i in range(4)]
+    res = list(sched.Sched(tasks).run(ProcessWorkerPool(workers=2)))
+    assert sorted(r.ret for r in res) == [0, 1, 2, 3]
+    assert len(looks) < 40, len(looks)
+
+
+def test_quiet_is_zero_when_a_worker_runs_out():
+    """The pool leaves the workers alone only while each has a task queued
+    behind the one it runs, and never longer than QUIET_MAX."""
+    from pexen.sched import _procpool
+
+    pool = ProcessWorkerPool(workers=2, ahead=0.02)
+    a, b = _procpool._Worker(1, None, None, -1, -1), _procpool._Worker(2, None, None, -1, -1)
+    pool._workers = {1: a, 2: b}
+    pool._avg = 0.001
+    a.queue.extend([1, 2, 3, 4])       # three behind the one it runs
+    b.queue.extend([5, 6, 7])          # two behind
+    assert pool._quiet() == pytest.approx(2 * 0.001 / 2)
+    pool._avg = 1.0                    # long tasks: capped
+    assert pool._quiet() == _procpool.QUIET_MAX
+    b.queue.clear()
+    b.queue.append(8)                  # down to the one it runs: look now
+    assert pool._quiet() == 0
+    b.kill_asked = True                # (one being killed does not count)
+    assert pool._quiet() == pytest.approx(min(_procpool.QUIET_MAX, 3 * 1.0 / 2))
+    assert ProcessWorkerPool(workers=2)._quiet() == 0   # no `ahead`
+
+
 def test_no_more_workers_than_tasks():
     """-j 8 on a suite of 2 tasks forks 2 workers; more start when the run
     gets more tasks than workers."""
