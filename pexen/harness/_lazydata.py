@@ -4,7 +4,8 @@ In a worker process of the process pool, `PEXEN_TASK_DATA` names the
 running task's directory from the moment the task starts, but the directory
 is made only when something may use it: when the task reads the variable
 (`os.environ`, `os.getenv`, a copy of the environment, `pexen.context()`),
-or starts a program (`subprocess`, `os.fork`), which inherits the variable.
+or starts a program (`subprocess`, `os.fork`, `os.system`, `os.posix_spawn`),
+which inherits the variable.
 Most tasks never use it, and making two directories per task cost more than
 a small test itself (doc/harness.md, "The task's environment").
 
@@ -15,6 +16,7 @@ program does with its environment.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional
 
 from .context import TaskContext
@@ -39,13 +41,37 @@ class _Environ(os._Environ):  # type: ignore[name-defined]
         return super().__getitem__(key)
 
 
-def _wrap_execute_child(original: Any) -> Any:
-    def _execute_child(self: Any, *args: Any, **kwargs: Any) -> Any:
-        _make()
-        return original(self, *args, **kwargs)
+def _made_first(original: Any) -> Any:
+    """`original` (a function that starts a program), making the owed
+    directory first."""
 
-    _execute_child.__wrapped__ = original  # type: ignore[attr-defined]
-    return _execute_child
+    def call(*args: Any, **kwargs: Any) -> Any:
+        _make()
+        return original(*args, **kwargs)
+
+    call.__wrapped__ = original  # type: ignore[attr-defined]
+    call.__name__ = getattr(original, "__name__", "call")
+    return call
+
+
+def _hook_program_starts() -> None:
+    """Make the owed directory before any program starts. subprocess forks
+    with `_posixsubprocess.fork_exec` (bound by name when subprocess is
+    imported: so it is replaced in subprocess too if that is loaded
+    already, and importing subprocess here, 8 ms, is not needed) or
+    `os.posix_spawn`; os.fork runs the at-fork hooks."""
+    import _posixsubprocess
+
+    original = _posixsubprocess.fork_exec
+    hooked = _made_first(original)
+    _posixsubprocess.fork_exec = hooked
+    sub = sys.modules.get("subprocess")
+    if sub is not None and getattr(sub, "_fork_exec", None) is original:
+        sub._fork_exec = hooked  # type: ignore[attr-defined]
+    for name in ("posix_spawn", "posix_spawnp", "system"):
+        if hasattr(os, name):
+            setattr(os, name, _made_first(getattr(os, name)))
+    os.register_at_fork(before=_make)
 
 
 def owe(ctx: TaskContext) -> None:
@@ -57,11 +83,7 @@ def owe(ctx: TaskContext) -> None:
         _installed = True
         if type(os.environ) is os._Environ:  # type: ignore[attr-defined]
             os.environ.__class__ = _Environ
-        import subprocess  # (in a worker, with its first Python task)
-
-        popen = subprocess.Popen
-        popen._execute_child = _wrap_execute_child(popen._execute_child)  # type: ignore
-        os.register_at_fork(before=_make)
+        _hook_program_starts()
 
 
 def settle() -> None:

@@ -56,10 +56,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     installed = _boot_unit_at_start(args)
     pick = Pick(tuple(args.select or ()), tuple(args.exclude or ()), tuple(args.prefer or ()),
                 not args.no_deps)
-    run_id, code = start(args.suite, args.journal, options, _progress,
-                         extra_config={"boot_unit": installed} if installed else None,
-                         pick=pick, rerun_failed=args.rerun_failed)
-    return _export_after(args, run_id, code)
+    ended = _Ended(args)
+    start(args.suite, args.journal, options, _progress,
+          extra_config={"boot_unit": installed} if installed else None,
+          pick=pick, rerun_failed=args.rerun_failed, on_end=ended)
+    return ended.after()
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -72,34 +73,53 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.allow_reboot:
         given["allow_reboot"] = True
     _check_xunit(args)
-    run_id, code = resume(args.journal, args.run, given, _progress,
-                          rerun_interrupted=args.rerun_interrupted)
-    return _export_after(args, run_id, code)
+    ended = _Ended(args)
+    resume(args.journal, args.run, given, _progress,
+           rerun_interrupted=args.rerun_interrupted, on_end=ended)
+    return ended.after()
 
 
-def _export_after(args: argparse.Namespace, run_id: int, code: int) -> int:
-    """--xunit on start/resume: the file is written when the session ends,
-    however it ends (finished, failed, interrupted, about to reboot). Then,
-    if a task asked for a reboot, the reboot command runs."""
-    path = journal_path(args.journal)
-    j = _open(path, create=False)
-    try:
-        run = j.run(run_id)
+class _Ended:
+    """What start/resume do when the session has ended, however it ended
+    (finished, failed, interrupted, about to reboot): the verdict line and
+    --xunit (`__call__`, with the session's journal still open), then the
+    boot unit's removal and the reboot a task asked for (`after`)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.run: Any = None
+        self.code = EXIT_INTERNAL
+
+    def __call__(self, j: Any, run_id: int, code: int) -> int:
+        args = self.args
+        self.run = run = j.run(run_id)
         if run.state != "rebooting":
             print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
         if args.xunit:
             from .export import export_run
 
             try:
-                counts = export_run(j, run, path, args.xunit, args.xunit_subresults)
+                counts = export_run(j, run, journal_path(args.journal), args.xunit,
+                                    args.xunit_subresults)
             except OSError as exc:
                 print(f"pexen-harness: error: cannot write --xunit {args.xunit}: "
                       f"{exc.strerror or exc}", file=sys.stderr)
                 code = EXIT_INTERNAL
             else:
                 print(f"xunit: {args.xunit} ({_counted(counts)})")
-    finally:
-        j.close()
+        self.code = code
+        return code
+
+    def after(self) -> int:
+        assert self.run is not None, "the session did not end"
+        return _after_end(self.args, self.run, self.code)
+
+
+def _after_end(args: argparse.Namespace, run: Any, code: int) -> int:
+    """Once the journal is closed: remove the boot unit of a finished run;
+    run the reboot command if a task asked for a reboot."""
+    path = journal_path(args.journal)
+    run_id = run.id
     unit = run.config.get("boot_unit")
     if run.state == "finished" and unit and os.path.exists(unit):
         from . import bootunit

@@ -46,6 +46,9 @@ from .suite import (
     parse_suite,
 )
 
+#: What `start` and `resume` call when the session has ended.
+OnEnd = Callable[[Journal, int, int], int]
+
 LIVE_STATES = {"queued", "running", "rebooting", "interrupted"}
 ENDED_STATES = {state.value for state in TERMINAL}
 
@@ -141,11 +144,14 @@ def start(suite: Optional[str], journal: Optional[str] = None,
           options: Options = DEFAULT_OPTIONS, progress: Optional[Callable[..., Any]] = None,
           extra_config: Optional[Dict[str, Any]] = None, pick: Pick = NO_PICK,
           rerun_failed: Optional[int] = None,
-          notify: Callable[[str], None] = print) -> Tuple[int, int]:
+          notify: Callable[[str], None] = print,
+          on_end: Optional[OnEnd] = None) -> Tuple[int, int]:
     """Start a new run of `suite`, or of the tasks of run `rerun_failed` (0:
     the newest run) that did not pass; return (run id, exit code).
     `extra_config` is kept in the run's config (the boot unit installed for
-    it, say)."""
+    it, say). `on_end(journal, run_id, code)`, once the session has ended
+    (the journal still open, everything committed), returns the exit code
+    (an export, say, without opening the journal again)."""
     options.check()
     path = journal_path(journal)
     with controller.quiet_gc() as ready:
@@ -214,6 +220,8 @@ def start(suite: Optional[str], journal: Optional[str] = None,
                 raise
             code = controller.execute(session, path)
             _close_progress(session)
+            if on_end is not None:
+                code = on_end(j, run_id, code)
             return run_id, code
         finally:
             j.close()
@@ -267,10 +275,12 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
            options: Optional[Dict[str, Any]] = None,
            progress: Optional[Callable[..., Any]] = None,
            notify: Callable[[str], None] = print,
-           rerun_interrupted: bool = False) -> Tuple[int, int]:
+           rerun_interrupted: bool = False,
+           on_end: Optional[OnEnd] = None) -> Tuple[int, int]:
     """Continue a run where it stopped; return (run id, exit code).
     `rerun_interrupted`: tasks an unplanned reboot cut short run again (as if
-    each had `rerun_on_interrupt` metadata), up to --max-attempts."""
+    each had `rerun_on_interrupt` metadata), up to --max-attempts. `on_end`:
+    as for `start`."""
     path = journal_path(journal)
     if "://" not in path and not os.path.exists(path):
         raise HarnessError(f"no journal at {path} (start a run with pexen-harness "
@@ -330,6 +340,8 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                               groups=whole.restricted(plan.tasks).groups)
             code = controller.execute(session, path)
             _close_progress(session)
+            if on_end is not None:
+                code = on_end(j, run.id, code)
             return run.id, code
         finally:
             j.close()

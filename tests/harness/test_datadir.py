@@ -95,6 +95,54 @@ def test_data_directory_is_there_when_used_and_not_made_when_not(tmp_path, pool)
             assert (base / key / "data" / "f").read_text() == WRITERS[key], key
 
 
+LATE = textwrap.dedent(r'''
+    import os
+    import sys
+
+
+    def late_subprocess():
+        # subprocess is imported after the task started (nothing imported it
+        # before, so the worker's hook cannot have been set on it)
+        before = "subprocess" in sys.modules
+        import subprocess
+        subprocess.run('echo late > "$PEXEN_TASK_DATA/f"', shell=True, check=True)
+        return before
+
+
+    def runs_system():
+        assert os.system('echo system > "$PEXEN_TASK_DATA/f"') == 0
+
+
+    def spawns():
+        # an environment read through os.environb: the spawn itself must do it
+        env = dict(os.environb.items())
+        pid = os.posix_spawn("/bin/sh", ["sh", "-c", 'echo spawned > "$PEXEN_TASK_DATA/f"'],
+                             env)
+        assert os.waitpid(pid, 0)[1] == 0
+
+
+    def tasks():
+        return [late_subprocess, runs_system, spawns]
+''')
+
+
+def test_programs_started_any_way_find_the_directory(tmp_path):
+    """A Python task under the process pool that starts a program with
+    subprocess imported only then, os.system or os.posix_spawn, without
+    reading the variable itself, finds the directory made for the program."""
+    (tmp_path / "latesuite.py").write_text(LATE)
+    res = harness("start", "latesuite:tasks", "-j", "2", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    assert {key: row.state for key, row in rows.items()} == {
+        "late_subprocess": "pass", "runs_system": "pass", "spawns": "pass"}
+    assert rows["late_subprocess"].ret == "false"   # (subprocess was not loaded before)
+    base = tmp_path / "pexen-journal.sqlite.d" / "1"
+    for key, text in (("late_subprocess", "late\n"), ("runs_system", "system\n"),
+                      ("spawns", "spawned\n")):
+        assert (base / key / "data" / "f").read_text() == text, key
+
+
 def _exe(path, *lines):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("#!/bin/sh\n" + "".join(line + "\n" for line in lines))

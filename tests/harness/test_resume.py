@@ -70,3 +70,27 @@ def test_resume_hands_on_shared_state_time_and_attempts(tmp_path, monkeypatch):
     assert rows["make"].attempt == 1 and rows["make"].time_used == 0.5  # not run again
     assert rows["boot"].attempt == 2 and rows["boot"].time_used >= 1.5
     assert rows["lone"].attempt == 1 and rows["lone"].time_used >= 2.5
+
+
+def test_on_end_sees_the_ended_run_in_the_open_journal(tmp_path, monkeypatch):
+    """start() and resume() call `on_end(journal, run_id, code)` once the
+    session has ended, with the journal still open and the run's end
+    committed; what it returns is the exit code (the CLI writes --xunit
+    there instead of opening the journal again)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resume_handoff.py").write_text(HANDOFF_SUITE)
+    path = str(tmp_path / "j.sqlite")
+    seen = []
+
+    def on_end(j, run_id, code):
+        info = j.run(run_id)
+        seen.append((run_id, code, info.state, sorted(t.state for t in j.tasks(run_id))))
+        return 7
+
+    opts = run.Options(workers=1, pool="thread")
+    run_id, code = run.start("resume_handoff:tasks", path, opts, notify=lambda m: None,
+                             on_end=on_end)
+    assert code == 7
+    assert seen == [(run_id, 0, "finished", ["pass", "pass", "pass"])]
+    with journal.open(path, create=False) as j:   # closed cleanly after it
+        assert j.run(run_id).state == "finished"
