@@ -166,3 +166,22 @@ def process_start_time(pid: int) -> Optional[float]:
 
 
 __all__ = ["PexenError", "PexenWarning"]
+
+
+def wait_exit(pid: int, timeout: float) -> None:
+    """Wait up to `timeout` seconds for child `pid` to exit, without reaping
+    it, by its pidfd (Linux 5.3 and later; elsewhere, return at once): woken
+    the moment it exits, where a wait with a timeout polls."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return
+    try:
+        import select
+
+        select.select([fd], [], [], timeout)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+

@@ -264,6 +264,14 @@ def serve(in_fd: int, out_fd: int, parent: int) -> int:
     except Exception as exc:
         _say(out_fd, _answer(exc))
         return 1
+    try:
+        return _serve(frames, out_fd, con, run_id, ids, owner)
+    finally:
+        con.close()
+
+
+def _serve(frames: _Input, out_fd: int, con: sqlite3.Connection, run_id: int,
+           ids: Dict[str, int], owner: Any) -> int:
     if not _say(out_fd, b"ready\n"):   # (before it, the writer may still commit itself)
         return 0
     while True:
@@ -299,4 +307,6 @@ def _answer(exc: BaseException) -> bytes:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    # The connection is closed, nothing is buffered: end now, not after the
+    # interpreter has torn itself down (the controller waits for this exit).
+    os._exit(serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))

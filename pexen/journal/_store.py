@@ -519,9 +519,7 @@ def task_meta(task: Any) -> Dict[str, Any]:
     the fields set are read (and nothing is stored on the task, as reading a
     field through its attribute would: the engine's checks then have less to
     look at)."""
-    from ..sched import meta
-    from ..sched._when import describe_when
-
+    meta, describe_when = _sched_parts or _load_sched_parts()
     found = getattr(task, meta.SCHED_ATTR_NAME, None)
     if found is None:
         return dict(_NO_META)  # the usual case: no metadata at all
@@ -538,6 +536,20 @@ def task_meta(task: Any) -> Dict[str, Any]:
         elif name in out:
             out[name] = value
     return out
+
+
+#: (pexen.sched.meta, describe_when) once a task's metadata was read (the
+#: journal does not load the engine for the verbs that only read it).
+_sched_parts: Tuple[Any, ...] = ()
+
+
+def _load_sched_parts() -> Tuple[Any, ...]:
+    global _sched_parts
+    from ..sched import meta
+    from ..sched._when import describe_when
+
+    _sched_parts = (meta, describe_when)
+    return _sched_parts
 
 
 _LIST_FIELDS = ("requires", "provides", "claims", "uses")

@@ -36,7 +36,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from ..util import LazyModule
+from ..util import LazyModule, wait_exit
 from . import _sqlitewriter
 from ._db import BUSY_TIMEOUT_MS, Database
 from ._sqlitewriter import NOTE as _NOTE
@@ -607,6 +607,9 @@ class _Child:
             # Still starting: it has committed nothing (the thread did), and
             # a short run need not wait for an interpreter to start and end.
             self.proc.kill()
+        # (woken when it exits: Popen.wait with a timeout polls, by sleeps
+        # that grow to 50 ms)
+        wait_exit(self.proc.pid, PROCESS_EXIT_SECONDS)
         try:
             self.proc.wait(PROCESS_EXIT_SECONDS)
         except subprocess.TimeoutExpired:

@@ -46,6 +46,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
+from ..util import wait_exit
 from ._call import exc_info_of
 from ._keys import describe
 from ._zygote import (
@@ -953,7 +954,7 @@ class ProcessWorkerPool(_Pool):
         pid, self._zygote_pid = self._zygote_pid, None
         if pid is None:
             return
-        _wait_exit(pid, 10.0)
+        wait_exit(pid, 10.0)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -971,21 +972,6 @@ class ProcessWorkerPool(_Pool):
                 os.waitpid(pid, 0)
                 return
             time.sleep(0.005)
-
-
-def _wait_exit(pid: int, timeout: float) -> None:
-    """Wait up to `timeout` seconds for child `pid` to exit, without reaping
-    it, by its pidfd (Linux 5.3 and later; elsewhere, return at once)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _queued(worker: _Worker) -> int:

@@ -132,9 +132,10 @@ class SchedMeta:
     __slots__ = FIELDS
 
     def __init__(self, **kwargs: Any) -> None:
-        for slot in _SLOT_LIST:
-            slot.__set__(self, _UNSET)
-        self.update(kwargs)
+        for put in _SETTERS:
+            put(self, _UNSET)
+        if kwargs:
+            self.update(kwargs)
 
     def update(self, keyvals: Dict[str, Any]) -> None:
         """Set several fields from a dict."""
@@ -166,11 +167,16 @@ class SchedMeta:
 
     def set_fields(self) -> Dict[str, Any]:
         """The fields that are set, as stored, as a new dict."""
+        try:
+            return {name: value for name, get in _GETTERS
+                    if (value := get(self, SchedMeta)) is not _UNSET}
+        except AttributeError:  # an instance made without __init__
+            pass
         out = {}
-        for name, slot in _SLOTS.items():
+        for name, get in _GETTERS:
             try:
-                value = slot.__get__(self, SchedMeta)
-            except AttributeError:  # an instance made without __init__
+                value = get(self, SchedMeta)
+            except AttributeError:
                 continue
             if value is not _UNSET:
                 out[name] = value
@@ -206,7 +212,9 @@ class SchedMeta:
 # set field is unpacked).
 _SLOTS: Dict[str, Any] = {name: SchedMeta.__dict__[name] for name in FIELDS}
 _SLOT_LIST = tuple(_SLOTS.values())
+_SETTERS = tuple(slot.__set__ for slot in _SLOT_LIST)
 _SLOT_GET = {name: slot.__get__ for name, slot in _SLOTS.items()}  # bound once
+_GETTERS = tuple(_SLOT_GET.items())
 
 
 def _public(name: str, value: Any) -> Any:

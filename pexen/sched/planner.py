@@ -404,15 +404,23 @@ class Sched:
                                                  (p for p, _ in self._assumed))
         deps = self._deps
         get = deps.get
+        by_task, by_key = self._tasks, self._keys
+        providers = []   # (task, what it provides), for the warning below
         for task, key in zip(tasks, keys):
-            self._tasks[task] = key
-            self._keys[key] = task
-            for p in _field(task, "provides"):
-                deps[p] = get(p, 0) | _PROVIDED
-            for r in _field(task, "requires"):
+            by_task[task] = key
+            by_key[key] = task
+            meta = getattr(task, SCHED_ATTR_NAME, None)
+            if meta is None:
+                continue
+            provides = meta.get("provides")
+            if provides:
+                providers.append((task, provides))
+                for p in provides:
+                    deps[p] = get(p, 0) | _PROVIDED
+            for r in meta.get("requires"):
                 deps[r] = get(r, 0) | _REQUIRED
-        for task in tasks:
-            for p in _field(task, "provides"):
+        for task, provides in providers:
+            for p in provides:
                 if not deps[p] & _REQUIRED and p not in self._warned:
                     self._warned.add(p)
                     warnings.warn(f"Dep '{p}' provided by {task}, but not required "

@@ -419,3 +419,6 @@ def test_unset_fields_read_as_defaults_and_stay_unset_for_readers():
     bare = meta.SchedMeta.__new__(meta.SchedMeta)  # as unpickling may make it
     assert bare.get("claims") == frozenset() and bare.set_fields() == {}
     assert bare.uses == set() and bare == meta.SchedMeta()
+    half = meta.SchedMeta.__new__(meta.SchedMeta)   # some slots set, the others never
+    half.priority = 3
+    assert half.set_fields() == {"priority": 3}
