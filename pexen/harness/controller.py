@@ -74,7 +74,7 @@ HEARTBEAT_SECONDS = 2.0
 #: durations of the tasks that ended) ahead of what runs: short tasks run back
 #: to back while their attempts are committed, a commit every LINGER (10 ms)
 #: at most (see doc/harness.md, "Attempts").
-HAND_OUT_AHEAD = 0.02
+HAND_OUT_AHEAD = 0.05
 #: The journal writer commits in a process of its own for a run of at least
 #: this many tasks; a smaller run commits from the writer's thread, and does
 #: not wait for an interpreter to start and to end (tens of milliseconds, on

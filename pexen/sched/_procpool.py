@@ -71,9 +71,10 @@ from .common import (
 )
 from .pool import _WAKE_SECONDS, PoolError, PoolStatistics, _check_size, _Pool
 
-#: With `ahead`, at most this many tasks are queued in one worker beside the
-#: one it runs (a worker's socket holds about 160 small messages).
-MAX_QUEUED_PER_WORKER = 128
+#: With `ahead`, at most this many tasks are handed to one worker beside the
+#: one it runs (its socket holds about 160 small messages: the others wait
+#: in the pool, released, until it has taken some).
+MAX_QUEUED_PER_WORKER = 512
 #: A worker with nothing to do takes back the tasks queued behind a task that
 #: has run this long (seconds) in another worker.
 STEAL_AFTER = 0.005
@@ -122,7 +123,7 @@ class ProcessWorkerPool(_Pool):
 
     `ahead` (seconds, keyword only; 0 by default): hand out, beyond `spare`,
     as many tasks as the workers are expected to run in that time, from the
-    durations of the tasks that ended (at most 2 x 129 per worker). Short tasks
+    durations of the tasks that ended (at most 2 x 513 per worker). Short tasks
     then run back to back in each worker, while what the controller does per
     task (a journal's commit, say) happens beside them.
     """

@@ -378,9 +378,11 @@ def _worker_main(wid: int, task_fd: int, result_fd: int, ack_fd: int, tasks: Lis
     msg = _receive(sock, True)
     while msg is not None and msg[0]:
         seq, body = msg
+        # (what the task costs this worker, its start frame and the pickles
+        # included: the pool hands out ahead by these durations)
+        began = clock()
         out += _frame(_dumps(("start", seq)))
         _write_all(result_fd, out)
-        began = clock()
         try:
             _, key, idx, task_blob, shared_blob = pickle.loads(body)
             task = tasks[idx] if idx is not None else pickle.loads(task_blob)

@@ -520,7 +520,7 @@ def test_ahead_hands_out_more_for_short_tasks_and_is_checked():
     res = list(s.run(ProcessWorkerPool(workers=2, spare=2, ahead=0.05)))
     assert sorted(r.ret for r in res) == list(range(400))
     assert max(handed) > 2 + 2          # more than workers + spare at some point
-    assert max(handed) <= 2 * 2 * 129   # and never more than the cap
+    assert max(handed) <= 2 * 2 * 513   # and never more than the cap
     for bad in (-1, "1", True):
         with pytest.raises(ValueError, match="ahead"):
             ProcessWorkerPool(ahead=bad)
