@@ -100,10 +100,30 @@ def process_started(pid: int) -> Optional[float]:
     return process_start_time(pid)
 
 
+class WrapperSide(Record, frozen=True):
+    """What the task wrappers of one run share (per kind of pool): whether
+    they run in a worker process (`set_env`: which sets the task's
+    environment, and is a child subreaper), SIGTERM..SIGKILL grace, whether
+    output is captured at the fd level (one task at a time in the
+    controller), the run's report counter and its workers' spool directory."""
+
+    set_env: bool
+    kill_grace: float = 10.0
+    fd_capture: bool = False
+    counter: Optional[str] = None
+    spools: Optional[str] = None
+
+
 class TaskWrapper:
     """What the engine runs for one task: sets the task's context (and, in a
     worker process, its environment), evaluates the task's `when` condition,
-    then calls the task."""
+    then calls the task.
+
+    A run makes one per task before it starts: what they share is in `side`,
+    and what a call needs is worked out when it is called (in the worker)."""
+
+    __slots__ = ("inner", "ctx", "side", "exe", "when", "quick", "reports_before",
+                 "__name__", CALLPATH_ATTR_NAME, SCHED_ATTR_NAME)
 
     # The engine calls a wrapper with the shared dict (saves inspect.signature
     # on an object without __code__ for every call).
@@ -113,43 +133,61 @@ class TaskWrapper:
     # and its output lands in the attempt's files.
     pexen_checks_when_ = True
 
-    def __init__(self, inner: Callable[..., Any], ctx: TaskContext, set_env: bool,
-                 kill_grace: float = 10.0, fd_capture: bool = False,
-                 counter: Optional[str] = None, run_root: Optional[str] = None) -> None:
+    def __init__(self, inner: Callable[..., Any], ctx: TaskContext,
+                 side: WrapperSide) -> None:
         self.inner = inner
         self.ctx = ctx
-        self.set_env = set_env    # in a worker process (which is a child subreaper)
-        self.exe = isinstance(inner, ExecutableTask)
-        self.kill_grace = kill_grace
-        data_path = ctx.data_path
-        if data_path.endswith("/data"):   # as execute() makes it: the quick way
-            base = f"{data_path[:-5]}/{ctx.attempt}"
-            self.logs = (base + ".out", base + ".err")
-        else:
-            self.logs = log_paths(os.path.dirname(data_path), ctx.attempt)
-        # the run's directory: its workers' spools are beside it
-        self.spools = spool_dir(run_root if run_root is not None
-                                else os.path.dirname(os.path.dirname(data_path)))
-        # in the controller, one task at a time (-j 1): capture at the fd level
-        self.fd_capture = fd_capture
-        self.pass_shared = takes_shared(inner)
-        # In the controller (thread pool), an executable's leftovers are found
-        # by the token its processes carry (a scan: only for executables).
-        self.scan_token = scan_token = not set_env and self.exe
+        self.side = side
+        self.exe = exe = isinstance(inner, ExecutableTask)
         self.__name__ = ctx.task
         # the engine keys a task by its callpath joined with "/": the key itself
         setattr(self, CALLPATH_ATTR_NAME, (ctx.task,))
-        meta = getattr(inner, SCHED_ATTR_NAME, None)
-        self.when = when = None
         self.reports_before: Optional[int] = None  # the run's report count at the start
-        # the run's report counter (execute() knows it for all the run's tasks)
-        self.counter = counter if counter is not None else counter_path(ctx)
+        when = None
+        meta = getattr(inner, SCHED_ATTR_NAME, None)
         if meta is not None:
             setattr(self, SCHED_ATTR_NAME, meta)
             # (an executable evaluates its own, in its directory)
             if not getattr(inner, CHECKS_WHEN_ATTR, False):
-                self.when = when = meta.get("when")
-        self.quick = not (set_env or fd_capture or scan_token or when is not None)
+                when = meta.get("when")
+        self.when = when
+        # In the controller (thread pool), an executable's leftovers are found
+        # by the token its processes carry (a scan: only for executables).
+        self.quick = not (side.set_env or side.fd_capture or exe or when is not None)
+
+    @property
+    def set_env(self) -> bool:
+        return self.side.set_env
+
+    @property
+    def scan_token(self) -> bool:
+        return not self.side.set_env and self.exe
+
+    @property
+    def kill_grace(self) -> float:
+        return self.side.kill_grace
+
+    @property
+    def counter(self) -> str:
+        counter = self.side.counter
+        return counter if counter is not None else counter_path(self.ctx)
+
+    @property
+    def logs(self) -> Tuple[str, str]:
+        """The attempt's stdout and stderr files."""
+        ctx = self.ctx
+        data_path = ctx.data_path
+        if data_path.endswith("/data"):   # as execute() makes it: the quick way
+            base = f"{data_path[:-5]}/{ctx.attempt}"
+            return base + ".out", base + ".err"
+        return log_paths(os.path.dirname(data_path), ctx.attempt)
+
+    @property
+    def spools(self) -> str:
+        """Where the workers' spools are: beside the run's directory."""
+        spools = self.side.spools
+        return (spools if spools is not None
+                else spool_dir(os.path.dirname(os.path.dirname(self.ctx.data_path))))
 
     def __call__(self, shared: Dict[str, Any], **kwargs: Any) -> Any:
         if self.quick:
@@ -168,7 +206,7 @@ class TaskWrapper:
             elif self.inner.wants_data_dir():  # type: ignore[attr-defined]
                 _ = ctx.data_dir
             capture: Any = worker_spool(self.spools).task(*self.logs, ctx.task, ctx.attempt)
-        elif self.fd_capture and FD_LOCK.acquire(blocking=False):
+        elif self.side.fd_capture and FD_LOCK.acquire(blocking=False):
             capture = FdCapture(*self.logs, lock=FD_LOCK)
         else:
             capture = ThreadCapture(*self.logs)
@@ -179,7 +217,7 @@ class TaskWrapper:
                 try:
                     if self.when is not None:
                         self._check_when(capture)
-                    if self.pass_shared:
+                    if takes_shared(self.inner):
                         ret = self.inner(shared, **kwargs)
                     else:
                         ret = self.inner(**kwargs)
@@ -209,7 +247,7 @@ class TaskWrapper:
         counter = self.counter
         self.reports_before = before = count_at(counter)
         try:
-            if self.pass_shared:
+            if takes_shared(self.inner):
                 ret = self.inner(shared, **kwargs)
             else:
                 ret = self.inner(**kwargs)
@@ -655,6 +693,7 @@ def execute(session: Session, journal_path: str) -> int:
          reboots.get(key, 0), interrupts.get(key, 0))
         for key, _ in session.tasks))
     counter = f"{run_root}.reports"
+    sides: Dict[Tuple[bool, bool], WrapperSide] = {}
     default_kind = (thread_pool, session.workers)
     for (key, task), ctx in zip(session.tasks, contexts):
         in_thread, size = kind_of.get(key, default_kind) if kind_of else default_kind
@@ -663,9 +702,11 @@ def execute(session: Session, journal_path: str) -> int:
             one_at_a_time = True
         if in_thread:
             thread_keys.add(key)
-        wrapper_of[key] = TaskWrapper(task, ctx, set_env=not in_thread,
-                                      kill_grace=session.kill_grace, fd_capture=alone,
-                                      counter=counter, run_root=run_root)
+        side = sides.get((in_thread, alone))
+        if side is None:
+            side = sides[in_thread, alone] = WrapperSide(
+                not in_thread, session.kill_grace, alone, counter, spool_dir(run_root))
+        wrapper_of[key] = TaskWrapper(task, ctx, side)
     stop_heartbeat = threading.Event()
     listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start(),
                                thread_keys=thread_keys if session.groups else None,
