@@ -3,9 +3,9 @@ only (mid-run, after a crash, after resume)."""
 
 from __future__ import annotations
 
+import _socket
 import os
 import re
-import socket
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import xunit
@@ -79,7 +79,7 @@ def export_run(j: Journal, run: RunInfo, journal_path: str, path: str,
                subresults: str = "message", cap: int = xunit.DEFAULT_CAP) -> Dict[str, int]:
     """Write run `run`'s JUnit XML file to `path` (atomically)."""
     return xunit.write(path, suite_name(run), cases_of(j, run, journal_path),
-                       timestamp=run.created_at, hostname=run.host or socket.gethostname(),
+                       timestamp=run.created_at, hostname=run.host or _socket.gethostname(),
                        cap=cap, subresults=subresults,
                        properties=[("pexen.run", run.id), ("pexen.suite",
                                                            run.suite.get("target", ""))])

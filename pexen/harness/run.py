@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import _socket
 import json
 import math
 import os
-import socket
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -191,7 +191,7 @@ def start(suite: Optional[str], journal: Optional[str] = None,
             run_id = j.create_run(
                 spec.to_json(), {**options.config(run_deadline, path), **(extra_config or {})},
                 _rows(rows, loaded.group_of()),
-                host=socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
+                host=_socket.gethostname(), boot_id=boot_id(), controller_pid=os.getpid(),
                 controller_started=process_started(os.getpid()) or time.time())
             # The writer (and its process) now, not in the controller: the
             # process starts while the rest is set up, and the first task's

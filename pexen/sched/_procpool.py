@@ -32,6 +32,7 @@ pipe (a daemon the task forked may hold the pipe open).
 
 from __future__ import annotations
 
+import _socket
 import collections
 import errno
 import math
@@ -41,7 +42,6 @@ import queue
 import select
 import selectors
 import signal
-import socket
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
@@ -62,6 +62,7 @@ from ._zygote import (
     _zygote_main,
     describe_status,
     recv_message,
+    send_fds,
 )
 from .common import (
     ExceptionInfo,
@@ -95,7 +96,7 @@ class _Worker:
     __slots__ = ("wid", "pid", "sock", "steal", "ack_w", "result_r", "frames", "queue",
                  "running", "since", "kill_asked", "full", "stopped", "gone", "eof")
 
-    def __init__(self, wid: int, sock: socket.socket, steal: socket.socket, ack_w: int,
+    def __init__(self, wid: int, sock: _socket.socket, steal: _socket.socket, ack_w: int,
                  result_r: int) -> None:
         self.wid = wid
         self.pid: Optional[int] = None
@@ -161,7 +162,7 @@ class ProcessWorkerPool(_Pool):
         self._running = False
         self._shutting_down = False
         self._zygote_pid: Optional[int] = None
-        self._ctl: Optional[socket.socket] = None
+        self._ctl: Optional[_socket.socket] = None
         # The pool has no thread of its own: whoever waits for results (or for
         # the workers to end) reads the workers' frames (`_pump`).
         self._live = False                     # started, not yet torn down
@@ -222,7 +223,7 @@ class ProcessWorkerPool(_Pool):
         self._held.clear()
         self._workers = {}
         self._broken = False
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         tasks = list(self.taskmap.values())
         _flush_stdio()  # or the zygote inherits unwritten output and repeats it
         pid = _fork()
@@ -481,7 +482,7 @@ class ProcessWorkerPool(_Pool):
         stolen: List[int] = []
         while True:
             try:
-                data, fds = recv_message(worker.steal, socket.MSG_DONTWAIT)
+                data, fds = recv_message(worker.steal, _socket.MSG_DONTWAIT)
             except InterruptedError:
                 continue
             except OSError:   # (BlockingIOError: nothing left)
@@ -511,7 +512,7 @@ class ProcessWorkerPool(_Pool):
             return
         try:
             if fds:
-                socket.send_fds(self._ctl, [_dumps(msg)], list(fds))
+                send_fds(self._ctl, _dumps(msg), list(fds))
             else:
                 self._ctl.send(_dumps(msg))
         except OSError:
@@ -519,11 +520,11 @@ class ProcessWorkerPool(_Pool):
 
     def _spawn(self, dispatch: bool = True) -> _Worker:
         """Ask the zygote for a new worker (holding self._lock)."""
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         mine.setblocking(False)
         # (left blocking: it shares the worker's file description; it is read
         # with MSG_DONTWAIT)
-        steal = socket.socket(fileno=os.dup(theirs.fileno()))
+        steal = _socket.socket(fileno=os.dup(theirs.fileno()))
         result_r, result_w = os.pipe()
         ack_r, ack_w = os.pipe()
         os.set_blocking(result_r, False)
@@ -572,7 +573,7 @@ class ProcessWorkerPool(_Pool):
                 try:
                     os.write(fd, msg)
                     os.lseek(fd, 0, os.SEEK_SET)
-                    socket.send_fds(worker.sock, [SEQ.pack(seq) + BIG], [fd])
+                    send_fds(worker.sock, SEQ.pack(seq) + BIG, [fd])
                 finally:
                     os.close(fd)
             else:

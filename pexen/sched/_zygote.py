@@ -5,12 +5,12 @@ zygote at all, and the channels, are said there.
 
 from __future__ import annotations
 
+import _socket
 import array
 import os
 import pickle
 import selectors
 import signal
-import socket
 import struct
 import sys
 import time
@@ -182,7 +182,7 @@ def describe_status(status: int) -> str:
 
 # -- the zygote --------------------------------------------------------------
 
-def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
+def _zygote_main(ctl: _socket.socket, tasks: List[Any]) -> None:
     """Fork workers on request; report their exits; die with the controller."""
     # Out of the controller's process group: a ^C on the terminal goes to the
     # controller, which decides what happens to running tasks.
@@ -255,7 +255,7 @@ def _zygote_main(ctl: socket.socket, tasks: List[Any]) -> None:
                 reap()
                 continue
             try:
-                msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 8)
+                msg, fds = recv_message(ctl, 0, 1 << 16)
             except OSError:
                 msg, fds = b"", []
             if not msg:
@@ -319,26 +319,34 @@ class _WorkerChannel:
             raise error
 
 
-_FD_SPACE = socket.CMSG_LEN(4 * array.array("i").itemsize)
+_FD_SPACE = _socket.CMSG_LEN(4 * array.array("i").itemsize)
 
 
-def recv_message(sock: socket.socket, flags: int = 0) -> Tuple[bytes, List[int]]:
+def send_fds(sock: _socket.socket, data: bytes, fds: List[int]) -> None:
+    """Send `data` and the file descriptors `fds` in one message."""
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))])
+
+
+def recv_message(sock: _socket.socket, flags: int = 0,
+                 size: int = RECV_SIZE) -> Tuple[bytes, List[int]]:
     """One message of a SEQPACKET socket and the file descriptors it carried
-    (`socket.recv_fds`, which ignores its `flags` before Python 3.12)."""
-    data, ancdata, _, _ = sock.recvmsg(RECV_SIZE, _FD_SPACE, flags)
+    (up to 4; `socket.recv_fds`, which ignores its `flags` before Python 3.12).
+    The sockets here are `_socket.socket` objects: the module `socket` costs
+    4 ms to import (its enums), and only wraps them."""
+    data, ancdata, _, _ = sock.recvmsg(size, _FD_SPACE, flags)
     fds = array.array("i")
     for level, kind, cdata in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds.frombytes(cdata[:len(cdata) - (len(cdata) % fds.itemsize)])
     return data, list(fds)
 
 
-def _receive(sock: socket.socket, wait: bool) -> Optional[Tuple[int, bytes]]:
+def _receive(sock: _socket.socket, wait: bool) -> Optional[Tuple[int, bytes]]:
     """The next task message: (seq, body); (0, b"") to stop; None if there is
     none now (`wait` False), or the controller is gone."""
     while True:
         try:
-            data, fds = recv_message(sock, 0 if wait else socket.MSG_DONTWAIT)
+            data, fds = recv_message(sock, 0 if wait else _socket.MSG_DONTWAIT)
             break
         except InterruptedError:
             continue
@@ -370,7 +378,7 @@ def _worker_main(wid: int, task_fd: int, result_fd: int, ack_fd: int, tasks: Lis
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _call._worker_flag[0] = True
     worker_channel = _WorkerChannel(ack_fd, result_fd)
-    sock = socket.socket(fileno=task_fd)
+    sock = _socket.socket(fileno=task_fd)
     pid = os.getpid()
     clock = time.perf_counter
     _write_frame(result_fd, _dumps(("hello", pid)))
