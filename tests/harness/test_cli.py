@@ -550,3 +550,27 @@ def test_readme_example_suite(tmp_path):
     started = [r.key for r in order if r.started_at]
     assert started.index("00-env") < started.index("python_version")
     assert rows["read_scratch"].started_at >= rows["write_scratch"].finished_at
+
+
+def test_the_program_ends_as_the_interpreter_would(tmp_path):
+    """The CLI ends its process without tearing the interpreter down; the
+    program's exit handlers still run (a suite module registered one in the
+    controller) and everything printed reaches a pipe."""
+    marker = tmp_path / "atexit-ran"
+    n = 3000
+    (tmp_path / "exitsuite.py").write_text(
+        "import atexit\n"
+        "from pexen.sched.meta import func_meta\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+        f"for i in range({n}):\n"
+        "    globals()[f'test_{i:05}'] = func_meta()(lambda: None)\n")
+    res = harness("start", "exitsuite", "--journal", "j.sqlite", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert marker.read_text() == "ran"
+    assert res.stdout.count("PASS") == n
+    assert res.stdout.rstrip().endswith("all passed (pexen-harness status 1)")
+    marker.unlink()
+    res = harness("list", "--tasks", "exitsuite", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.splitlines()) >= n
+    assert marker.read_text() == "ran"
