@@ -15,10 +15,14 @@ verb does) costs almost nothing: a verb that only reads a journal loads
 neither the engine nor its pools.
 """
 
-from typing import Any
+from __future__ import annotations
 
 from . import util
 from .util import PexenError, PexenWarning
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any
 
 __version__ = "0.1.0.dev0"
 

@@ -1,10 +1,15 @@
 """The root of pexen's error and warning tree (kept here: 0.0.x imports them
 from here), and what the rooms share that belongs to none of them."""
 
+from __future__ import annotations
+
 import importlib
 import os
 from types import ModuleType
-from typing import Any, Callable, Dict, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, Optional, Tuple
 
 
 class PexenError(Exception):

@@ -36,12 +36,17 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from .sched._zygote import reap_exited, set_subreaper
 from .sched.common import ExceptionInfo, TaskKilledError, TaskRes
 from .sched.meta import SCHED_ATTR_NAME
 from .util import LazyModule, process_start_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+
+    ProcInfo = Dict[str, Any]   # {"pid": int, "name": str, "cmdline": str}
 
 # psutil is imported when a process tree is first looked at: a run whose
 # tasks leave nothing behind and meet their deadlines never needs it.
@@ -51,8 +56,6 @@ psutil: Any = LazyModule("psutil", globals())
 RUN_TIMEOUT = "run timeout"
 #: The environment variable every process of a task carries.
 TOKEN_VAR = "PEXEN_TASK_TOKEN"
-
-ProcInfo = Dict[str, Any]   # {"pid": int, "name": str, "cmdline": str}
 
 _POLL = 0.02
 _RESCAN = 0.25

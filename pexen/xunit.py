@@ -38,7 +38,10 @@ import re
 import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import IO, Iterable, List, Optional, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import IO, Iterable, List, Optional, Sequence
 
 #: Characters kept from each captured stream, by default.
 DEFAULT_CAP = 100_000

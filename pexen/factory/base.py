@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional
-
 from ..sched._keys import CALLPATH_ATTR_NAME
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Iterator, List, Optional
 
 
 def get_callpath(obj: Any) -> List[str]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterator
 
 from .base import BaseFactory
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, FrozenSet, Iterator
 
 if TYPE_CHECKING:
     import subprocess

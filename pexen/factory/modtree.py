@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any, Iterator, Optional, Union
 
 from .base import BaseFactory
 from .module import ModuleFactory
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Iterator, Optional, Union
 
 
 class ModTreeFactory(BaseFactory):

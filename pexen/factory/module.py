@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from types import ModuleType
-from typing import Any, Iterator, Optional
 
 from ..sched import meta
 from .base import BaseFactory
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Iterator, Optional
 
 
 class ModuleFactory(BaseFactory):

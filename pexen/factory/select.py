@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import fnmatch
 from collections import deque
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 from ..sched._keys import auto_name, explicit_key
 from ..sched.meta import get_priority, get_provides, get_requires
 from ..util import Factory, PexenError, Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 
 class SelectionError(PexenError, ValueError):

@@ -11,10 +11,13 @@ by `controller_alive` for a run that has not finished.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from ..journal import Journal, JournalError, JournalLocationError, RunInfo, open_journal
 from ..util import PexenError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Optional
 
 DEFAULT_JOURNAL = "pexen-journal.sqlite"
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional
 
 from .context import TaskContext
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Optional
 
 #: The task whose directory is owed (None between tasks).
 _owed: Optional[TaskContext] = None

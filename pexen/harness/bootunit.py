@@ -8,7 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import List, Optional
 
 DEFAULT_UNIT_DIR = "/etc/systemd/system"
 

@@ -29,7 +29,10 @@ import errno
 import os
 import sys
 import threading
-from typing import IO, Any, Dict, List, Optional, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import IO, Any, Dict, List, Optional, Tuple
 
 _local = threading.local()
 _install_lock = threading.Lock()

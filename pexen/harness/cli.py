@@ -16,12 +16,15 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
 
 from ..journal import JournalError
 from ..util import PexenError
 from ._journal import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HarnessError, journal_path, pick_run
 from ._journal import open_for_verb as _open
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, List, Optional
 
 #: bootunit.DEFAULT_UNIT_DIR, for the parser (built before a verb imports bootunit;
 #: tests/harness/test_startup.py holds them equal)

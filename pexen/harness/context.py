@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 from ..util import PexenError, Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 
 class NoContextError(PexenError):

@@ -11,7 +11,6 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..journal import Journal, JournalWriter, TaskState, to_json_value
 from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorkerPool
@@ -63,6 +62,10 @@ from .report import (
     use_journal,
 )
 from .suite import ExecutableTask, SuiteGroup, default_spare, grouped
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2, 3, 4
 FAILED_STATES = {"fail", "timeout", "error"}

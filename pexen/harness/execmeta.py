@@ -15,9 +15,14 @@ import os
 import re
 import shlex
 import sys
-from typing import Any, Dict, List, Optional, Tuple
 
 from ..util import LazyModule, Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict, List, Optional, Tuple
+
+    Found = Dict[str, Tuple[Any, str]]   # field -> (value, "file:line")
 
 # (imported when a suite has a TOML file: most executables carry comments)
 tomllib: Any = LazyModule("tomllib" if sys.version_info >= (3, 11) else "tomli", globals(),
@@ -45,8 +50,6 @@ GROUP_KEYS = ("name", "pool", "workers", "spare")
 
 _COMMENT = re.compile(r"^\s*#\s*pexen:(.*)$")
 _TRUE = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-
-Found = Dict[str, Tuple[Any, str]]   # field -> (value, "file:line")
 
 
 class MetaSyntaxError(Exception):

@@ -6,11 +6,14 @@ from __future__ import annotations
 import _socket
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
 
 from .. import xunit
 from ..journal import Journal, RunInfo
 from .capture import log_paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict, List, Optional, Tuple
 
 UNFINISHED = {"pending": "not started", "queued": "queued, not started",
               "running": "still running", "rebooting": "rebooting",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..sched.common import TaskFailError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any
 
 OUTCOMES = ("pass", "warn", "skip", "fail", "timeout", "error")
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import IO, Optional
 
 FAILED = {"fail", "timeout", "error"}
 

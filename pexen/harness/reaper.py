@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Dict, Iterable, Optional, Set, Tuple
 
 from ..util import LazyModule
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict, Iterable, Optional, Set, Tuple
 
 psutil: Any = LazyModule("psutil", globals())   # (only when there is something to end)
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import NoReturn, Optional
 
 from .context import context
 from .outcome import TaskOutcome
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import NoReturn, Optional
 
 #: The default command that reboots the machine (PEXEN_REBOOT_COMMAND, or
 #: `--reboot-command`, replaces it).

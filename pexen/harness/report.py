@@ -23,10 +23,13 @@ import fcntl
 import mmap
 import os
 import threading
-from typing import Any, Dict, Optional, Tuple
 
 from .context import TaskContext, context
 from .outcome import OUTCOMES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict, Optional, Tuple
 
 # best first (pass < warn < skip < fail < timeout < error); the journal's
 # SEVERITY, without importing the journal (and SQLAlchemy) with `pexen`

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..journal import Journal, RunInfo, TaskState, task_meta
 from ..journal._store import ResumeRow
@@ -46,8 +45,12 @@ from .suite import (
     parse_suite,
 )
 
-#: What `start` and `resume` call when the session has ended.
-OnEnd = Callable[[Journal, int, int], int]
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+    #: What `start` and `resume` call when the session has ended.
+    OnEnd = Callable[[Journal, int, int], int]
 
 LIVE_STATES = {"queued", "running", "rebooting", "interrupted"}
 ENDED_STATES = {state.value for state in TERMINAL}

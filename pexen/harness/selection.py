@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Set, Tuple
-
 from ..factory.select import Selection, SelectionError, select_tasks
 from ..sched.meta import SCHED_ATTR_NAME
 from . import execmeta
 from .suite import SuiteError, SuiteSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict, List, Sequence, Set, Tuple
 
 #: A task that ended in one of these did not pass: --rerun-failed runs it again.
 NOT_PASSED = ("fail", "timeout", "error", "pending", "queued", "running", "rebooting",

@@ -26,7 +26,6 @@ import signal
 import sys
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ..factory import ModTreeFactory
 from ..sched import TaskGroup
@@ -38,6 +37,21 @@ from . import execmeta
 from .capture import current as current_capture
 from .context import NoContextError, context
 from .outcome import EXIT_ERROR, EXIT_SKIP, TaskOutcome
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import (
+        Any,
+        Callable,
+        Dict,
+        Iterable,
+        Iterator,
+        List,
+        Optional,
+        Sequence,
+        Set,
+        Tuple,
+    )
 
 # (imported when a program is first run: not for a suite of Python tasks)
 subprocess: Any = LazyModule("subprocess", globals())

@@ -12,7 +12,7 @@ SQLAlchemy or Alembic: `models` (the SQLAlchemy tables) is imported when
 it is first used, and the migrations only to upgrade an old journal.
 """
 
-from typing import Any
+from __future__ import annotations
 
 from . import states
 from ._store import EventInfo, Journal, ResultInfo, RunInfo, open_journal, task_meta
@@ -25,6 +25,10 @@ from .errors import (
     NotAJournalError,
 )
 from .states import TaskState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any
 
 open = open_journal  # noqa: A001  (pexen.journal.open(...), as the docs say)
 

@@ -19,7 +19,10 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from typing import Any, List, Optional, Sequence, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, List, Optional, Sequence, Tuple
 
 #: How long a connection waits for another's lock before giving up.
 BUSY_TIMEOUT_MS = 30_000

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Optional, Set, Tuple
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
@@ -20,6 +19,10 @@ from sqlalchemy.exc import DBAPIError
 from ._db import BUSY_TIMEOUT_MS
 from ._open import corrupt_or_io, refuse
 from .errors import JournalError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Optional, Set, Tuple
 
 
 def script_location() -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Collection, Optional
 
 from . import _schema
 from ._db import BUSY_TIMEOUT_MS, Database
@@ -22,6 +21,10 @@ from .errors import (
     JournalTooNewError,
     NotAJournalError,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Collection, Optional
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 HEAD = _schema.HEAD

@@ -12,7 +12,9 @@ new migration changes them: the test says so, and prints the new text.
 
 from __future__ import annotations
 
-from typing import Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Tuple
 
 #: Every revision of `migrations/versions`, oldest first; the last is head.
 REVISIONS: Tuple[str, ...] = ("0001", "0002", "0003", "0004")

@@ -11,28 +11,28 @@ import json
 import time
 from collections import namedtuple
 from contextlib import contextmanager
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    NamedTuple,
-    Optional,
-    Sequence,
-    Tuple,
-)
-
-if TYPE_CHECKING:
-    from ._writer import JournalWriter
 
 from ..util import Record
 from . import _open
 from ._db import Database, SqliteDatabase, UrlDatabase
 from .errors import JournalError
 from .states import TERMINAL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import (
+        Any,
+        Callable,
+        Dict,
+        Iterable,
+        Iterator,
+        List,
+        Optional,
+        Sequence,
+        Tuple,
+    )
+
+    from ._writer import JournalWriter
 
 
 class RunInfo(Record, frozen=True):
@@ -75,21 +75,16 @@ class ResultInfo(Record, frozen=True):
     at: float
 
 
-class ResumeRow(NamedTuple):
-    """A task as resume sees it (a row of `resume_rows` with its extras)."""
+class ResumeRow(namedtuple("ResumeRow", (
+        "key", "id", "state", "attempt", "reason", "pid", "pid_started", "token",
+        "time_used", "shared", "shared_restorable", "started_at"), defaults=(None,) * 8)):
+    """A task as resume sees it (a row of `resume_rows` with its extras):
+    key (str), id (int), state (str), attempt (int), and, None where the
+    journal has none: reason (str), pid (int), pid_started (float), token
+    (str), time_used (float), shared (str), shared_restorable (bool),
+    started_at (float)."""
 
-    key: str
-    id: int
-    state: str
-    attempt: int
-    reason: Optional[str] = None
-    pid: Optional[int] = None
-    pid_started: Optional[float] = None
-    token: Optional[str] = None
-    time_used: Optional[float] = None
-    shared: Optional[str] = None
-    shared_restorable: Optional[bool] = None
-    started_at: Optional[float] = None
+    __slots__ = ()
 
 
 _ENDED = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL)) + ")"

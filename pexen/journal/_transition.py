@@ -4,7 +4,10 @@ this is for code that wants the change as an object, and its JSON)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict, Optional
 
 
 @dataclass(frozen=True)

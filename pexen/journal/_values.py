@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Tuple
 
 
 def to_json_value(value: Any) -> Tuple[str, bool]:

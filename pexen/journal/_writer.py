@@ -34,7 +34,6 @@ import select
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..util import LazyModule, wait_exit
 from . import _sqlitewriter
@@ -43,6 +42,16 @@ from ._sqlitewriter import NOTE as _NOTE
 from ._sqlitewriter import commit, fold, frame, update_sql
 from .errors import JournalError
 from .states import TRANSITIONS, TaskState, advance
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+    # The queued items are tuples:
+    #   (key, from_state, to_state, at, columns, values, detail JSON)
+    # key None: the run's row; to_state None: columns only, no event.
+    _Item = Tuple[Optional[str], Optional[str], Optional[str], float, Tuple[str, ...],
+                  Tuple[Any, ...], Optional[str]]
 
 # (imported when a program is first run: not for a suite of Python tasks)
 subprocess: Any = LazyModule("subprocess", globals())
@@ -59,12 +68,6 @@ LINGER = 0.01
 #: How long close() waits for the writer's process to end.
 PROCESS_EXIT_SECONDS = 30.0
 
-
-# The queued items are tuples:
-#   (key, from_state, to_state, at, columns, values, detail JSON)
-# key None: the run's row; to_state None: columns only, no event.
-_Item = Tuple[Optional[str], Optional[str], Optional[str], float, Tuple[str, ...],
-              Tuple[Any, ...], Optional[str]]
 
 _STOP = object()
 _VALUE: Dict[TaskState, str] = {s: s.value for s in TaskState}

@@ -9,7 +9,10 @@ Nothing assigns a state but `advance()`.
 from __future__ import annotations
 
 import enum
-from typing import Dict, FrozenSet
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Dict, FrozenSet
 
 
 class TaskState(str, enum.Enum):

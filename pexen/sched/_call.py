@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Dict
 
 from ._when import CHECKS_WHEN_ATTR, check_when
 from .common import ExceptionInfo, TaskRes
 from .meta import SCHED_ATTR_NAME
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict
 
 _CO_VARARGS = 0x04   # inspect.CO_VARARGS (inspect is imported only when needed)
 _NO_KWARGS: Dict[str, Any] = {}

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import namedtuple
-from typing import Any, Callable, Dict, Optional
+from collections import abc, namedtuple
 
 from .common import TaskRes, TaskSkipError, is_controlled_fail
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict, Optional
 
 
 class EventKind(str, enum.Enum):
@@ -81,7 +84,9 @@ class TaskEvent(_EventFields):
         return out
 
 
-Listener = Callable[[TaskEvent], None]
+#: What a listener is: called with each event (collections.abc's Callable:
+#: typing is not loaded at run time).
+Listener = abc.Callable[[TaskEvent], None]
 
 
 def outcome_of(res: TaskRes) -> str:

@@ -11,14 +11,17 @@ A Sched without groups has no table at all and pays nothing for them.
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ._keys import describe
 from ._plan import bucket_add, bucket_items
 from .common import SchedulerError
 from .meta import SCHED_ATTR_NAME
 
-PoolKind = Union[str, Callable[..., Any]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+    PoolKind = Union[str, Callable[..., Any]]
 
 # The methods `Sched` calls on a pool (see pool.py): what a pool factory must
 # return.

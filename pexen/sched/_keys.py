@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Optional
 
 # Written by pexen.factory (BaseFactory.callpath_burn); read here, so that the
 # engine does not import the factory room.

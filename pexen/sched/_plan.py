@@ -27,10 +27,16 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
 from .common import SchedulerError, TaskRes, TaskSkipError, is_controlled_fail
 from .meta import SCHED_ATTR_NAME
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
+
+    # (node, reason) pairs; the caller turns them into events.
+    Skips = List[Tuple[int, str]]
 
 WAITING, READY, PARKED, RUNNING, DONE, SKIPPED, GATED = range(7)
 
@@ -64,9 +70,6 @@ def bucket_items(value: Any) -> Any:
         return ()
     return value if type(value) is list else (value,)
 
-
-# (node, reason) pairs; the caller turns them into events.
-Skips = List[Tuple[int, str]]
 
 
 class Plan:

@@ -44,7 +44,6 @@ import selectors
 import signal
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from ..util import wait_exit
 from ._call import exc_info_of
@@ -71,6 +70,10 @@ from .common import (
     WorkerDiedError,
 )
 from .pool import _WAKE_SECONDS, PoolError, PoolStatistics, _check_size, _Pool
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 #: With `ahead`, at most this many tasks are handed to one worker beside the
 #: one it runs (its socket holds about 160 small messages: the others wait

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Mapping, Optional
 
 from ..util import LazyModule
 from .common import TaskSkipError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Mapping, Optional
 
 # (imported when a program is first run: not for a suite of Python tasks)
 subprocess: Any = LazyModule("subprocess", globals())

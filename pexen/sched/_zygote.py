@@ -15,12 +15,15 @@ import struct
 import sys
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
 
 from . import _call
 from ._keys import describe
 from .common import ExceptionInfo, TaskFailError, TaskRes
 from .pool import PoolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict, List, Optional, Tuple
 
 _HDR = struct.Struct("!I")
 #: A task message on a worker's task socket starts with its seq (0: stop).

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections import namedtuple
-from typing import Any, Callable, Optional, Type, TypeVar
 
 from ..util import PexenError
 
-F = TypeVar("F", bound=Callable[..., Any])
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Optional, Type, TypeVar
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 
 class SchedulerError(PexenError):

@@ -9,14 +9,17 @@ naming the task, because a set can still be mutated in place afterwards.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Dict, Optional, Set, TypeVar, overload
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, Optional, Set, TypeVar, overload
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 SCHED_ATTR_NAME = "pexen_sched_meta_"
 
 _SET_FIELDS = ("requires", "provides", "uses", "claims")
 FIELDS = _SET_FIELDS + ("priority", "kwargs", "timeout", "rerun_on_interrupt", "when")
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class MetaTypeError(AttributeError, TypeError):
@@ -311,10 +314,11 @@ get_rerun_on_interrupt: Callable[[Any], bool] = _reader("rerun_on_interrupt")
 get_when: Callable[[Any], Any] = _reader("when")
 
 
-@overload
-def func_meta(func: F) -> F: ...
-@overload
-def func_meta(func: None = None, **kwargs: Any) -> Callable[[F], F]: ...
+if TYPE_CHECKING:
+    @overload
+    def func_meta(func: F) -> F: ...
+    @overload
+    def func_meta(func: None = None, **kwargs: Any) -> Callable[[F], F]: ...
 
 
 def func_meta(func: Any = None, **kwargs: Any) -> Any:

@@ -26,27 +26,32 @@ import itertools
 import os
 import threading
 import warnings
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Generator,
-    Iterable,
-    List,
-    NamedTuple,
-    Optional,
-    Tuple,
-    Union,
-)
+from collections import namedtuple
 
 from .. import util
 from . import pool as _pool
 from ._events import EventKind, Listener, TaskEvent, outcome_of
 from ._groups import GroupedBatch, GroupTable, TaskGroup, order_check
 from ._keys import auto_name, describe, explicit_key
-from ._plan import Plan, Skips, bucket_add, bucket_items
+from ._plan import Plan, bucket_add, bucket_items
 from .common import SchedulerError, TaskRes
 from .meta import _SET_FIELDS, SCHED_ATTR_NAME, SchedMeta, _convert
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import (
+        Any,
+        Callable,
+        Dict,
+        Generator,
+        Iterable,
+        List,
+        Optional,
+        Tuple,
+        Union,
+    )
+
+    from ._plan import Skips
 
 _PROVIDED, _REQUIRED = 1, 2  # bits of Sched._deps
 
@@ -78,12 +83,13 @@ class TaskKeyError(SchedulerError, ValueError):
     """Two different tasks have the same key in one Sched."""
 
 
-class _Grouping(NamedTuple):
-    """Where the tasks of a checked batch go, for a Sched with groups."""
+class _Grouping(namedtuple("_Grouping", ("positions", "new_groups", "enable"))):
+    """Where the tasks of a checked batch go, for a Sched with groups:
+    positions (List[int], per task of the batch: its group's position),
+    new_groups (List[TaskGroup], appended to the order, in this order),
+    enable (bool: the Sched's first groups, make its table)."""
 
-    positions: List[int]           # per task of the batch: its group's position
-    new_groups: List[TaskGroup]    # appended to the order, in this order
-    enable: bool                   # the Sched's first groups: make its table
+    __slots__ = ()
 
 
 class Sched:

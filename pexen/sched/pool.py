@@ -25,11 +25,14 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from ..util import Record
 from ._call import call_task
 from .common import ExceptionInfo, SchedulerError, TaskRes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Callable, Dict, Iterable, List, Optional
 
 _WAKE_SECONDS = 0.2
 
