@@ -32,7 +32,7 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
-    from typing import IO, Any, Dict, List, Optional, Tuple
+    from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 _local = threading.local()
 _install_lock = threading.Lock()
@@ -135,9 +135,21 @@ class ThreadCapture:
     write); `sys.stdout`/`sys.stderr` are switched per thread while any
     ThreadCapture is installed (see `install`)."""
 
-    def __init__(self, out_path: str, err_path: str) -> None:
-        self.paths = (out_path, err_path)
+    def __init__(self, out_path: str = "", err_path: str = "",
+                 where: Optional[Callable[[], Tuple[str, str]]] = None) -> None:
+        # `where`: gives the two paths when the task first writes (most tasks
+        # in threads write nothing: their paths are never made)
+        self._paths = None if where is not None else (out_path, err_path)
+        self._where = where
         self._streams: list = [None, None]
+
+    @property
+    def paths(self) -> Tuple[str, str]:
+        """The stdout and stderr files (worked out on first use with `where`)."""
+        paths = self._paths
+        if paths is None:
+            paths = self._paths = self._where()  # type: ignore[misc]
+        return paths
 
     def stream(self, index: int) -> IO[str]:
         stream = self._streams[index]
@@ -178,9 +190,10 @@ class ThreadCapture:
                     stream.close()
                 except Exception:
                     pass
-        for path, stream in zip(self.paths, self._streams):
-            if stream is not None:
-                _drop_if_empty(path)
+        if self._streams[0] is not None or self._streams[1] is not None:
+            for path, stream in zip(self.paths, self._streams):
+                if stream is not None:
+                    _drop_if_empty(path)
 
 
 def current() -> Optional[ThreadCapture]:

@@ -178,6 +178,9 @@ class TaskWrapper:
     @property
     def logs(self) -> Tuple[str, str]:
         """The attempt's stdout and stderr files."""
+        return self._logs()
+
+    def _logs(self) -> Tuple[str, str]:
         ctx = self.ctx
         data_path = ctx.data_path
         if data_path.endswith("/data"):   # as execute() makes it: the quick way
@@ -245,7 +248,7 @@ class TaskWrapper:
         steps, with no call that is not needed. A task in the thread pool
         is usually small, and this runs for each one."""
         contexts.ctx = self.ctx
-        capture = ThreadCapture(*self.logs)
+        capture = ThreadCapture(where=self._logs)
         captures.files = capture
         counter = self.counter
         self.reports_before = before = count_at(counter)

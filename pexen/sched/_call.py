@@ -21,7 +21,9 @@ def takes_shared(task: Callable[..., Any]) -> bool:
     code = getattr(task, "__code__", None)
     # Fast path for plain functions: looking at the code object costs well under
     # a microsecond, inspect.signature() some tens (this runs once per call).
-    if code is not None and not hasattr(task, "__wrapped__"):
+    # (functools.wraps puts __wrapped__ in the function's __dict__: looked up
+    # there, a plain function raises no AttributeError on the way)
+    if code is not None and "__wrapped__" not in getattr(task, "__dict__", _NO_KWARGS):
         return code.co_argcount > 0 or bool(code.co_flags & _CO_VARARGS)
     flag = getattr(task, "pexen_takes_shared_", None)
     if flag is not None:

@@ -235,3 +235,28 @@ def test_log_of_a_running_task_shows_its_output_so_far(tmp_path):
         end(proc)
     done = harness("log", "waits", "--stdout", cwd=tmp_path)
     assert done.stdout == "first line\nlast line\n"
+
+
+def test_a_thread_capture_works_out_its_paths_when_the_task_first_writes(tmp_path):
+    """A task in a thread that prints nothing costs no path formatting and
+    leaves no file; one that prints gets its files where `where` says."""
+    from pexen.harness.capture import ThreadCapture
+
+    asked = []
+
+    def where():
+        asked.append(1)
+        return str(tmp_path / "a" / "1.out"), str(tmp_path / "a" / "1.err")
+
+    quiet = ThreadCapture(where=where)
+    assert not quiet.opened
+    quiet.close()
+    assert asked == [] and not (tmp_path / "a").exists()
+
+    loud = ThreadCapture(where=where)
+    loud.stream(0).write("hello\n")
+    loud.stream(1).write("oops\n")
+    loud.close()
+    assert asked == [1]
+    assert (tmp_path / "a" / "1.out").read_text() == "hello\n"
+    assert (tmp_path / "a" / "1.err").read_text() == "oops\n"

@@ -422,3 +422,36 @@ def test_unset_fields_read_as_defaults_and_stay_unset_for_readers():
     half = meta.SchedMeta.__new__(meta.SchedMeta)   # some slots set, the others never
     half.priority = 3
     assert half.set_fields() == {"priority": 3}
+
+
+def test_a_decorated_task_gets_the_shared_dict_as_its_own_signature_says():
+    """functools.wraps hides the task's own parameters behind the wrapper's
+    *args: whether it takes the shared dict is read from the task itself."""
+    import functools
+
+    from pexen.sched._call import takes_shared
+
+    def logged(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return func(*args, **kwargs)
+        return wrapper
+
+    @logged
+    def without_shared():
+        return "plain"
+
+    @logged
+    def with_shared(shared):
+        shared["seen"] = True
+        return "shared"
+
+    def bare(*args):
+        return args
+
+    assert not takes_shared(without_shared)
+    assert takes_shared(with_shared)
+    assert takes_shared(bare)
+    res = {r.task: r for r in sched.Sched([without_shared, with_shared]).run()}
+    assert res[without_shared].excinfo is None and res[without_shared].ret == "plain"
+    assert res[with_shared].ret == "shared" and res[with_shared].shared == {"seen": True}
