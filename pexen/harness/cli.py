@@ -97,7 +97,7 @@ class _Ended:
         args = self.args
         self.run = run = j.run(run_id)
         if run.state != "rebooting":
-            print(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
+            _say(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
         if args.xunit:
             from .export import export_run
 
@@ -109,13 +109,34 @@ class _Ended:
                       f"{exc.strerror or exc}", file=sys.stderr)
                 code = EXIT_INTERNAL
             else:
-                print(f"xunit: {args.xunit} ({_counted(counts)})")
+                _say(f"xunit: {args.xunit} ({_counted(counts)})")
         self.code = code
         return code
 
     def after(self) -> int:
         assert self.run is not None, "the session did not end"
         return _after_end(self.args, self.run, self.code)
+
+
+def _say(text: str, flush: bool = False) -> None:
+    """Print a line of `start`/`resume` to stdout. If its reader went away
+    (`... | head`), what is printed from now on goes to /dev/null: the run's
+    --xunit file, its reboot and its exit code do not depend on a reader."""
+    try:
+        print(text, flush=flush)
+    except BrokenPipeError:
+        _stdout_to_devnull()
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _after_end(args: argparse.Namespace, run: Any, code: int) -> int:
@@ -129,7 +150,7 @@ def _after_end(args: argparse.Namespace, run: Any, code: int) -> int:
 
         try:
             bootunit.remove(path, os.path.dirname(unit))
-            print(f"removed the boot unit {unit} (the run has finished)")
+            _say(f"removed the boot unit {unit} (the run has finished)")
         except OSError as exc:
             print(f"pexen-harness: warning: could not remove the boot unit {unit}: "
                   f"{exc.strerror or exc}", file=sys.stderr)
@@ -144,8 +165,8 @@ def _after_end(args: argparse.Namespace, run: Any, code: int) -> int:
             j.add_run_event(run_id, "reboot-issued", {"command": command})
         finally:
             j.close()
-        print(f"run {run_id}: rebooting ({command}); after the boot, pexen-harness resume "
-              "continues the run", flush=True)
+        _say(f"run {run_id}: rebooting ({command}); after the boot, pexen-harness resume "
+             "continues the run", flush=True)
         sys.stderr.flush()
         import subprocess
 
@@ -743,7 +764,11 @@ def _leave(code: int) -> None:
     if run_handlers is None:
         return
     try:
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:   # nobody reads it any more: nothing to report
+            _stdout_to_devnull()
+            sys.stdout.flush()
         sys.stderr.flush()
     except (OSError, ValueError):
         return
@@ -774,8 +799,7 @@ def run_verb(func: Callable[[argparse.Namespace], int], args: argparse.Namespace
         return EXIT_USAGE
     except BrokenPipeError:
         # the reader went away (`... | head`): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _stdout_to_devnull()
         return EXIT_OK
     except KeyboardInterrupt:
         print("pexen-harness: interrupted", file=sys.stderr)

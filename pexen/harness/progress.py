@@ -3,6 +3,7 @@ line per finished task otherwise (what a CI console wants)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -26,11 +27,36 @@ class Progress:
         self.start = time.monotonic()
         self.done_at_start = done
         self._last_draw = 0.0
+        self.gone = False   # the reader went away: nothing more is printed
 
     def __call__(self, key: str, state: str, reason: Optional[str]) -> None:
         self.done += 1
         if state in FAILED:
             self.failed += 1
+        if self.gone:
+            return
+        try:
+            self._show(key, state, reason)
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        """The lines go to a pipe whose reader went away (`... | head`): the
+        run goes on, and what it prints from now on (these lines, the
+        verdict) goes to /dev/null; its exit code is the run's."""
+        self.gone = True
+        try:
+            fd = self.stream.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
+            self.stream.flush()   # (what was buffered goes to /dev/null)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def _show(self, key: str, state: str, reason: Optional[str]) -> None:
         if self.tty:
             now = time.monotonic()
             if state in FAILED:
@@ -70,6 +96,11 @@ class Progress:
         self.stream.write(f"\r\x1b[K{text}\n")
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-        self.stream.flush()
+        if self.gone:
+            return
+        try:
+            if self.tty:
+                self.stream.write("\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()

@@ -574,3 +574,32 @@ def test_the_program_ends_as_the_interpreter_would(tmp_path):
     assert res.returncode == 0, res.stderr
     assert len(res.stdout.splitlines()) >= n
     assert marker.read_text() == "ran"
+
+
+@pytest.mark.parametrize("when", ["at once", "after a line"])
+def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path, when):
+    """`pexen-harness start ... | head -1`: the run goes on to its end, the
+    --xunit file is written and the exit code is the run's (1: a test
+    failed), though nobody reads the progress lines or the verdict."""
+    n = 400
+    (tmp_path / "piped.py").write_text(
+        "from pexen.sched.meta import func_meta\n"
+        f"for i in range({n}):\n"
+        "    globals()[f'test_{i:05}'] = func_meta()(lambda: None)\n"
+        "@func_meta\n"
+        "def test_zz_fails():\n"
+        "    assert False, 'on purpose'\n")
+    proc = spawn("start", "piped", "--journal", "j.sqlite", "--xunit", "out.xml",
+                 cwd=tmp_path)
+    try:
+        if when == "after a line":
+            assert proc.stdout.readline()
+        proc.stdout.close()
+        assert proc.wait(timeout=120) == 1, proc.stderr.read()
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        end(proc)
+    tasks, run = states(tmp_path / "j.sqlite")
+    assert run.state == "finished" and len(tasks) == n + 1
+    assert sorted(t.state for t in tasks.values()).count("pass") == n
+    assert 'tests="401"' in (tmp_path / "out.xml").read_text()
