@@ -65,6 +65,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import sqlite3
@@ -264,10 +265,14 @@ def _group_alive(pgid: int) -> bool:
 
 
 def timed(cmd: Sequence[str], cwd: str, env: Dict[str, str], log: str,
-          timeout: float) -> Tuple[float, Optional[int]]:
+          timeout: float) -> Tuple[float, float, Optional[int]]:
     """Run `cmd` in a session of its own, stdout to `log`.out and stderr to
-    `log`.err; returns (wall seconds, exit code or None after a timeout)."""
+    `log`.err; returns (wall seconds, CPU seconds, exit code or None after a
+    timeout). The CPU is user + system of the process and of every
+    descendant its parent waited for (RUSAGE_CHILDREN before and after: one
+    tool runs at a time)."""
     with open(log + ".out", "wb") as out, open(log + ".err", "wb") as err:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=err, start_new_session=True)
@@ -279,6 +284,8 @@ def timed(cmd: Sequence[str], cwd: str, env: Dict[str, str], log: str,
             proc.wait()
             rc = None
         wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     RUNNING.remove(proc)
     # What the tool left behind in its session (untimed): give it a moment, then kill it.
     deadline = time.monotonic() + 5
@@ -288,7 +295,7 @@ def timed(cmd: Sequence[str], cwd: str, env: Dict[str, str], log: str,
         print(f"  warning: {os.path.basename(cmd[0])} left processes behind; killed",
               file=sys.stderr)
         _kill_group(proc)
-    return wall, rc
+    return wall, cpu, rc
 
 
 def check_pytest(out: str, n: int) -> Optional[str]:
@@ -369,8 +376,9 @@ class Bench:
         self.venv_env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
 
     def run(self, peer: str, workload: str, paths: Dict[str, str],
-            n: int) -> Tuple[float, Optional[str]]:
-        """One timed run of `peer`; returns (wall seconds, None or why it is invalid)."""
+            n: int) -> Tuple[float, float, Optional[str]]:
+        """One timed run of `peer`; returns (wall seconds, CPU seconds, None or
+        why it is invalid)."""
         w = str(self.args.workers)
         scratch = tempfile.mkdtemp(prefix=f"{peer}-", dir=self.tmp)
         log = os.path.join(scratch, "log")
@@ -383,7 +391,7 @@ class Bench:
                 if peer == "xdist":
                     cmd += ["-n", w]
                 cmd.append("test_plain.py" if py else "test_exe.py")
-                wall, rc = timed(cmd, where, self.venv_env, log, timeout)
+                wall, cpu, rc = timed(cmd, where, self.venv_env, log, timeout)
                 why = check_pytest(_read(log + ".out"), n)
             elif peer == "doit":
                 where = paths["doit-py" if py else "doit-exe"]
@@ -391,22 +399,22 @@ class Bench:
                 cmd = [os.path.join(self.bins[peer], "doit"), "run", "-f",
                        os.path.join(where, "dodo.py"), "--backend", "json", "--db-file", dep,
                        "-n", w, "-P", "thread"]
-                wall, rc = timed(cmd, where, self.venv_env, log, timeout)
+                wall, cpu, rc = timed(cmd, where, self.venv_env, log, timeout)
                 why = check_doit(_read(log + ".out"), dep, n)
             elif peer == "pexen003":
                 where = paths["py" if py else "exe"]
                 cmd = [os.path.join(self.bins[peer], "python"), self.driver, workload, where, w]
-                wall, rc = timed(cmd, where, self.venv_env, log, timeout)
+                wall, cpu, rc = timed(cmd, where, self.venv_env, log, timeout)
                 why = check_count(_read(log + ".out"), n)
             elif peer == "serial":
                 cmd = [sys.executable, "-c", SERIAL, paths["exe"]]
-                wall, rc = timed(cmd, scratch, self.env, log, timeout)
+                wall, cpu, rc = timed(cmd, scratch, self.env, log, timeout)
                 why = check_count(_read(log + ".out"), n)
             else:
                 journal = os.path.join(scratch, "journal.sqlite")
                 suite, where = ("ptests", paths["py"]) if py else (paths["exe"], scratch)
                 cmd = [*self.harness, "start", suite, "-j", w, "--journal", journal]
-                wall, rc = timed(cmd, where, self.env, log, timeout)
+                wall, cpu, rc = timed(cmd, where, self.env, log, timeout)
                 why = check_journal(journal, n)
             if rc is None:
                 why = f"timed out after {timeout:.0f} s"
@@ -415,7 +423,7 @@ class Bench:
             if why:
                 tail = _tail(log + ".err") or _tail(log + ".out")
                 why += f"\n    command: {' '.join(cmd)}" + (f"\n{tail}" if tail else "")
-            return wall, why
+            return wall, cpu, why
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -445,7 +453,8 @@ def _ms(seconds: float, n: int) -> str:
 
 
 def report(results: Dict[Tuple[str, str, int], object], peers: Sequence[str],
-           workloads: Sequence[str], sizes: Sequence[int], names: Dict[str, str]) -> List[str]:
+           workloads: Sequence[str], sizes: Sequence[int], names: Dict[str, str],
+           cpus: Optional[Dict[Tuple[str, str, int], List[float]]] = None) -> List[str]:
     """Print the tables; returns the columns where pexen-harness is ahead of every peer."""
     cols = [(wl, n) for wl in workloads for n in sizes]
     head = "| peer | " + " | ".join(f"{wl} N={n}" for wl, n in cols) + " |"
@@ -494,6 +503,21 @@ def report(results: Dict[Tuple[str, str, int], object], peers: Sequence[str],
         print("| **pexen-harness / best peer** | " + " | ".join(ratios) + " |")
     print("\nspread, ms/test min..max of the repetitions:\n")
     rows(True)
+    if cpus:
+        # Where the wall time is near CPU / cores, the tool is bound by CPU;
+        # well under it, by the latency of its steps.
+        print("\nCPU ms/test, median user + system time of the process and what it "
+              "waited for / N:\n")
+        print(head)
+        print(rule)
+        for peer in peers:
+            cells = []
+            for wl, n in cols:
+                got = results.get((peer, wl, n))
+                cpu = cpus.get((peer, wl, n))
+                cells.append("invalid" if got == "invalid" else
+                             _ms(statistics.median(cpu), n) if cpu else "–")
+            print(f"| {names[peer]} | " + " | ".join(cells) + " |")
     return ahead
 
 
@@ -586,7 +610,7 @@ def warm_up(bench: Bench, args: argparse.Namespace, tmp: str) -> None:
         for peer in args.peers:
             if wl == "python" and peer == "serial":
                 continue
-            _, why = bench.run(peer, wl, paths, 20)
+            _, _, why = bench.run(peer, wl, paths, 20)
             if why:
                 print(f"[warm-up {wl}] {peer}: invalid: {why}", file=sys.stderr, flush=True)
     shutil.rmtree(where, ignore_errors=True)
@@ -615,6 +639,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     tmp = tempfile.mkdtemp(prefix="pexen-bench-peers-")
     results: Dict[Tuple[str, str, int], object] = {}
+    cpus: Dict[Tuple[str, str, int], List[float]] = {}
     invalid = 0
     try:
         bench = Bench(args, bins, tmp)
@@ -637,23 +662,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     for peer in peers:
                         key = (peer, wl, n)
                         try:
-                            wall, why = bench.run(peer, wl, paths, n)
+                            wall, cpu, why = bench.run(peer, wl, paths, n)
                         except (OSError, subprocess.SubprocessError) as exc:
-                            wall, why = 0.0, f"crashed: {exc}"
+                            wall, cpu, why = 0.0, 0.0, f"crashed: {exc}"
                         if why:
                             invalid += 1
                             results[key] = "invalid"
                             print(f"[{wl} N={n} rep {rep + 1}/{args.reps}] {peer}: invalid: "
                                   f"{why}", file=sys.stderr, flush=True)
                             continue
-                        print(f"[{wl} N={n} rep {rep + 1}/{args.reps}] {peer}: {wall:.3f} s",
-                              file=sys.stderr, flush=True)
+                        print(f"[{wl} N={n} rep {rep + 1}/{args.reps}] {peer}: {wall:.3f} s "
+                              f"(CPU {cpu:.3f} s)", file=sys.stderr, flush=True)
                         if results.get(key) != "invalid":
                             results.setdefault(key, [])
                             results[key].append(wall)  # type: ignore[union-attr]
+                            cpus.setdefault(key, []).append(cpu)
             shutil.rmtree(where, ignore_errors=True)
         print(f"(load average {os.getloadavg()[0]:.2f} at the end)\n")
-        ahead = report(results, args.peers, args.workloads, args.sizes, names)
+        ahead = report(results, args.peers, args.workloads, args.sizes, names, cpus)
         if "harness" in args.peers:
             print("\nThe serial loop is the floor of the executables, not a peer: the ratio "
                   "compares pexen-harness with the best of the others.")
