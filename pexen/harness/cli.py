@@ -129,14 +129,9 @@ def _say(text: str, flush: bool = False) -> None:
 
 
 def _stdout_to_devnull() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        finally:
-            os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
+    from .progress import to_devnull
+
+    to_devnull(sys.stdout)
 
 
 def _after_end(args: argparse.Namespace, run: Any, code: int) -> int:

@@ -14,6 +14,20 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
 FAILED = {"fail", "timeout", "error"}
 
 
+def to_devnull(stream: IO[str]) -> None:
+    """Point `stream`'s file descriptor at /dev/null (its reader went away):
+    what is written to it from now on is dropped without an error."""
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 class Progress:
     """Called with (key, final state, reason) as each task ends."""
 
@@ -45,15 +59,10 @@ class Progress:
         run goes on, and what it prints from now on (these lines, the
         verdict) goes to /dev/null; its exit code is the run's."""
         self.gone = True
+        to_devnull(self.stream)
         try:
-            fd = self.stream.fileno()
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, fd)
-            finally:
-                os.close(devnull)
             self.stream.flush()   # (what was buffered goes to /dev/null)
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError):
             pass
 
     def _show(self, key: str, state: str, reason: Optional[str]) -> None:

@@ -44,13 +44,7 @@ worker_channel: Optional[_WorkerChannel] = None
 # -- framing ---------------------------------------------------------------
 
 def _write_frame(fd: int, payload: bytes) -> None:
-    data = memoryview(_HDR.pack(len(payload)) + payload)
-    while data:
-        try:
-            n = os.write(fd, data)
-        except InterruptedError:
-            continue
-        data = data[n:]
+    _write_all(fd, _frame(payload))
 
 
 def _read_exact(fd: int, n: int) -> Optional[bytes]:
