@@ -377,37 +377,51 @@ class Watchdog:
 
     # -- the listener (called by the engine, from its threads) ---------------
 
+    #: the engine calls task_queued/task_started/task_finished directly
+    #: (no TaskEvent made: see Sched._hooks)
+    task_events = True
+
     def __call__(self, ev: Any) -> None:
         kind = ev.kind   # (a str enum: compared as the str, not through .value)
         if kind == "queued":
-            if not self._watch_all and self.timeout_of(ev.task) is None:
-                return  # no deadline of its own, none for the run: nothing to watch
-            entry = _Running(ev.key, ev.task)
-            with self._cond:
-                self._running[ev.key] = entry
+            self.task_queued(ev.key, ev.task, ev.at)
         elif kind == "started":
-            entry = self._running.get(ev.key)
-            if entry is None:
-                return  # not watched (or ended at once)
-            limit = self.timeout_of(ev.task)
-            if limit is None:
-                limit = self.default_timeout
-            pid_started = None
-            if ev.pid and ev.pid != self._me:
-                pid_started = remembered_start(ev.pid)
-            with self._cond:
-                entry.started = True
-                entry.started_at = ev.at
-                entry.pid = ev.pid
-                entry.pid_started = pid_started
-                self._cond.notify_all()
-                if limit is not None:
-                    left = limit - self.time_used.get(ev.key, 0.0) - (time.time() - ev.at)
-                    entry.deadline = time.monotonic() + max(0.0, left)
-                    heapq.heappush(self._heap, (entry.deadline, ev.key))
+            self.task_started(ev.key, ev.task, ev.pid, ev.at)
         elif kind == "finished" or kind == "skipped":
             # (a dict's pop is atomic; the thread takes copies under the lock)
             self._running.pop(ev.key, None)
+
+    def task_queued(self, key: str, task: Any, at: float) -> None:
+        if not self._watch_all and self.timeout_of(task) is None:
+            return  # no deadline of its own, none for the run: nothing to watch
+        entry = _Running(key, task)
+        with self._cond:
+            self._running[key] = entry
+
+    def task_started(self, key: str, task: Any, pid: int, at: float) -> None:
+        entry = self._running.get(key)
+        if entry is None:
+            return  # not watched (or ended at once)
+        limit = self.timeout_of(task)
+        if limit is None:
+            limit = self.default_timeout
+        pid_started = None
+        if pid and pid != self._me:
+            pid_started = remembered_start(pid)
+        with self._cond:
+            entry.started = True
+            entry.started_at = at
+            entry.pid = pid
+            entry.pid_started = pid_started
+            self._cond.notify_all()
+            if limit is not None:
+                left = limit - self.time_used.get(key, 0.0) - (time.time() - at)
+                entry.deadline = time.monotonic() + max(0.0, left)
+                heapq.heappush(self._heap, (entry.deadline, key))
+
+    def task_finished(self, key: str, task: Any, res: Any, at: float) -> None:
+        # (a dict's pop is atomic; the thread takes copies under the lock)
+        self._running.pop(key, None)
 
     # -- the thread --------------------------------------------------------------
 

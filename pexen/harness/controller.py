@@ -148,8 +148,11 @@ class TaskWrapper:
         self.reports_before: Optional[int] = None  # the run's report count at the start
         when = None
         meta = getattr(inner, SCHED_ATTR_NAME, None)
+        # (set even when None: the engine, the watchdog and the journal look
+        # for it with getattr(task, SCHED_ATTR_NAME, None) several times per
+        # task, and an empty slot costs each look an AttributeError)
+        setattr(self, SCHED_ATTR_NAME, meta)
         if meta is not None:
-            setattr(self, SCHED_ATTR_NAME, meta)
             # (an executable evaluates its own, in its directory)
             if not getattr(inner, CHECKS_WHEN_ATTR, False):
                 when = meta.get("when")
@@ -548,96 +551,108 @@ class JournalListener:
         self.own_pid = os.getpid()
         self.started: Dict[str, float] = {}
         self.pids: Dict[str, int] = {}   # key -> the worker that runs it
+        self._attempts = session.attempts
+        self._time_used = session.time_used
+
+    #: the engine calls task_queued/task_started/task_finished directly
+    #: (no TaskEvent made: see Sched._hooks)
+    task_events = True
 
     def __call__(self, ev: TaskEvent) -> None:
-        w = self.writer
-        key = ev.key
         kind = ev.kind
         if kind is EventKind.QUEUED:
-            if self.on_first is not None:
-                # The pool has started (forked) by now: other threads may start.
-                self.on_first()
-                self.on_first = None
-            # The attempt is counted when the task is handed to the pool, not
-            # when it starts: the start may not reach the disk before a crash,
-            # and a task that kills the machine at once must still use up its
-            # attempts (else a panicking test could loop the machine forever).
-            at = ev.at
-            # Under the process pool the attempt is on disk before the task
-            # can start (the pool holds it until `Committer` says so): a test
-            # that takes the machine down at once must still use up its
-            # attempts. The thread pool, for in-process tasks that are often
-            # tiny, journals asynchronously: see doc/harness.md, "Attempts".
-            w.move(key, TaskState.QUEUED, at, _QUEUED_COLUMNS,
-                   (at, self.tokens[key], self.session.attempts.get(key, 0) + 1))
-            return
-        if kind is EventKind.STARTED:
-            at = ev.at
-            self.started[key] = at
-            pid = ev.pid
-            pid_started = (self.own_start if pid == self.own_pid or (
-                self.thread_pool if self.thread_keys is None else key in self.thread_keys)
-                else remembered_start(pid))
-            self.pids[key] = pid
-            w.move(key, TaskState.RUNNING, at, _STARTED_COLUMNS,
-                   (at, pid, pid_started, self.boot))
-            return
-        if kind is EventKind.FINISHED:
-            res = ev.result
-            at = ev.at
-            state, message = outcome_of(res)
-            used = self.session.time_used.get(key, 0.0) + (at - self.started.pop(key, at))
-            pid = self.pids.pop(key, None)
-            excinfo = res.excinfo
-            if excinfo is not None and self.run_root is not None and isinstance(
-                    excinfo.val, (TaskKilledError, WorkerDiedError)) and not (
-                    self.thread_pool if self.thread_keys is None else key in self.thread_keys):
-                # Its worker is gone (killed, or died in it): what the task
-                # wrote is still in the worker's spool.
-                forget_process(pid)
-                salvage(self.run_root, expect=(key, self.session.attempts.get(key, 0) + 1))
-            if excinfo is None:
-                ret, ret_ok = to_json_value(res.ret)
-                exc_type = exc_text = None
-            else:
-                ret = ret_ok = None
-                exc_type = storable(getattr(excinfo.type, "__name__", None))
-                exc_text = storable(excinfo.text)
-            if res.shared is not None:
-                shared, shared_ok = to_json_value(res.shared)
-            else:
-                shared = shared_ok = None
-            message = storable(message)
-            if excinfo is not None and isinstance(excinfo.val, TaskTimeout):
-                # the watchdog's: the processes it ended (or could not) go to
-                # the event's detail
-                val = excinfo.val
-                w.transition(key, state, at=at, detail={
-                    "by": "watchdog", "killed": val.killed, "leaked": val.leaked},
-                    **dict(zip(_FINISHED_COLUMNS, (at, message, used, ret, ret_ok, exc_type,
-                                                   exc_text, shared, shared_ok))))
-            else:
-                w.move(key, state, at, _FINISHED_COLUMNS,
-                       (at, message, used, ret, ret_ok, exc_type, exc_text, shared,
-                        shared_ok))
-            reason = ev.reason or message
+            self.task_queued(ev.key, ev.task, ev.at)
+        elif kind is EventKind.STARTED:
+            self.task_started(ev.key, ev.task, ev.pid, ev.at)
+        elif kind is EventKind.FINISHED:
+            self.task_finished(ev.key, ev.task, ev.result, ev.at)
         elif kind is EventKind.SKIPPED:
-            state = TaskState.SKIP
             reason = storable(ev.reason)
-            w.move(key, state, ev.at, _SKIPPED_COLUMNS, (reason, ev.at))
+            self.writer.move(ev.key, TaskState.SKIP, ev.at, _SKIPPED_COLUMNS, (reason, ev.at))
+            progress = self.session.progress
+            if progress is not None:
+                progress(ev.key, TaskState.SKIP.value, reason)
         elif kind is EventKind.GROUP_STARTED or kind is EventKind.GROUP_FINISHED:
             group = ev.task
-            detail: Dict[str, Any] = {"group": key}
+            detail: Dict[str, Any] = {"group": ev.key}
             if kind is EventKind.GROUP_STARTED:
                 detail.update(pool=group.pool or self.session.pool,
                               workers=group.workers or self.session.workers)
-            w.run_note(kind.value.replace("_", "-"), detail)
+            self.writer.run_note(kind.value.replace("_", "-"), detail)
+
+    def task_queued(self, key: str, task: Any, at: float) -> None:
+        if self.on_first is not None:
+            # The pool has started (forked) by now: other threads may start.
+            self.on_first()
+            self.on_first = None
+        # The attempt is counted when the task is handed to the pool, not
+        # when it starts: the start may not reach the disk before a crash,
+        # and a task that kills the machine at once must still use up its
+        # attempts (else a panicking test could loop the machine forever).
+        # Under the process pool the attempt is on disk before the task
+        # can start (the pool holds it until `Committer` says so): a test
+        # that takes the machine down at once must still use up its
+        # attempts. The thread pool, for in-process tasks that are often
+        # tiny, journals asynchronously: see doc/harness.md, "Attempts".
+        self.writer.move(key, TaskState.QUEUED, at, _QUEUED_COLUMNS,
+                         (at, self.tokens[key], self._attempts.get(key, 0) + 1))
+
+    def task_started(self, key: str, task: Any, pid: int, at: float) -> None:
+        self.started[key] = at
+        pid_started = (self.own_start if pid == self.own_pid or (
+            self.thread_pool if self.thread_keys is None else key in self.thread_keys)
+            else remembered_start(pid))
+        self.pids[key] = pid
+        self.writer.move(key, TaskState.RUNNING, at, _STARTED_COLUMNS,
+                         (at, pid, pid_started, self.boot))
+
+    def task_finished(self, key: str, task: Any, res: Any, at: float) -> None:
+        excinfo = res.excinfo
+        used = self._time_used.get(key, 0.0) + (at - self.started.pop(key, at))
+        pid = self.pids.pop(key, None)
+        if excinfo is None:
+            # (the common case, in short)
+            ret = res.ret
+            ret, ret_ok = ("null", True) if ret is None else to_json_value(ret)
+            shared = res.shared
+            if shared is not None:
+                shared, shared_ok = to_json_value(shared)
+            else:
+                shared_ok = None
+            self.writer.move(key, TaskState.PASS, at, _FINISHED_COLUMNS,
+                             (at, None, used, ret, ret_ok, None, None, shared, shared_ok))
+            progress = self.session.progress
+            if progress is not None:
+                progress(key, "pass", None)
             return
+        state, message = outcome_of(res)
+        if self.run_root is not None and isinstance(
+                excinfo.val, (TaskKilledError, WorkerDiedError)) and not (
+                self.thread_pool if self.thread_keys is None else key in self.thread_keys):
+            # Its worker is gone (killed, or died in it): what the task
+            # wrote is still in the worker's spool.
+            forget_process(pid)
+            salvage(self.run_root, expect=(key, self._attempts.get(key, 0) + 1))
+        exc_type = storable(getattr(excinfo.type, "__name__", None))
+        exc_text = storable(excinfo.text)
+        if res.shared is not None:
+            shared, shared_ok = to_json_value(res.shared)
         else:
-            return
+            shared = shared_ok = None
+        message = storable(message)
+        values = (at, message, used, None, None, exc_type, exc_text, shared, shared_ok)
+        if isinstance(excinfo.val, TaskTimeout):
+            # the watchdog's: the processes it ended (or could not) go to
+            # the event's detail
+            val = excinfo.val
+            self.writer.transition(key, state, at=at, detail={
+                "by": "watchdog", "killed": val.killed, "leaked": val.leaked},
+                **dict(zip(_FINISHED_COLUMNS, values)))
+        else:
+            self.writer.move(key, state, at, _FINISHED_COLUMNS, values)
         progress = self.session.progress
         if progress is not None:
-            progress(key, state.value, reason)
+            progress(key, state.value, message)
 
 
 class CommitBarrier:

@@ -70,6 +70,7 @@ PROCESS_EXIT_SECONDS = 30.0
 
 
 _STOP = object()
+_END = object()   # put by the writer's thread itself: what was queued before it is taken
 _VALUE: Dict[TaskState, str] = {s: s.value for s in TaskState}
 _MEMBER: Dict[str, TaskState] = {s.value: s for s in TaskState}
 
@@ -140,6 +141,12 @@ class JournalWriter:
         self._lock = threading.Lock()
         self._error: Optional[BaseException] = None
         self._closed = False
+        # Items other than transitions (flush markers, callbacks, new ids, the
+        # stop) put, and found by the writer's thread: while the two agree, a
+        # batch is all transitions and goes to the commit as it was taken.
+        self._specials = 0      # (counted under _lock, before the put)
+        self._specials_found = 0
+        self._ids_taken = False   # (the writer's thread) a _NewIds is among what it took
         self._own: Any = None   # the thread's connection, when it commits itself
         self.commits = 0
         self.events_written = 0
@@ -178,7 +185,8 @@ class JournalWriter:
         self._ids[key] = task_id
         self._state[key] = TaskState(state)
         if self._child is not None:
-            self._put(_NewIds({key: task_id}))
+            self._check_open()
+            self._put_special(_NewIds({key: task_id}))
 
     def move(self, key: str, to_state: TaskState, at: float, columns: Tuple[str, ...],
              values: Tuple[Any, ...]) -> None:
@@ -248,11 +256,17 @@ class JournalWriter:
         self._check_open()
         self._queue.put(item)
 
+    def _put_special(self, item: Any) -> None:
+        """Queue an item that is not a transition (counted first: see _take)."""
+        with self._lock:
+            self._specials += 1
+        self._queue.put(item)
+
     def flush(self, timeout: Optional[float] = None) -> None:
         """Wait until everything handed over so far is committed."""
         if self._thread is not None and self._thread.is_alive():
             marker = _Marker()
-            self._queue.put(marker)
+            self._put_special(marker)
             self._waited_for.set()
             if not marker.done.wait(timeout):
                 raise JournalError(f"{self.where}: the writer did not commit within "
@@ -268,7 +282,8 @@ class JournalWriter:
         share the next (group commit). `urgent`: the commit is made at once;
         else it may wait, like any transition, up to LINGER for more to
         gather, unless `hurry()` is called meanwhile."""
-        self._put(_Callback(fn, urgent))
+        self._check_open()
+        self._put_special(_Callback(fn, urgent))
 
     def hurry(self) -> None:
         """Commit what is queued now, without lingering (someone waits for it)."""
@@ -282,7 +297,7 @@ class JournalWriter:
             return
         self._closed = True
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._put_special(_STOP)
             self._waited_for.set()
             self._thread.join()
             # a flush() that raced with close() must not wait for ever
@@ -353,20 +368,37 @@ class JournalWriter:
         """`item` and everything queued after it: (the items, the flush
         markers and callbacks, whether close() asked to stop)."""
         q = self._queue
-        batch: List[Any] = []
+        batch: List[Any] = [item]
+        # Everything queued now, taken without a turn of Python per item: the
+        # items queued after _END wait for the next batch.
+        q.put(_END)
+        batch.extend(iter(q.get, _END))
+        if self._specials == self._specials_found:
+            return batch, [], False   # transitions only (the usual batch)
+        items: List[Any] = []
         markers: List[Any] = []
-        while True:
-            if item is _STOP:
-                return batch, markers, True
+        found = 0
+        stop = False
+        for item in batch:
             kind = type(item)
+            if kind is tuple:
+                items.append(item)
+                continue
+            found += 1
+            if item is _STOP:
+                # (close() puts nothing after it: what follows is a flush
+                # that raced with it, settled by close())
+                stop = True
+                for rest in batch[batch.index(_STOP) + 1:]:
+                    q.put(rest)
+                break
             if kind is _Marker or kind is _Callback:
                 markers.append(item)
             else:
-                batch.append(item)
-            try:
-                item = q.get_nowait()
-            except queue.Empty:
-                return batch, markers, False
+                items.append(item)   # (_NewIds: in order with the transitions)
+                self._ids_taken = True
+        self._specials_found += found
+        return items, markers, stop
 
     def _loop_with(self, child: _Child) -> Optional[Tuple[List[Any], List[Any], bool]]:
         """The thread's loop when a process commits: hand each batch over,
@@ -380,7 +412,11 @@ class JournalWriter:
                 if batch and self._error is None:
                     try:
                         if child.ready or child.poll_ready():
-                            self.events_written += child.commit(batch)
+                            if self._ids_taken:
+                                self._ids_taken = False
+                                self.events_written += child.commit(batch)
+                            else:   # (transitions only: as they are)
+                                self.events_written += child.commit_items(batch)
                             self.commits += 1
                         else:
                             self._commit_here(batch, child)
@@ -548,6 +584,10 @@ class _Child:
         if items:
             events += self._commit(items)
         return events
+
+    def commit_items(self, items: List[Any]) -> int:
+        """`commit` of a batch of transitions only."""
+        return self._commit(items)
 
     def _answer(self) -> bytes:
         """The next line the process wrote (b"" if it ended)."""

@@ -13,21 +13,26 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
     from typing import Any, Callable, Dict
 
 _CO_VARARGS = 0x04   # inspect.CO_VARARGS (inspect is imported only when needed)
+_FUNCTION = type(lambda: None)
 _NO_KWARGS: Dict[str, Any] = {}
 
 
 def takes_shared(task: Callable[..., Any]) -> bool:
     """True if the task has a positional parameter (it gets the shared dict)."""
-    code = getattr(task, "__code__", None)
     # Fast path for plain functions: looking at the code object costs well under
     # a microsecond, inspect.signature() some tens (this runs once per call).
     # (functools.wraps puts __wrapped__ in the function's __dict__: looked up
     # there, a plain function raises no AttributeError on the way)
-    if code is not None and "__wrapped__" not in getattr(task, "__dict__", _NO_KWARGS):
+    if type(task) is _FUNCTION and "__wrapped__" not in task.__dict__:
+        code = task.__code__
         return code.co_argcount > 0 or bool(code.co_flags & _CO_VARARGS)
+    # (a callable object that says so, asked before __code__, which it lacks)
     flag = getattr(task, "pexen_takes_shared_", None)
     if flag is not None:
         return bool(flag)
+    code = getattr(task, "__code__", None)
+    if code is not None and "__wrapped__" not in getattr(task, "__dict__", _NO_KWARGS):
+        return code.co_argcount > 0 or bool(code.co_flags & _CO_VARARGS)
     import inspect
 
     try:

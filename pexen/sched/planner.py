@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 import warnings
 from collections import namedtuple
 
@@ -54,6 +55,8 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
     from ._plan import Skips
 
 _PROVIDED, _REQUIRED = 1, 2  # bits of Sched._deps
+
+_now = time.time
 
 
 class DepcheckError(SchedulerError):
@@ -106,6 +109,12 @@ class Sched:
         self._warned: set = set()
         self._name_counts: Dict[str, int] = {}  # automatic name -> times used
         self._listeners: List[Listener] = list(listeners)
+        # per kind of task event, what to call with (key, task, ..., at): see
+        # `_hooks` (rebuilt when a listener is added)
+        self._on_queued: Tuple[Callable[..., None], ...] = ()
+        self._on_started: Tuple[Callable[..., None], ...] = ()
+        self._on_finished: Tuple[Callable[..., None], ...] = ()
+        self._hooks()
         self._run: Optional[Tuple[Plan, Any]] = None
         self._paused = False
         self._assumed: List[Tuple[frozenset, Optional[Dict[str, Any]]]] = []
@@ -159,6 +168,28 @@ class Sched:
         """Send lifecycle events (`TaskEvent`) to `listener` from now on."""
         with self._lock:
             self._listeners.append(listener)
+            self._hooks()
+
+    def _hooks(self) -> None:
+        """Work out what each listener is called with for a task's queued,
+        started and finished events. A listener with ``task_events = True``
+        (the journal's, the watchdog's) has methods ``task_queued(key, task,
+        at)``, ``task_started(key, task, pid, at)`` and ``task_finished(key,
+        task, result, at)`` called instead, with no `TaskEvent` made for it;
+        these run for every task, and an event object for each cost more
+        than the journal's own work. Any other gets its TaskEvent."""
+        queued, started, finished = [], [], []
+        for listener in self._listeners:
+            if getattr(listener, "task_events", False):
+                queued.append(listener.task_queued)
+                started.append(listener.task_started)
+                finished.append(listener.task_finished)
+            else:
+                queued.append(_as_event(listener, EventKind.QUEUED))
+                started.append(_as_event(listener, EventKind.STARTED))
+                finished.append(_as_event(listener, EventKind.FINISHED))
+        self._on_queued, self._on_started, self._on_finished = (
+            tuple(queued), tuple(started), tuple(finished))
 
     def add_shared(self, **kwargs: Any) -> None:
         """Preset keys of the shared state every task starts with."""
@@ -569,8 +600,9 @@ class Sched:
                     with self._lock:
                         node, skips = plan.finish(res)
                         if emit is not None:
-                            emit(TaskEvent(EventKind.FINISHED, plan.key[node], res.task,
-                                           result=res, outcome=outcome_of(res)))
+                            key, task, at = plan.key[node], res.task, _now()
+                            for hook in self._on_finished:
+                                hook(key, task, res, at)
                         self._emit_skips(plan, skips)
                     yield res
                 gpool.shutdown(wait=True)
@@ -626,7 +658,9 @@ class Sched:
                 return
             task = plan.task[node]
             if emit is not None:
-                emit(TaskEvent(EventKind.QUEUED, plan.key[node], task))
+                key, at = plan.key[node], _now()
+                for hook in self._on_queued:
+                    hook(key, task, at)
             pool.submit(task, plan.shared_for(node))
 
     def _emit(self, event: TaskEvent) -> None:
@@ -646,11 +680,29 @@ class Sched:
             node = plan.nodes.get(task)
             key = plan.key[node] if node is not None else describe(task)
             try:
-                self._emit(TaskEvent(EventKind.STARTED, key, task, pid=pid))
+                at = _now()
+                for hook in self._on_started:
+                    hook(key, task, pid, at)
             except BaseException as exc:  # raised again in the thread running run()
                 errors.append(exc)
 
         return started
+
+
+def _as_event(listener: Listener, kind: EventKind) -> Callable[..., None]:
+    """A task-event hook (see `Sched._hooks`) that gives `listener` the event."""
+    if kind is EventKind.QUEUED:
+        def queued(key: str, task: Any, at: float) -> None:
+            listener(TaskEvent(kind, key, task, at))
+        return queued
+    if kind is EventKind.STARTED:
+        def started(key: str, task: Any, pid: int, at: float) -> None:
+            listener(TaskEvent(kind, key, task, at, pid))
+        return started
+
+    def finished(key: str, task: Any, res: TaskRes, at: float) -> None:
+        listener(TaskEvent(kind, key, task, at, result=res, outcome=outcome_of(res)))
+    return finished
 
 
 def _field(task: Any, name: str) -> Any:

@@ -108,3 +108,61 @@ def test_events_are_frozen():
     ev = TaskEvent(EventKind.QUEUED, "k", print)
     with pytest.raises(AttributeError):
         ev.key = "other"
+
+
+class _Hooks:
+    """A listener with the task-event methods (as the journal's and the
+    watchdog's): records what it is called with."""
+
+    task_events = True
+
+    def __init__(self):
+        self.calls = []
+
+    def task_queued(self, key, task, at):
+        self.calls.append(("queued", key, at))
+
+    def task_started(self, key, task, pid, at):
+        self.calls.append(("started", key, pid, at))
+
+    def task_finished(self, key, task, result, at):
+        self.calls.append(("finished", key, result.ret, at))
+
+    def __call__(self, ev):
+        self.calls.append((ev.kind.value, ev.key, ev.reason))
+
+
+@both_pools()
+def test_a_listener_with_task_methods_gets_them_and_a_plain_one_its_events(pool):
+    a = make("a", ret=5)
+    bad = make("bad", exc=RuntimeError(), provides=["dep"])
+    child = make("child", requires=["dep"])
+    hooks, rec = _Hooks(), Recorder()
+    s = sched.Sched([a, bad, child], listeners=[hooks])
+    s.add_listener(rec)
+    with pytest.warns(PexenWarning):
+        list(s.run(pool(workers=2)))
+    by_key = {}
+    for call in hooks.calls:
+        by_key.setdefault(call[1], []).append(call)
+    assert [c[0] for c in by_key["a"]] == ["queued", "started", "finished"]
+    assert by_key["a"][2][2] == 5   # the result itself
+    # the other kinds still come as events
+    assert by_key["child"] == [("skipped", "child",
+                                "dependency 'dep' not met: its provider bad failed")]
+    # both listeners saw the same events, with the same times
+    for key in ("a", "bad"):
+        assert rec.kinds(key) == ["queued", "started", "finished"]
+        assert [e.at for e in rec.events if e.key == key] == [c[-1] for c in by_key[key]]
+    started = rec.of("started")[0]
+    assert ("started", started.key, started.pid, started.at) in hooks.calls
+
+
+def test_an_error_in_a_task_method_stops_the_run():
+    class Broken(_Hooks):
+        def task_started(self, key, task, pid, at):
+            raise RuntimeError("hook bug")
+
+    s = sched.Sched([make("a"), make("b")], listeners=[Broken()])
+    with pytest.raises(RuntimeError, match="hook bug"):
+        list(s.run())
