@@ -142,6 +142,8 @@ class ThreadCapture:
         self._paths = None if where is not None else (out_path, err_path)
         self._where = where
         self._streams: list = [None, None]
+        #: whether the task wrote anything (a file was opened)
+        self.opened = False
 
     @property
     def paths(self) -> Tuple[str, str]:
@@ -159,6 +161,7 @@ class ThreadCapture:
             stream = os.fdopen(_open(path), "w", encoding="utf-8", errors="backslashreplace",
                                buffering=1)
             self._streams[index] = stream
+            self.opened = True
         return stream
 
     def fds(self) -> Tuple[int, int]:
@@ -177,11 +180,6 @@ class ThreadCapture:
         _local.files = None
         self.close()
 
-    @property
-    def opened(self) -> bool:
-        """Whether the task wrote anything (a file was opened)."""
-        return self._streams[0] is not None or self._streams[1] is not None
-
     def close(self) -> None:
         """Close the files opened; an empty one goes."""
         for stream in self._streams:
@@ -190,7 +188,7 @@ class ThreadCapture:
                     stream.close()
                 except Exception:
                     pass
-        if self._streams[0] is not None or self._streams[1] is not None:
+        if self.opened:
             for path, stream in zip(self.paths, self._streams):
                 if stream is not None:
                     _drop_if_empty(path)

@@ -160,6 +160,8 @@ class TaskWrapper:
         # In the controller (thread pool), an executable's leftovers are found
         # by the token its processes carry (a scan: only for executables).
         self.quick = not (side.set_env or side.fd_capture or exe or when is not None)
+        if self.quick:
+            self.__class__ = _QuickWrapper   # (one call less per task)
 
     @property
     def set_env(self) -> bool:
@@ -199,8 +201,6 @@ class TaskWrapper:
                 else spool_dir(os.path.dirname(os.path.dirname(self.ctx.data_path))))
 
     def __call__(self, shared: Dict[str, Any], **kwargs: Any) -> Any:
-        if self.quick:
-            return self._quick_call(shared, kwargs)
         ctx = self.ctx
         set_context(ctx)
         if self.set_env:
@@ -243,35 +243,6 @@ class TaskWrapper:
             self._reported("warn", own)
             raise own
         self._reported("pass", None)
-        return ret
-
-    def _quick_call(self, shared: Dict[str, Any], kwargs: Dict[str, Any]) -> Any:
-        """`__call__` of a Python task in a thread (no condition, output
-        captured per thread, nothing of its own to end after it): the same
-        steps, with no call that is not needed. A task in the thread pool
-        is usually small, and this runs for each one."""
-        contexts.ctx = self.ctx
-        capture = ThreadCapture(where=self._logs)
-        captures.files = capture
-        counter = self.counter
-        self.reports_before = before = count_at(counter)
-        try:
-            if takes_shared(self.inner):
-                ret = self.inner(shared, **kwargs)
-            else:
-                ret = self.inner(**kwargs)
-        except BaseException as exc:
-            captures.files = None
-            capture.close()
-            contexts.ctx = None
-            self._ended(0.0, exc)
-            raise
-        captures.files = None
-        if capture.opened:
-            capture.close()
-        contexts.ctx = None
-        if before is None or count_at(counter) != before:
-            self._reported("pass", None)
         return ret
 
     def _ended(self, began: float, exc: BaseException) -> None:
@@ -326,6 +297,44 @@ class TaskWrapper:
 #: name -> (the str value this process last set, the bytes `os.environ` holds
 #: for it since): see `_set_env`.
 _env_set: Dict[str, Tuple[str, bytes, bytes]] = {}
+
+
+class _QuickWrapper(TaskWrapper):
+    """The TaskWrapper of a Python task in a thread with no condition
+    (TaskWrapper.__init__ gives it this class)."""
+
+    __slots__ = ()
+
+    def __call__(self, shared: Dict[str, Any], **kwargs: Any) -> Any:  # type: ignore[override]
+        """`TaskWrapper.__call__` of a Python task in a thread (no condition, output
+        captured per thread, nothing of its own to end after it): the same
+        steps, with no call that is not needed. A task in the thread pool
+        is usually small, and this runs for each one."""
+        contexts.ctx = self.ctx
+        capture = ThreadCapture(where=self._logs)
+        captures.files = capture
+        counter = self.side.counter
+        if counter is None:
+            counter = counter_path(self.ctx)
+        self.reports_before = before = count_at(counter)
+        try:
+            if takes_shared(self.inner):
+                ret = self.inner(shared, **kwargs)
+            else:
+                ret = self.inner(**kwargs)
+        except BaseException as exc:
+            captures.files = None
+            capture.close()
+            contexts.ctx = None
+            self._ended(0.0, exc)
+            raise
+        captures.files = None
+        if capture.opened:
+            capture.close()
+        contexts.ctx = None
+        if before is None or count_at(counter) != before:
+            self._reported("pass", None)
+        return ret
 
 
 def _set_env(values: Dict[str, str]) -> None:

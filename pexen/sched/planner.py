@@ -603,7 +603,8 @@ class Sched:
                             key, task, at = plan.key[node], res.task, _now()
                             for hook in self._on_finished:
                                 hook(key, task, res, at)
-                        self._emit_skips(plan, skips)
+                        if skips:
+                            self._emit_skips(plan, skips)
                     yield res
                 gpool.shutdown(wait=True)
                 for res in results:
