@@ -248,8 +248,24 @@ class _Input:
         return value
 
 
+def quick_binds() -> None:
+    """Have the driver bind None and bools without asking for an adapter.
+
+    The driver binds an int, a float or a str as it is, but for any other
+    value (None and bools among them) it first looks for an adapter, and
+    the look that finds none formats an AttributeError it then drops: some
+    two thousand instructions per value, and a task's rows carry a dozen
+    Nones (`bench/harness_overhead.py`). Registered adapters are found
+    first: None stays None (a C function returning its default), a bool
+    becomes the int SQLite stores for it anyway. Process-wide: called in the
+    writer's own process only."""
+    sqlite3.register_adapter(type(None), {}.get)
+    sqlite3.register_adapter(bool, int)
+
+
 def serve(in_fd: int, out_fd: int, parent: int) -> int:
     """The writer's process: commit each batch that comes in, answer."""
+    quick_binds()
     frames = _Input(in_fd, parent)
     first = frames.next()
     if first is None:

@@ -2,6 +2,7 @@
 the reader API, values as JSON."""
 
 import contextlib
+import json
 import os
 import pathlib
 import shutil
@@ -595,3 +596,48 @@ def test_after_commit_hands_a_failed_commit_to_the_callback(jpath):
         with pytest.raises(journal.JournalError):
             w.close()
         assert _committed_state(jpath, "b") == "pending"
+
+
+_QUICK_BINDS_SCRIPT = r'''
+import json, sqlite3, sys
+import pexen.journal as journal
+from pexen.journal import _sqlitewriter as sw
+path, quick = sys.argv[1], sys.argv[2] == "1"
+if quick:
+    sw.quick_binds()
+with journal.open(path, create=True) as j:
+    rid = j.create_run({"kind": "module", "target": "s"}, {}, [("a", {}), ("b", {})],
+                       host="h", boot_id="b", controller_pid=1, controller_started=1.0)
+    ids = dict(sqlite3.connect(path).execute("SELECT key, id FROM tasks"))
+cols = ("finished_at", "reason", "time_used", "ret", "ret_restorable", "exc_type",
+        "exc_text", "shared", "shared_restorable")
+batch = [("a", "pending", "pass", 1.5, cols, (1.5, None, 0.25, "null", True, None, None,
+                                              None, False), None),
+         ("b", "pending", "error", 2.5, cols, (2.5, "boom", 0.5, None, None, "E", "tb",
+                                               "{}", True), '{"x": 1}')]
+con = sw.connect(path, 5000)
+sw.commit(con, rid, *sw.fold(batch, rid, ids))
+rows = con.execute("SELECT key, state, reason, typeof(reason), ret_restorable, "
+                   "typeof(ret_restorable), shared_restorable, typeof(shared_restorable), "
+                   "exc_type, typeof(exc_type), shared FROM tasks ORDER BY id").fetchall()
+events = con.execute("SELECT key, from_state, to_state, detail, typeof(detail) FROM events "
+                     "WHERE key IS NOT NULL ORDER BY id").fetchall()
+print(json.dumps([rows, events]))
+'''
+
+
+def test_the_writers_process_binds_none_and_bools_as_the_driver_would(tmp_path):
+    """The writer's process registers adapters for None and bools (the
+    driver's look for one costs more than the rest of a bind): the rows
+    must be what the driver writes without them."""
+    out = {}
+    for quick in ("0", "1"):
+        proc = subprocess.run([sys.executable, "-c", _QUICK_BINDS_SCRIPT,
+                               str(tmp_path / f"q{quick}.sqlite"), quick],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        out[quick] = proc.stdout
+    assert out["1"] == out["0"]
+    rows, events = json.loads(out["1"])
+    assert rows[0][:8] == ["a", "pass", None, "null", 1, "integer", 0, "integer"]
+    assert events[0][3:] == [None, "null"] and events[1][3:] == ['{"x": 1}', "text"]
