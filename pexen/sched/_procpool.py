@@ -188,15 +188,21 @@ class ProcessWorkerPool(_Pool):
     # -- the protocol ---------------------------------------------------------
 
     def register(self, tasks: Iterable[Any]) -> None:
+        """Know `tasks` (before `start()`: the fork server gets them when it
+        is forked). Registrations add up, across start cycles too, as in
+        pexen 0.0.x: a task registered for an earlier start can be submitted
+        after the next one."""
         if self.alive():
             raise PoolError("Cannot register tasks while the pool is running")
-        self.taskmap = {}
-        self._index = {}
-        self._late = {}
-        self._late_tasks = {}
+        index, taskmap = self._index, self.taskmap
         for task in tasks:
-            self._index[id(task)] = len(self.taskmap)
-            self.taskmap[id(task)] = task
+            tid = id(task)
+            if tid not in index:
+                index[tid] = len(taskmap)
+                taskmap[tid] = task
+                # (one added while an earlier start ran is forked with the next)
+                self._late.pop(tid, None)
+                self._late_tasks.pop(tid, None)
 
     def register_late(self, tasks: Iterable[Any]) -> None:
         """Take tasks while running; they are sent pickled with each submit."""

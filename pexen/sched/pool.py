@@ -188,6 +188,17 @@ class ThreadWorkerPool(_Pool):
                     spare.start()
         return "waiting" if thread is None else "running"
 
+    def iter_results(self) -> Any:
+        """TaskRes of submitted tasks as they end, until none is left; once
+        shut down and drained, its threads have ended (`alive()` is False)."""
+        yield from super().iter_results()
+        if self._shutting_down and self._active <= 0:
+            # every task has its result: each thread is taking its stop, or
+            # has (one a hung task kept was replaced and is not among them)
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
     def submit(self, task: Any, shared: Optional[Dict[str, Any]] = None) -> None:
         if self._shutting_down:
             raise PoolError("The pool is shutting down")

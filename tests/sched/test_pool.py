@@ -40,6 +40,79 @@ def test_protocol_by_hand_and_reuse(pool):
 
 
 @both_pools()
+def test_registrations_add_up_across_starts(pool):
+    """As in pexen 0.0.x: a task registered for the first start can be
+    submitted after a later register() + start() that does not name it."""
+    a, b = make("a", ret=1), make("b", ret=2)
+    p = pool(workers=2)
+    p.register([a])
+    p.start()
+    p.submit(a)
+    p.shutdown(wait=True)
+    assert [r.ret for r in p.iter_results()] == [1]
+    p.register([b])
+    p.start()
+    p.submit(a)
+    p.submit(b)
+    p.shutdown()
+    assert sorted(r.ret for r in p.iter_results()) == [1, 2]
+    assert not p.alive()
+
+
+@both_pools()
+@pytest.mark.parametrize("drained_first", [False, True])
+def test_state_after_shutdown_and_drain(pool, drained_first):
+    """Once shut down (without waiting) and iter_results() drained: not
+    alive, empty, not full, and no worker left; submit and shutdown are
+    refused; the pool starts again."""
+    def b():
+        time.sleep(0.2)   # (still running when the pool is shut down)
+        return 2
+
+    a = make("a", ret=1)
+    p = pool(workers=2)
+    p.register([a, b])
+    p.start()
+    p.submit(a)
+    p.submit(b)
+    if drained_first:   # every result taken, then shut down, then drained (of nothing)
+        assert sorted(r.ret for r in p.iter_results()) == [1, 2]
+        p.shutdown()
+        assert list(p.iter_results()) == []
+    else:
+        p.shutdown()
+        assert sorted(r.ret for r in p.iter_results()) == [1, 2]
+    assert not p.alive()
+    assert p.empty() and not p.full()
+    if pool is ProcessWorkerPool:
+        assert psutil.Process().children() == []
+    else:
+        assert not [t for t in threading.enumerate() if t.name.startswith("pexen-worker")]
+    with pytest.raises(PoolError, match="The pool is shutting down"):
+        p.submit(a)
+    with pytest.raises(PoolError, match="The pool is already shutting down"):
+        p.shutdown()
+    p.start()
+    assert p.alive() and p.empty()
+    p.submit(b)
+    p.shutdown(wait=True)
+    assert [r.ret for r in p.iter_results()] == [2]
+    assert not p.alive()
+
+
+@both_pools()
+def test_a_pool_runs_two_scheds_one_after_the_other(pool):
+    """A pool instance can be passed to run() again later, with tasks of
+    the first run among the second's."""
+    a, b, c = make("a", ret=1), make("b", ret=2), make("c", ret=3)
+    p = pool(workers=2)
+    assert [r.ret for r in sched.Sched([a, b]).run(p)] != []
+    assert not p.alive()
+    assert sorted(r.ret for r in sched.Sched([a, c]).run(p)) == [1, 3]
+    assert not p.alive()
+
+
+@both_pools()
 def test_misuse_is_a_pool_error(pool):
     a = make("a")
     p = pool()
