@@ -51,3 +51,21 @@ def test_installed_copy_runs_a_suite(wheel, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 1, res.stderr
     assert "run 1: some failed" in res.stdout
+
+
+def test_the_install_puts_pexen_alone_on_the_path(tmp_path):
+    """Installed (editable too: the checkout's .pkgroot holds only a link to
+    pexen/), pexen brings no top-level name of its checkout with it: a
+    project's own `tests` package (pexen 0.0.x's test suite, say) must not
+    find ours. Run from another directory, with nothing on PYTHONPATH."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    code = ("import importlib.util as u, pexen; "
+            "print([n for n in ('tests', 'bench', 'examples', 'migrations', 'doc') "
+            "if u.find_spec(n) is not None]); print(pexen.__file__)")
+    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    found, where = res.stdout.splitlines()
+    assert found == "[]"
+    assert where.endswith(os.path.join("pexen", "__init__.py"))
