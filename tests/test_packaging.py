@@ -33,6 +33,15 @@ def test_wheel_contents(wheel):
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry).decode()
     assert "pexen-harness = pexen.harness.cli:main" in text
+    # the licence travels with the wheel, and the metadata says which
+    (lic,) = [n for n in names if n.endswith("/LICENSE")]
+    assert "MIT License" in zipfile.ZipFile(wheel).read(lic).decode()
+    meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    text = zipfile.ZipFile(wheel).read(meta).decode()
+    for line in ("Classifier: Programming Language :: Python :: 3.11",
+                 "Project-URL: Source, https://github.com/comps/pexen"):
+        assert line in text, line
+    assert ("License-Expression: MIT" in text or "License: MIT" in text), text[:800]
 
 
 def test_installed_copy_runs_a_suite(wheel, tmp_path):

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from .. import __version__ as pexen_version
 from ..journal import JournalError
 from ..util import PexenError
 from ._journal import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HarnessError, journal_path, pick_run
@@ -516,6 +517,10 @@ def _build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
         prog="pexen-harness", formatter_class=_Formatter,
         description="Run test suites that survive crashes and reboots, with every "
                     "result kept in a journal.")
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"pexen-harness {pexen_version} (Python "
+                                f"{sys.version.split()[0]})",
+                        help="print the version of pexen and of Python, and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
 

@@ -420,6 +420,18 @@ def test_usage_errors_exit_4(tmp_path):
     assert not (tmp_path / "pexen-journal.sqlite").exists()
 
 
+def test_version(tmp_path):
+    import pexen
+
+    for flag in ("--version", "-V"):
+        res = harness(flag, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith(f"pexen-harness {pexen.__version__} (Python 3.")
+    assert not (tmp_path / "pexen-journal.sqlite").exists()
+    # a verb's own options do not take it
+    assert harness("status", "--version", cwd=tmp_path).returncode == 4
+
+
 def test_every_verb_has_help():
     from pexen.harness.cli import build_parser
 
