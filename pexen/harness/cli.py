@@ -22,6 +22,7 @@ from ..journal import JournalError
 from ..util import PexenError
 from ._journal import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HarnessError, journal_path, pick_run
 from ._journal import open_for_verb as _open
+from .progress import one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
@@ -307,7 +308,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"pexen-harness resume {run.id}")
         for t in j.tasks(run.id):
             if t.state in ("fail", "timeout", "error"):
-                print(f"  {t.state.upper():7} {t.key}" + (f": {t.reason}" if t.reason else ""))
+                print(f"  {t.state.upper():7} {one_line(t.key)}"
+                      + (f": {one_line(t.reason)}" if t.reason else ""))
         return EXIT_OK
     finally:
         j.close()
@@ -359,13 +361,13 @@ def cmd_log(args: argparse.Namespace) -> int:
         exists = os.path.exists(log)
         if not exists and not spool:
             if not (args.stdout or args.stderr):
-                print(f"==> {name} of {args.key} (run {run.id}, attempt {attempt}): "
-                      "nothing written <==", flush=True)
+                print(f"==> {name} of {one_line(args.key)} (run {run.id}, attempt "
+                      f"{attempt}): nothing written <==", flush=True)
             continue
         if not (args.stdout or args.stderr):
             where = log if exists else "so far, still running"
-            print(f"==> {name} of {args.key} (run {run.id}, attempt {attempt}): {where} <==",
-                  flush=True)
+            print(f"==> {name} of {one_line(args.key)} (run {run.id}, attempt {attempt}): "
+                  f"{where} <==", flush=True)
         if exists:
             with open(log, "rb") as f:
                 _copy(f, out)
@@ -454,12 +456,12 @@ def _list_tasks(args: argparse.Namespace) -> int:
             parts.append(f"group={group_of[key]}")
         if meta.get("when"):
             parts.append(f"when={json.dumps(meta['when'])}")
-        line = f"{key:{width}}  {' '.join(parts)}".rstrip()
+        line = f"{one_line(key):{width}}  {one_line(' '.join(parts))}".rstrip()
         print(line)
         if key in pulled:
-            print(f"    pulled in: {pulled[key].why()}")
+            print(f"    pulled in: {one_line(pulled[key].why())}")
     for key, why in chosen.unmet.items():
-        print(f"{key:{width}}  not run: {why}")
+        print(f"{one_line(key):{width}}  not run: {one_line(why)}")
     print(f"{len(chosen.tasks)} tasks to run ({len(chosen.tasks) - len(pulled)} selected, "
           f"{len(pulled)} pulled in)" + (f", {len(chosen.unmet)} not run"
                                           if chosen.unmet else ""))

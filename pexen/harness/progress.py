@@ -9,9 +9,45 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
-    from typing import IO, Optional
+    from typing import IO, Any, Optional
 
 FAILED = {"fail", "timeout", "error"}
+
+_unsafe = None   # (compiled when first needed: most text needs nothing)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: Optional[str]) -> str:
+    """`text` as one line of the console shows it: ANSI escape sequences
+    removed (as the JUnit export does), newlines, tabs and every other
+    control character written as escapes (``\\n``, ``\\x1b``), a byte that
+    was not UTF-8 as ``\\xNN``. What tasks say (keys, reasons, report names
+    and messages) goes through it before it is printed: a test's output may
+    not rewrite the terminal or break the one-line-per-task log."""
+    if not text:
+        return ""
+    if text.isprintable():
+        return text
+    global _unsafe
+    if _unsafe is None:
+        import re
+
+        _unsafe = (re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)"
+                              r"|[@-Z\\-_])"),
+                   re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]"))
+    ansi, controls = _unsafe
+    return controls.sub(_escape, ansi.sub("", text))
+
+
+def _escape(match: Any) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:   # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def to_devnull(stream: IO[str]) -> None:
@@ -68,15 +104,17 @@ class Progress:
     def _show(self, key: str, state: str, reason: Optional[str]) -> None:
         if self.tty:
             now = time.monotonic()
+            key = one_line(key)
             if state in FAILED:
-                self._line(f"{state.upper():7} {key}" + (f": {reason}" if reason else ""))
+                self._line(f"{state.upper():7} {key}"
+                           + (f": {one_line(reason)}" if reason else ""))
             if now - self._last_draw > 0.1 or self.done == self.total or state in FAILED:
                 self._last_draw = now
                 self._draw(key)
         else:
-            text = f"{state.upper():7} {key}"
+            text = f"{state.upper():7} {one_line(key)}"
             if reason and state != "pass":
-                text += f": {reason}"
+                text += f": {one_line(reason)}"
             stream = self.stream
             stream.write(text + "\n")
             # A console sees the lines within a tenth of a second, and a

@@ -615,3 +615,41 @@ def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path, when):
     assert run.state == "finished" and len(tasks) == n + 1
     assert sorted(t.state for t in tasks.values()).count("pass") == n
     assert 'tests="401"' in (tmp_path / "out.xml").read_text()
+
+
+HOSTILE_SUITE = '''
+from pexen.sched.meta import func_meta
+
+
+@func_meta()
+def shouts():
+    raise RuntimeError("first line\\n\\x1b[2J\\x1b[31msecond\\x00 line")
+
+
+@func_meta()
+def quiet():
+    pass
+'''
+
+
+def test_status_and_progress_print_what_tasks_say_as_one_safe_line(tmp_path):
+    (tmp_path / "hostile.py").write_text(HOSTILE_SUITE)
+    exe = tmp_path / "dir"
+    exe.mkdir()
+    (exe / "evil\x1b[2Jname").write_text("#!/bin/sh\necho 'x' >&2; exit 3\n")
+    (exe / "evil\x1b[2Jname").chmod(0o755)
+    printed = {}
+    for suite, jpath in (("hostile", "h.sqlite"), (str(exe), "e.sqlite")):
+        res = harness("start", suite, "--journal", jpath, cwd=tmp_path)
+        assert res.returncode == 1, res.stderr
+        status = harness("status", "--journal", jpath, cwd=tmp_path)
+        for text in (res.stdout, status.stdout):
+            assert "\x1b" not in text and "\x00" not in text, repr(text)
+        printed[jpath] = (res.stdout.splitlines(), status.stdout.splitlines())
+    said = "RuntimeError: first line\\nsecond\\x00 line"
+    progress, status = printed["h.sqlite"]
+    assert f"ERROR   shouts: {said}" in progress, progress
+    assert f"  ERROR   shouts: {said}" in status, status
+    progress, status = printed["e.sqlite"]
+    assert "FAIL    evilname: exit status 3" in progress, progress
+    assert "  FAIL    evilname: exit status 3" in status, status

@@ -58,3 +58,25 @@ def test_plain_lines_of_a_failure_and_the_last_task_reach_the_console_at_once():
     p("d", "pass", None)                   # (more than announced: close flushes)
     p.close()
     assert out.flushed.endswith("PASS    d\n")
+
+
+def test_what_tasks_say_cannot_rewrite_the_console():
+    """Keys and reasons come from tasks: escape sequences go, control
+    characters and newlines are shown as escapes, one line per task stays
+    one line."""
+    from pexen.harness.progress import one_line
+
+    assert one_line("plain ünïcode 👍") == "plain ünïcode 👍"
+    assert one_line("a\nb\r\tc") == "a\\nb\\r\\tc"
+    assert one_line("\x1b[2J\x1b]0;title\x07red\x1b[0m") == "red"
+    assert one_line("nul\x00 bell\x07 del\x7f c1\x85") == "nul\\x00 bell\\x07 del\\x7f c1\\x85"
+    assert one_line("not utf-8 \udcff") == "not utf-8 \\xff"
+    assert one_line(None) == ""
+    out = io.StringIO()
+    p = Progress(2, stream=out, tty=False)
+    p("dir/evil\x1b[2J\nname", "fail", "AssertionError: one\ntwo\x00")
+    p("ok", "pass", None)
+    assert out.getvalue().splitlines() == [
+        "FAIL    dir/evil\\nname: AssertionError: one\\ntwo\\x00",
+        "PASS    ok",
+    ]
