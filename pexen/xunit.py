@@ -14,7 +14,12 @@ skip                  ``<skipped message=REASON>``
 fail                  ``<failure type=... message=...>`` with the traceback
 timeout               ``<error type="timeout" message="timeout: ...">``
 error                 ``<error type=... message=...>`` with the traceback
+                      (an ``AssertionError``: ``<failure>``, as pytest has it)
 ====================  ===========================================================
+
+A failure without a traceback (an executable's exit status: the journal
+keeps none, it would be pexen's own) has the message, then the end of the
+test's stderr, as its text.
 
 Earlier attempts of the task (a controller died under them) become
 ``<flakyFailure>`` (the final attempt passed) or ``<rerunFailure>`` children.
@@ -47,6 +52,19 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
 DEFAULT_CAP = 100_000
 
 FAILING = {"fail": "failure", "timeout": "error", "error": "error"}
+
+#: The end of a failed test's stderr given as its failure's text when there
+#: is no traceback (an executable's exit status), in characters.
+STDERR_TAIL = 4000
+
+
+def _kind(case: Case) -> Optional[str]:
+    """"failure", "error" or None: an `assert` that does not hold is the test
+    failing, as pytest reports it, though the journal says `error`."""
+    kind = FAILING.get(case.outcome)
+    if kind == "error" and case.exc_type == "AssertionError":
+        return "failure"
+    return kind
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -156,7 +174,7 @@ def _case_element(case: Case, suite: str, cap: int, with_subresults: bool) -> ET
     classname, name = names(case.key, suite)
     el = ET.Element("testcase", classname=classname, name=name, time=_time(case.time))
     message = _message(case) if with_subresults else clean(case.message)
-    kind = FAILING.get(case.outcome)
+    kind = _kind(case)
     if kind is not None:
         if case.outcome == "timeout":
             kind_type = "timeout"
@@ -165,7 +183,7 @@ def _case_element(case: Case, suite: str, cap: int, with_subresults: bool) -> ET
         else:
             kind_type = clean(case.exc_type) or case.outcome
         sub = ET.SubElement(el, kind, type=kind_type, message=message)
-        sub.text = clean(case.details) or message
+        sub.text = clean(case.details) or _with_stderr_tail(message, case.stderr)
     elif case.outcome == "skip":
         ET.SubElement(el, "skipped", message=message).text = message
     final_ok = case.outcome in ("pass", "warn", "skip")
@@ -197,6 +215,25 @@ def _case_element(case: Case, suite: str, cap: int, with_subresults: bool) -> ET
     if err:
         ET.SubElement(el, "system-err").text = err
     return el
+
+
+def _with_stderr_tail(message: str, stderr: Optional[str]) -> str:
+    """A failure's text without a traceback (an executable's exit status):
+    the message, then the end of what the test wrote to stderr."""
+    if not stderr:
+        return message
+    try:
+        with open(stderr, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - STDERR_TAIL))
+            tail = f.read().decode("utf-8", "surrogateescape")
+    except OSError:
+        return message
+    tail = clean(tail).strip("\n")
+    if not tail:
+        return message
+    said = "its stderr ends" if size > STDERR_TAIL else "its stderr"
+    return f"{message}\n\n{said}:\n{tail}"
 
 
 def _expand(cases: Iterable[Case], subresults: str) -> Iterable[tuple]:
@@ -232,7 +269,7 @@ def write(path: str, suite: str, cases: Sequence[Case], *, timestamp: Optional[f
     counts = {"tests": len(expanded), "failures": 0, "errors": 0, "skipped": 0}
     total = 0.0
     for case, _ in expanded:
-        kind = FAILING.get(case.outcome)
+        kind = _kind(case)
         if kind == "failure":
             counts["failures"] += 1
         elif kind == "error":

@@ -643,7 +643,11 @@ class JournalListener:
             forget_process(pid)
             salvage(self.run_root, expect=(key, self._attempts.get(key, 0) + 1))
         exc_type = storable(getattr(excinfo.type, "__name__", None))
-        exc_text = storable(excinfo.text)
+        # (an executable's exit status, raised in pexen's own code: its
+        # traceback says nothing of the test; the message and the test's
+        # stderr do)
+        exc_text = (None if exc_type == "TaskOutcome" and getattr(task, "exe", False)
+                    else storable(excinfo.text))
         if res.shared is not None:
             shared, shared_ok = to_json_value(res.shared)
         else:

@@ -238,3 +238,27 @@ def test_export_of_a_missing_run(tmp_path):
     res = harness("export", "9", "--xunit", "r.xml", cwd=tmp_path)
     assert res.returncode == 4 and "has no run 9" in res.stderr
     assert not os.path.exists(tmp_path / "r.xml")
+
+
+def test_a_failing_executable_gives_its_exit_status_and_stderr_not_pexens_traceback(
+        tmp_path, schema):
+    suite = tmp_path / "sh"
+    suite.mkdir()
+    (suite / "fmt").write_text("#!/bin/sh\necho 'mkfs: no such device' >&2\nexit 3\n")
+    (suite / "fmt").chmod(0o755)
+    (tmp_path / "asserts.py").write_text(
+        "from pexen.sched.meta import func_meta\n\n\n"
+        "@func_meta()\ndef compare():\n    assert 1 == 2, 'one is not two'\n")
+    for target, jpath, xml in ((str(suite), "sh.sqlite", "sh.xml"),
+                               ("asserts", "py.sqlite", "py.xml")):
+        res = harness("start", target, "--journal", jpath, "--xunit", xml, cwd=tmp_path)
+        assert res.returncode == 1, res.stderr
+        schema.validate(str(tmp_path / xml))
+    [case] = list(next(iter(JUnitXml.fromfile(str(tmp_path / "sh.xml")))))
+    [failure] = case.result
+    assert failure._tag == "failure" and failure.message == "exit status 3"
+    assert failure.text == "exit status 3\n\nits stderr:\nmkfs: no such device"
+    [case] = list(next(iter(JUnitXml.fromfile(str(tmp_path / "py.xml")))))
+    [failure] = case.result
+    assert failure._tag == "failure" and failure.type == "AssertionError"
+    assert "assert 1 == 2" in failure.text   # (its traceback: the test's own line)

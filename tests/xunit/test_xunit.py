@@ -63,6 +63,37 @@ def test_mapping_of_each_outcome(tmp_path, schema):
     assert "timeout" in timeout.message
 
 
+def test_an_assert_is_a_failure_and_an_exit_status_shows_the_end_of_stderr(tmp_path, schema):
+    """As pytest: a Python `assert` that does not hold is a <failure> (the
+    journal says `error`). A failure without a traceback (an executable's
+    exit status) has the message, then the end of its stderr, as its text."""
+    err = tmp_path / "t.err"
+    err.write_text("".join(f"line {i}\n" for i in range(2000)) + "disk full\x1b[0m\n")
+    cases = [
+        Case("py/assert", "error", "AssertionError: 1 == 2", exc_type="AssertionError",
+             details="Traceback ...\nAssertionError: 1 == 2"),
+        Case("py/boom", "error", "RuntimeError: boom", exc_type="RuntimeError"),
+        Case("sh/fmt", "fail", "exit status 1", exc_type="TaskOutcome", stderr=str(err)),
+        Case("sh/quiet", "fail", "exit status 2", exc_type="TaskOutcome"),
+    ]
+    path = tmp_path / "r.xml"
+    counts = write(str(path), "s", cases)
+    assert counts == {"tests": 4, "failures": 3, "errors": 1, "skipped": 0}
+    by_name = {case.name: case for case in next(iter(check(path, schema, 4, 3, 1, 0)))}
+    [failure] = by_name["assert"].result
+    assert failure._tag == "failure" and failure.type == "AssertionError"
+    assert "Traceback" in failure.text
+    [error] = by_name["boom"].result
+    assert error._tag == "error"
+    [failure] = by_name["fmt"].result
+    assert failure.message == "exit status 1"
+    assert failure.text.startswith("exit status 1\n\nits stderr ends:\n")
+    assert failure.text.endswith("line 1999\ndisk full")
+    assert "line 0\n" not in failure.text and "\x1b" not in failure.text
+    [failure] = by_name["quiet"].result
+    assert failure.text == "exit status 2"
+
+
 HOSTILE_BYTES = (b"NUL\x00 BEL\x07 ESC-colour \x1b[31mred\x1b[0m bad-utf8 \xff\xfe "
                  b"half-seq \xe2\x82 cdata ]]> lt < amp & quote \" non-ascii \xc3\xa9\xe2\x82\xac"
                  b" vt\x0b ff\x0c del\x7f\n")
