@@ -19,6 +19,20 @@ UNFINISHED = {"pending": "not started", "queued": "queued, not started",
               "running": "still running", "rebooting": "rebooting",
               "interrupted": "interrupted"}
 _WHY = {"controller death": "its controller died", "signal": "stopped by a signal"}
+#: Unfinished states of a run whose controller is gone (and not resumed yet).
+_ORPHANED = {"pending": "not started", "queued": "queued, not started",
+             "running": "was running", "rebooting": "rebooting"}
+
+
+def controller_gone(run: RunInfo) -> bool:
+    """Whether the run is unfinished and its controller is no longer running
+    (it crashed, it was killed, the machine went down), unless the caller is
+    that controller."""
+    if run.state == "finished" or run.controller_pid == os.getpid():
+        return False
+    from ._journal import controller_alive
+
+    return not controller_alive(run)
 
 
 def suite_name(run: RunInfo) -> str:
@@ -33,8 +47,12 @@ def suite_name(run: RunInfo) -> str:
     return re.sub(r"[^\w.-]+", "_", name) or "pexen"
 
 
-def cases_of(j: Journal, run: RunInfo, journal_path: str) -> List[xunit.Case]:
-    """One xunit.Case per task of the run, as the journal has it now."""
+def cases_of(j: Journal, run: RunInfo, journal_path: str,
+             gone: Optional[bool] = None) -> List[xunit.Case]:
+    """One xunit.Case per task of the run, as the journal has it now.
+    `gone`: whether the run's controller died (default: looked up)."""
+    if gone is None:
+        gone = controller_gone(run)
     root = run.config.get("data_root")
     if not root:   # (a run from before the config held it)
         from .controller import data_root  # (the engine and psutil: only then)
@@ -61,6 +79,9 @@ def cases_of(j: Journal, run: RunInfo, journal_path: str) -> List[xunit.Case]:
             if state == "interrupted":
                 why += f" ({message or 'its controller died'}; pexen-harness resume " \
                        "continues the run)"
+            elif gone:
+                why = (f"{_ORPHANED[state]} when its controller died (pexen-harness "
+                       "resume continues the run)")
             message, state = f"not finished: {why}", "skip"
         attempts = []
         for n, ev in enumerate(cuts, start=1):
