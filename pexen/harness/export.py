@@ -84,7 +84,13 @@ def cases_of(j: Journal, run: RunInfo, journal_path: str,
                        "resume continues the run)")
             message, state = f"not finished: {why}", "skip"
         attempts = []
-        for n, ev in enumerate(cuts, start=1):
+        n = 0
+        for ev in cuts:
+            if ev.from_state == "pending":
+                continue   # (no attempt was made)
+            n += 1
+            if ev.from_state == "queued":
+                continue   # handed out, never started: it ran nothing, no rerun
             by = (ev.detail or {}).get("by")
             out, err = log_paths(task_dir, n)
             attempts.append(xunit.Attempt(n, "interrupted", _WHY.get(by, by), out, err))

@@ -265,3 +265,39 @@ def test_a_failing_executable_gives_its_exit_status_and_stderr_not_pexens_traceb
     [failure] = case.result
     assert failure._tag == "failure" and failure.type == "AssertionError"
     assert "assert 1 == 2" in failure.text   # (its traceback: the test's own line)
+
+
+def test_an_attempt_that_never_started_is_no_rerun(tmp_path, schema):
+    """A task handed out (queued) but not started when its controller died
+    used an attempt number and ran nothing: the file shows no rerun of it;
+    one that was running does get its <flakyFailure>, and the attempts keep
+    their numbers (the second run of `late` is its attempt 2)."""
+    import pexen.journal as journal
+    from pexen.harness.export import cases_of, export_run
+    from pexen.journal import TaskState as S
+
+    path = str(tmp_path / "j.sqlite")
+    with journal.open(path, create=True) as j:
+        rid = j.create_run({"kind": "module", "target": "m"}, {}, [("early", {}),
+                                                                    ("late", {})],
+                           host="h", boot_id="b", controller_pid=1, controller_started=0.0)
+        w = j.writer(rid)
+        w.transition("early", S.QUEUED, attempt=1)
+        w.transition("early", S.RUNNING)
+        w.transition("late", S.QUEUED, attempt=1)
+        for key in ("early", "late"):   # the controller died; resume cut them
+            w.transition(key, S.INTERRUPTED, detail={"by": "controller death"},
+                         reason="its controller died")
+        for key in ("early", "late"):
+            w.transition(key, S.QUEUED, attempt=2)
+            w.transition(key, S.RUNNING)
+            w.transition(key, S.PASS)
+        w.close()
+        run = j.run(rid)
+        cases = {c.key: c for c in cases_of(j, run, path, gone=False)}
+        assert [(a.number, a.outcome) for a in cases["early"].attempts] == [(1, "interrupted")]
+        assert cases["late"].attempts == []
+        export_run(j, run, path, str(tmp_path / "r.xml"))
+    schema.validate(str(tmp_path / "r.xml"))
+    text = (tmp_path / "r.xml").read_text()
+    assert text.count("<flakyFailure") == 1
