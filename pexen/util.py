@@ -190,3 +190,47 @@ def wait_exit(pid: int, timeout: float) -> None:
     finally:
         os.close(fd)
 
+
+
+_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from a duration as people and other harnesses write it: a
+    number (seconds: ``90``, ``2.5``), or numbers with units ``s``, ``m``,
+    ``h``, ``d`` (``sec`` and ``min`` too), one after the other, spaces
+    allowed (``5m``, ``1h 30m``, ``1h30m``, ``1.5h``), as tmt's and
+    restraint's test metadata have them. ValueError (naming the text) for
+    anything else; the caller checks the range."""
+    words = text.strip().lower()
+    try:
+        return float(words)
+    except ValueError:
+        pass
+    total, number, unit = 0.0, "", ""
+    for char in words:
+        if char.isdigit() or char == ".":
+            if unit:   # a new group starts
+                total += _group(number, unit, text)
+                number, unit = "", ""
+            number += char
+        elif char.isalpha():
+            unit += char
+        elif char == " ":
+            continue
+        else:
+            raise ValueError(f"not a duration: {text!r}")
+    if not number or not unit:
+        raise ValueError(f"not a duration: {text!r} (a number of seconds, or e.g. "
+                         "'5m', '1h 30m')")
+    return total + _group(number, unit, text)
+
+
+def _group(number: str, unit: str, text: str) -> float:
+    scale = _UNITS.get(unit)
+    if scale is None or not number:
+        raise ValueError(f"not a duration: {text!r} (units: s, m, h, d)")
+    try:
+        return float(number) * scale
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r}") from None

@@ -19,7 +19,7 @@ import time
 
 from .. import __version__ as pexen_version
 from ..journal import JournalError
-from ..util import PexenError
+from ..util import PexenError, parse_duration
 from ._journal import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HarnessError, journal_path, pick_run
 from ._journal import open_for_verb as _open
 from .progress import one_line
@@ -678,12 +678,13 @@ def _verb_of(argv: List[str]) -> str:
 def _seconds(positive: bool) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
-            value = float(text)
+            value = parse_duration(text)
         except ValueError:
             value = math.nan
         if not math.isfinite(value) or value < 0 or (positive and value == 0):
             raise argparse.ArgumentTypeError(
-                f"not a number of seconds {'> 0' if positive else '>= 0'}: {text!r}")
+                f"not a duration {'> 0' if positive else '>= 0'} (seconds, or e.g. 5m, "
+                f"1h 30m): {text!r}")
         return value
 
     return parse

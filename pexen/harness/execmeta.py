@@ -16,7 +16,7 @@ import re
 import shlex
 import sys
 
-from ..util import LazyModule, Record
+from ..util import LazyModule, Record, parse_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
@@ -123,10 +123,15 @@ def _check(field: str, value: Any, where: str) -> Any:
             raise MetaSyntaxError(f"{where}: priority must be a number, not {value!r}")
         return value
     if field == "timeout":
+        if isinstance(value, str):   # a duration: "5m", "1h 30m" (or "30": 30 s)
+            try:
+                value = int(value) if value.isdigit() else parse_duration(value)
+            except ValueError:
+                pass
         if (not isinstance(value, numbers.Real) or isinstance(value, bool)
                 or not value > 0 or value != value or value == float("inf")):
-            raise MetaSyntaxError(f"{where}: timeout must be a number of seconds > 0, "
-                                  f"not {value!r}")
+            raise MetaSyntaxError(f"{where}: timeout must be a duration > 0 (seconds, or "
+                                  f"e.g. '5m', '1h 30m'), not {value!r}")
         return value
     if field == "when":
         if not isinstance(value, str) or not value.strip():
@@ -142,7 +147,9 @@ def _check(field: str, value: Any, where: str) -> Any:
 def _comment_value(field: str, text: str, where: str) -> Any:
     if field in LIST_FIELDS:
         return _check(field, [v for v in text.split(",")], where)
-    if field in ("priority", "timeout"):
+    if field == "timeout":
+        return _check(field, text.strip(), where)
+    if field == "priority":
         try:
             number: Any = int(text)
         except ValueError:

@@ -65,8 +65,11 @@ def test_metadata_drives_the_run(tmp_path):
 @pytest.mark.parametrize("files,message", [
     ({"t.sh": ["# pexen: requires"]}, "t.sh:2: expected field=value, not 'requires'"),
     ({"t.sh": ["# pexen: color=blue"]}, "t.sh:2: unknown field 'color'"),
-    ({"t.sh": ["# pexen: timeout=soon"]}, "t.sh:2: timeout must be a number, not 'soon'"),
-    ({"t.sh": ["# pexen: timeout=-1"]}, "t.sh:2: timeout must be a number of seconds > 0"),
+    ({"t.sh": ["# pexen: timeout=soon"]}, "t.sh:2: timeout must be a duration > 0 (seconds, "
+     "or e.g. '5m', '1h 30m'), not 'soon'"),
+    ({"t.sh": ["# pexen: timeout=-1"]}, "t.sh:2: timeout must be a duration > 0"),
+    ({"t.sh": [], "t.sh.pexen.toml": "timeout = '5 fortnights'\n"},
+     "t.sh.pexen.toml:1: timeout must be a duration > 0"),
     ({"t.sh": ["# pexen: rerun_on_interrupt=maybe"]}, "t.sh:2: rerun_on_interrupt must be"),
     ({"t.sh": ["# pexen: requires=a", "# pexen: requires=b"]},
      "t.sh:3: requires given twice (first at"),
@@ -86,6 +89,16 @@ def test_malformed_metadata_is_an_error_naming_file_and_line(tmp_path, files, me
     res = harness("start", str(top), cwd=tmp_path)
     assert res.returncode == 4 and message in res.stderr
     assert not (tmp_path / "pexen-journal.sqlite").exists()
+
+
+def test_timeouts_as_durations(tmp_path):
+    """`5m`, `1h 30m` (as tmt and restraint write them) in comments and TOML."""
+    top = tmp_path / "suite"
+    write_suite(top, {"a.sh": ["# pexen: timeout=5m"], "b.sh": ['# pexen: timeout="1h 30m"'],
+                      "c.sh": ["# pexen: timeout=90"], "d.sh": [],
+                      "d.sh.pexen.toml": "timeout = '1.5h'\n"})
+    got = {key: meta.get_timeout(t) for key, t in tasks_of(top).items()}
+    assert got == {"a": 300, "b": 5400, "c": 90, "d": 5400}
 
 
 def test_binary_executables_have_no_comment_block(tmp_path):

@@ -295,11 +295,12 @@ def test_time_budget_counts_across_a_controller_crash(tmp_path):
 
 @pytest.mark.parametrize("flag,value", [("--timeout", "-1"), ("--timeout", "nan"),
                                         ("--timeout", "0"), ("--kill-grace", "soon"),
+                                        ("--timeout", "5 minutes"), ("--timeout", "0m"),
                                         ("--kill-grace", "-2"), ("--run-timeout", "inf")])
 def test_bad_watchdog_flags(tmp_path, flag, value):
     res = harness("start", "no-such-suite", flag, value, cwd=tmp_path)
     assert res.returncode == 4
-    assert f"argument {flag}: not a number of seconds" in res.stderr
+    assert f"argument {flag}: not a duration" in res.stderr
     assert not (tmp_path / "pexen-journal.sqlite").exists()
 
 
@@ -356,3 +357,14 @@ def test_status_shows_heartbeat_and_when_it_goes_stale(tmp_path):
     finally:
         end(proc)
     no_process_left(journal)
+
+
+def test_watchdog_flags_take_durations():
+    """--timeout 5m, --run-timeout '1h 30m' (as tmt and restraint write them)."""
+    from pexen.harness.cli import build_parser
+
+    args = build_parser("start").parse_args(
+        ["start", "suite", "--timeout", "5m", "--run-timeout", "1h 30m", "--kill-grace", "2s",
+         "--drain-timeout", "90"])
+    assert (args.timeout, args.run_timeout, args.kill_grace, args.drain_timeout) == (
+        300, 5400, 2, 90)
