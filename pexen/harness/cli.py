@@ -259,6 +259,12 @@ def _heartbeat_seconds() -> float:
     return HEARTBEAT_SECONDS
 
 
+#: The version of the fields `status --json`, `list --json` and `list --tasks
+#: --json` print (doc/harness.md): raised when one changes meaning or goes
+#: away, not when one is added.
+JSON_SCHEMA = 1
+
+
 def _status_data(j: Any, run: Any) -> Dict[str, Any]:
     counts = j.counts(run.id)
     age = time.time() - run.heartbeat_at if run.heartbeat_at else None
@@ -269,6 +275,7 @@ def _status_data(j: Any, run: Any) -> Dict[str, Any]:
 
         controller = "alive" if controller_alive(run) else "dead"
     return {
+        "schema": JSON_SCHEMA,
         "run": run.id, "state": run.state, "suite": run.suite.get("target"),
         "created_at": run.created_at, "finished_at": run.finished_at,
         "exit_code": run.exit_code, "controller_pid": run.controller_pid,
@@ -443,7 +450,8 @@ def _list_tasks(args: argparse.Namespace) -> int:
             if key in pulled:
                 item["pulled_in"] = pulled[key].to_json()
             out.append(item)
-        print(json.dumps({"tasks": out, "unmet": chosen.unmet}, indent=2))
+        print(json.dumps({"schema": JSON_SCHEMA, "tasks": out, "unmet": chosen.unmet},
+                         indent=2))
         return EXIT_OK
     width = min(max((len(k) for k, _ in chosen.tasks), default=0), 40)
     for key, task in chosen.tasks:

@@ -653,3 +653,28 @@ def test_status_and_progress_print_what_tasks_say_as_one_safe_line(tmp_path):
     progress, status = printed["e.sqlite"]
     assert "FAIL    evilname: exit status 3" in progress, progress
     assert "  FAIL    evilname: exit status 3" in status, status
+
+
+STATUS_FIELDS = {"schema", "run", "state", "suite", "created_at", "finished_at", "exit_code",
+                 "controller_pid", "controller", "heartbeat_age", "heartbeat_stale", "tasks",
+                 "counts"}
+
+
+def test_json_output_is_pinned(tmp_path):
+    """The fields of status --json, list --json and list --tasks --json (as
+    doc/harness.md lists them), with their schema number: scripts rely on
+    them, so a change is made on purpose (and the number raised when one
+    changes meaning or goes away)."""
+    (tmp_path / "hostile.py").write_text(HOSTILE_SUITE)
+    assert harness("start", "hostile", cwd=tmp_path).returncode == 1
+    status = json.loads(harness("status", "--json", cwd=tmp_path).stdout)
+    assert set(status) == STATUS_FIELDS | {"tasks_detail"} and status["schema"] == 1
+    assert status["counts"] == {"error": 1, "pass": 1} and status["controller"] == "finished"
+    assert [set(t) for t in status["tasks_detail"]] == [
+        {"key", "state", "attempt", "reason", "time_used"}] * 2
+    (listed,) = json.loads(harness("list", "--json", cwd=tmp_path).stdout)
+    assert set(listed) == STATUS_FIELDS and listed["schema"] == 1
+    tasks = json.loads(harness("list", "--tasks", "hostile", "--json", cwd=tmp_path).stdout)
+    assert set(tasks) == {"schema", "tasks", "unmet"} and tasks["schema"] == 1
+    # ("pulled_in" too, for a task only a selection's dependencies brought in)
+    assert [set(t) for t in tasks["tasks"]] == [{"key", "meta", "group"}] * 2
