@@ -99,7 +99,8 @@ class _Ended:
         args = self.args
         self.run = run = j.run(run_id)
         if run.state != "rebooting":
-            _say(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id})")
+            _say(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id}"
+                 f"{_journal_hint(args)})")
         if args.xunit:
             from .export import export_run
 
@@ -118,6 +119,18 @@ class _Ended:
     def after(self) -> int:
         assert self.run is not None, "the session did not end"
         return _after_end(self.args, self.run, self.code)
+
+
+def _journal_hint(args: argparse.Namespace) -> str:
+    """` --journal PATH` for a command the user is told to run next, when
+    this one was given its journal with --journal (from $PEXEN_JOURNAL or
+    the default, the next command finds it the same way)."""
+    path = getattr(args, "journal", None)
+    if not path:
+        return ""
+    import shlex
+
+    return f" --journal {shlex.quote(path)}"
 
 
 def _say(text: str, flush: bool = False) -> None:
@@ -162,8 +175,8 @@ def _after_end(args: argparse.Namespace, run: Any, code: int) -> int:
             j.add_run_event(run_id, "reboot-issued", {"command": command})
         finally:
             j.close()
-        _say(f"run {run_id}: rebooting ({command}); after the boot, pexen-harness resume "
-             "continues the run", flush=True)
+        _say(f"run {run_id}: rebooting ({command}); after the boot, pexen-harness resume"
+             f"{_journal_hint(args)} continues the run", flush=True)
         sys.stderr.flush()
         import subprocess
 
@@ -312,7 +325,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(line)
         elif data["controller"] == "dead":
             print(f"controller gone (pid {run.controller_pid}); continue with "
-                  f"pexen-harness resume {run.id}")
+                  f"pexen-harness resume {run.id}{_journal_hint(args)}")
         for t in j.tasks(run.id):
             if t.state in ("fail", "timeout", "error"):
                 print(f"  {t.state.upper():7} {one_line(t.key)}"
@@ -342,7 +355,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         j.close()
     if row is None:
         raise HarnessError(f"run {run.id} has no task {args.key!r} (pexen-harness status "
-                           f"{run.id} --json lists them)")
+                           f"{run.id}{_journal_hint(args)} --json lists them)")
     attempt = row.attempt if args.attempt is None else args.attempt
     if row.attempt == 0:
         raise HarnessError(f"task {args.key} of run {run.id} has not run yet")

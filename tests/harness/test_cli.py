@@ -580,7 +580,7 @@ def test_the_program_ends_as_the_interpreter_would(tmp_path):
     assert res.returncode == 0, res.stderr
     assert marker.read_text() == "ran"
     assert res.stdout.count("PASS") == n
-    assert res.stdout.rstrip().endswith("all passed (pexen-harness status 1)")
+    assert res.stdout.rstrip().endswith("all passed (pexen-harness status 1 --journal j.sqlite)")
     marker.unlink()
     res = harness("list", "--tasks", "exitsuite", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -678,3 +678,19 @@ def test_json_output_is_pinned(tmp_path):
     assert set(tasks) == {"schema", "tasks", "unmet"} and tasks["schema"] == 1
     # ("pulled_in" too, for a task only a selection's dependencies brought in)
     assert [set(t) for t in tasks["tasks"]] == [{"key", "meta", "group"}] * 2
+
+
+def test_the_hints_name_the_journal_given_with_journal(tmp_path):
+    """A command the user is told to run next names --journal when this one
+    was given it (quoted for the shell); with the default journal, it does
+    not."""
+    (tmp_path / "hostile.py").write_text(HOSTILE_SUITE)
+    (tmp_path / "my runs").mkdir()
+    res = harness("start", "hostile", "--journal", "my runs/j.sqlite", cwd=tmp_path)
+    assert res.stdout.splitlines()[-1] == (
+        "run 1: some failed (pexen-harness status 1 --journal 'my runs/j.sqlite')")
+    res = harness("log", "nosuch", "--journal", "my runs/j.sqlite", cwd=tmp_path)
+    assert res.returncode == 4
+    assert "(pexen-harness status 1 --journal 'my runs/j.sqlite' --json lists them)" in res.stderr
+    res = harness("start", "hostile", cwd=tmp_path)
+    assert res.stdout.splitlines()[-1] == "run 1: some failed (pexen-harness status 1)"
