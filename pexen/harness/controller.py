@@ -619,15 +619,12 @@ class JournalListener:
         excinfo = res.excinfo
         used = self._time_used.get(key, 0.0) + (at - self.started.pop(key, at))
         pid = self.pids.pop(key, None)
+        shared, shared_ok = ((None, None) if res.shared is None
+                             else to_json_value(res.shared))
         if excinfo is None:
             # (the common case, in short)
             ret = res.ret
             ret, ret_ok = ("null", True) if ret is None else to_json_value(ret)
-            shared = res.shared
-            if shared is not None:
-                shared, shared_ok = to_json_value(shared)
-            else:
-                shared_ok = None
             self.writer.move(key, TaskState.PASS, at, _FINISHED_COLUMNS,
                              (at, None, used, ret, ret_ok, None, None, shared, shared_ok))
             progress = self.session.progress
@@ -648,10 +645,6 @@ class JournalListener:
         # stderr do)
         exc_text = (None if exc_type == "TaskOutcome" and getattr(task, "exe", False)
                     else storable(excinfo.text))
-        if res.shared is not None:
-            shared, shared_ok = to_json_value(res.shared)
-        else:
-            shared = shared_ok = None
         message = storable(message)
         values = (at, message, used, None, None, exc_type, exc_text, shared, shared_ok)
         if isinstance(excinfo.val, TaskTimeout):

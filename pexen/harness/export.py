@@ -20,8 +20,7 @@ UNFINISHED = {"pending": "not started", "queued": "queued, not started",
               "interrupted": "interrupted"}
 _WHY = {"controller death": "its controller died", "signal": "stopped by a signal"}
 #: Unfinished states of a run whose controller is gone (and not resumed yet).
-_ORPHANED = {"pending": "not started", "queued": "queued, not started",
-             "running": "was running", "rebooting": "rebooting"}
+_ORPHANED = {**UNFINISHED, "running": "was running"}
 
 
 def controller_gone(run: RunInfo) -> bool:

@@ -379,7 +379,7 @@ class JournalWriter:
         markers: List[Any] = []
         found = 0
         stop = False
-        for item in batch:
+        for n, item in enumerate(batch):
             kind = type(item)
             if kind is tuple:
                 items.append(item)
@@ -389,7 +389,7 @@ class JournalWriter:
                 # (close() puts nothing after it: what follows is a flush
                 # that raced with it, settled by close())
                 stop = True
-                for rest in batch[batch.index(_STOP) + 1:]:
+                for rest in batch[n + 1:]:
                     q.put(rest)
                 break
             if kind is _Marker or kind is _Callback:
@@ -416,7 +416,7 @@ class JournalWriter:
                                 self._ids_taken = False
                                 self.events_written += child.commit(batch)
                             else:   # (transitions only: as they are)
-                                self.events_written += child.commit_items(batch)
+                                self.events_written += child._commit(batch)
                             self.commits += 1
                         else:
                             self._commit_here(batch, child)
@@ -584,10 +584,6 @@ class _Child:
         if items:
             events += self._commit(items)
         return events
-
-    def commit_items(self, items: List[Any]) -> int:
-        """`commit` of a batch of transitions only."""
-        return self._commit(items)
 
     def _answer(self) -> bytes:
         """The next line the process wrote (b"" if it ended)."""
