@@ -4,6 +4,7 @@ from here), and what the rooms share that belongs to none of them."""
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from types import ModuleType
 
@@ -234,3 +235,28 @@ def _group(number: str, unit: str, text: str) -> float:
         return float(number) * scale
     except ValueError:
         raise ValueError(f"not a duration: {text!r}") from None
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10,
+               "m": 1 << 20, "mb": 1000 ** 2, "mib": 1 << 20,
+               "g": 1 << 30, "gb": 1000 ** 3, "gib": 1 << 30,
+               "t": 1 << 40, "tb": 1000 ** 4, "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from a size as people write it: ``1048576``, ``64MiB``, ``64M``
+    (binary, as ``ls -h`` and ``head -c`` mean it), ``64MB`` (decimal),
+    ``1.5G``; case does not matter. ValueError (naming the text) for
+    anything else, a negative size included."""
+    words = text.strip().lower().replace(" ", "")
+    number = words.rstrip("bgikmt")
+    unit = words[len(number):]
+    factor = _SIZE_UNITS.get(unit)
+    try:
+        value = float(number) if factor is not None and number else -1.0
+    except ValueError:
+        value = -1.0
+    if factor is None or not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"not a size: {text!r} (a number of bytes, or e.g. '64MiB', "
+                         "'500K', '1G')")
+    return int(value * factor)

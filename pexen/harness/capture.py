@@ -30,10 +30,13 @@ import os
 import sys
 import threading
 
+from ._outcap import DEFAULT_MAX_OUTPUT, copy_capped, read_capped, settle, trimmer
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
     from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
+_NAMES = ("stdout", "stderr")
 _local = threading.local()
 _install_lock = threading.Lock()
 #: Held by the one task whose capture is at the fd level in the controller
@@ -74,10 +77,12 @@ class FdCapture:
     process, where nothing else runs; or in the controller, holding FD_LOCK,
     when only one task runs at a time)."""
 
-    def __init__(self, out_path: str, err_path: str, lock: Any = None) -> None:
+    def __init__(self, out_path: str, err_path: str, lock: Any = None,
+                 limit: int = DEFAULT_MAX_OUTPUT) -> None:
         self.paths = (out_path, err_path)
         self.saved: Optional[Tuple[int, int]] = None
         self.lock = lock   # released on exit
+        self.limit = limit   # the cap on what each stream keeps (0: none)
 
     def __enter__(self) -> FdCapture:
         os.makedirs(os.path.dirname(self.paths[0]), exist_ok=True)
@@ -87,17 +92,23 @@ class FdCapture:
             new = _open(path)
             os.dup2(new, fd)
             os.close(new)
+            if self.limit:
+                trimmer(self.limit).watch(path, fd)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         _flush()
+        cuts = ([trimmer(self.limit).forget(path) for path in self.paths] if self.limit
+                else (0, 0))
         if self.saved is not None:
             for fd, old in zip((1, 2), self.saved):
                 os.dup2(old, fd)
                 os.close(old)
             self.saved = None
-        for path in self.paths:
+        for path, cut, name in zip(self.paths, cuts, _NAMES):
             _drop_if_empty(path)
+            if self.limit:
+                settle(path, self.limit, cut, name)
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -136,7 +147,8 @@ class ThreadCapture:
     ThreadCapture is installed (see `install`)."""
 
     def __init__(self, out_path: str = "", err_path: str = "",
-                 where: Optional[Callable[[], Tuple[str, str]]] = None) -> None:
+                 where: Optional[Callable[[], Tuple[str, str]]] = None,
+                 limit: int = DEFAULT_MAX_OUTPUT) -> None:
         # `where`: gives the two paths when the task first writes (most tasks
         # in threads write nothing: their paths are never made)
         self._paths = None if where is not None else (out_path, err_path)
@@ -144,6 +156,7 @@ class ThreadCapture:
         self._streams: list = [None, None]
         #: whether the task wrote anything (a file was opened)
         self.opened = False
+        self.limit = limit   # the cap on what each stream keeps (0: none)
 
     @property
     def paths(self) -> Tuple[str, str]:
@@ -162,6 +175,8 @@ class ThreadCapture:
                                buffering=1)
             self._streams[index] = stream
             self.opened = True
+            if self.limit:
+                trimmer(self.limit).watch(path, stream.fileno())
         return stream
 
     def fds(self) -> Tuple[int, int]:
@@ -181,17 +196,26 @@ class ThreadCapture:
         self.close()
 
     def close(self) -> None:
-        """Close the files opened; an empty one goes."""
-        for stream in self._streams:
+        """Close the files opened; an empty one goes, one past the cap is cut
+        to its head and tail."""
+        if not self.opened:
+            return
+        limit = self.limit
+        for index, stream in enumerate(self._streams):
             if stream is not None:
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+                cut = trimmer(limit).forget(self.paths[index]) if limit else 0
                 try:
                     stream.close()
                 except Exception:
                     pass
-        if self.opened:
-            for path, stream in zip(self.paths, self._streams):
-                if stream is not None:
-                    _drop_if_empty(path)
+                path = self.paths[index]
+                _drop_if_empty(path)
+                if limit:
+                    settle(path, limit, cut, _NAMES[index])
 
 
 def current() -> Optional[ThreadCapture]:
@@ -237,9 +261,9 @@ def spool_dir(run_root: str) -> str:
     return run_root + ".spool"
 
 
-def _append_range(src: int, size: int, path: str) -> None:
-    """Append the first `size` bytes of file `src` to the file at `path`
-    (made, with its directory, if need be). In the kernel where it can
+def _append_range(src: int, size: int, path: str, start: int = 0) -> None:
+    """Append `size` bytes of file `src` from offset `start` to the file at
+    `path` (made, with its directory, if need be). In the kernel where it can
     (copy_file_range: no copy through this process)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC   # (copy_file_range refuses O_APPEND)
     try:
@@ -256,14 +280,14 @@ def _append_range(src: int, size: int, path: str) -> None:
             n = 0
             if in_kernel:
                 try:
-                    n = os.copy_file_range(src, dst, want, offset, at + offset)
+                    n = os.copy_file_range(src, dst, want, start + offset, at + offset)
                 except OSError as exc:
                     if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL,
                                          errno.EOPNOTSUPP, errno.EBADF):
                         raise
                     in_kernel = False
             if n <= 0:   # (not supported here, or the source shrank): by hand
-                data = os.pread(src, want, offset)
+                data = os.pread(src, want, start + offset)
                 if not data:
                     return
                 view = memoryview(data)
@@ -289,8 +313,9 @@ class WorkerSpool:
     a worker's files are made once, not once per task.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, limit: int = DEFAULT_MAX_OUTPUT) -> None:
         self.pid = os.getpid()
+        self.limit = 0
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except FileExistsError:
@@ -301,6 +326,7 @@ class WorkerSpool:
         os.write(self.own, _OWNER_MAGIC + b"\0\0")
         self.fds = (os.open(base + ".out", _SPOOL_FLAGS, 0o600),
                     os.open(base + ".err", _SPOOL_FLAGS, 0o600))
+        self.cap(limit)
         _flush()
         for fd, spool in zip((1, 2), self.fds):
             os.dup2(spool, fd)
@@ -313,6 +339,19 @@ class WorkerSpool:
             except (AttributeError, ValueError, OSError):
                 pass
 
+    def cap(self, limit: int) -> None:
+        """Keep at most `limit` bytes of each stream of a task (0: all)."""
+        if limit == self.limit:
+            return
+        if self.limit:
+            old = trimmer(self.limit)
+            for suffix in (".out", ".err"):
+                old.forget(self.base + suffix)
+        self.limit = limit
+        if limit:
+            for fd, suffix in zip(self.fds, (".out", ".err")):
+                trimmer(limit).watch(self.base + suffix, fd)
+
     def task(self, out_path: str, err_path: str, key: str, attempt: int) -> _SpoolCapture:
         """The capture of one attempt of task `key` (a context manager)."""
         return _SpoolCapture(self, (out_path, err_path), key, attempt)
@@ -323,18 +362,33 @@ class WorkerSpool:
         os.pwrite(self.own, record, 0)
 
     def _move(self, paths: Tuple[str, str]) -> None:
-        """Append what the spool holds to `paths` and empty it."""
+        """Append what the spool holds to `paths` (what the cap keeps of it)
+        and empty it."""
         _flush()
-        for fd, path in zip(self.fds, paths):
-            size = os.fstat(fd).st_size
-            if size:
-                try:
-                    _append_range(fd, size, path)
-                finally:
-                    os.ftruncate(fd, 0)
+        limit = self.limit
+        if not limit:
+            for fd, path in zip(self.fds, paths):
+                size = os.fstat(fd).st_size
+                if size:
+                    try:
+                        _append_range(fd, size, path)
+                    finally:
+                        os.ftruncate(fd, 0)
+            return
+        trim = trimmer(limit)
+        with trim.lock:   # (not while the trimmer is at it)
+            for fd, path, suffix, name in zip(self.fds, paths, (".out", ".err"), _NAMES):
+                if os.fstat(fd).st_size:
+                    spool = self.base + suffix
+                    try:
+                        copy_capped(fd, path, limit, trim.cut(spool), name)
+                    finally:
+                        os.ftruncate(fd, 0)
+                        trim.reset(spool)
 
     def close(self) -> None:
         """The worker ends: its (empty) files go."""
+        self.cap(0)
         for suffix in (".out", ".err", ".own"):
             try:
                 os.unlink(self.base + suffix)
@@ -366,12 +420,15 @@ class _SpoolCapture:
 _spool: Optional[WorkerSpool] = None
 
 
-def worker_spool(directory: str) -> WorkerSpool:
-    """This worker process's spool (made on the first task it runs)."""
+def worker_spool(directory: str, limit: int = DEFAULT_MAX_OUTPUT) -> WorkerSpool:
+    """This worker process's spool (made on the first task it runs), keeping
+    at most `limit` bytes of each stream of a task (0: all)."""
     global _spool
     spool = _spool
     if spool is None or spool.pid != os.getpid():
-        spool = _spool = WorkerSpool(directory)
+        spool = _spool = WorkerSpool(directory, limit)
+    elif spool.limit != limit:
+        spool.cap(limit)
     return spool
 
 
@@ -413,11 +470,13 @@ def _spool_bases(directory: str, pid: Optional[int] = None) -> List[str]:
 
 
 def salvage_spool(base: str, run_root: str,
-                  expect: Optional[Tuple[str, int]] = None) -> Optional[str]:
+                  expect: Optional[Tuple[str, int]] = None,
+                  limit: int = DEFAULT_MAX_OUTPUT) -> Optional[str]:
     """Move what a dead worker's spool (`base`: its path without the suffix)
     holds to the attempt files of the task it names, under `run_root`, and
     remove the spool; only if it names (key, attempt) `expect`, when given.
     Returns the task's key, or None if it named none (or another one).
+    Of each stream, what cap `limit` keeps is moved (0: all).
 
     The owner record is first renamed to a name of this caller's own, so of
     two callers salvaging one spool only one moves its output."""
@@ -436,15 +495,14 @@ def salvage_spool(base: str, run_root: str,
     if owner is not None:
         key, attempt = owner
         paths = log_paths(os.path.join(run_root, key), attempt)
-        for suffix, path in zip((".out", ".err"), paths):
+        for suffix, path, name in zip((".out", ".err"), paths, _NAMES):
             try:
                 fd = os.open(base + suffix, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 continue
             try:
-                size = os.fstat(fd).st_size
-                if size:
-                    _append_range(fd, size, path)
+                if os.fstat(fd).st_size:
+                    copy_capped(fd, path, limit, 0, name)
             finally:
                 os.close(fd)
     for path in (base + ".out", base + ".err", claimed):
@@ -456,14 +514,15 @@ def salvage_spool(base: str, run_root: str,
 
 
 def salvage(run_root: str, pid: Optional[int] = None,
-            expect: Optional[Tuple[str, int]] = None) -> List[str]:
+            expect: Optional[Tuple[str, int]] = None,
+            limit: int = DEFAULT_MAX_OUTPUT) -> List[str]:
     """Salvage the workers' spools of run `run_root` (of worker `pid` only, if
     given; naming `expect` only, if given): the keys of the tasks whose
     output was moved. The caller makes sure the workers are gone."""
     keys = []
     for base in _spool_bases(spool_dir(run_root), pid):
         try:
-            key = salvage_spool(base, run_root, expect)
+            key = salvage_spool(base, run_root, expect, limit)
         except OSError:   # (a full disk, say): what is left is moved next time
             continue
         if key is not None:
@@ -471,17 +530,23 @@ def salvage(run_root: str, pid: Optional[int] = None,
     return keys
 
 
-def spooled(run_root: str, key: str, attempt: int) -> Dict[str, bytes]:
+def spooled(run_root: str, key: str, attempt: int,
+            limit: int = DEFAULT_MAX_OUTPUT) -> Dict[str, bytes]:
     """What a running attempt of task `key` has written so far, still in a
-    worker's spool: {".out": bytes, ".err": bytes}; empty if none has it."""
+    worker's spool: {".out": bytes, ".err": bytes} (what cap `limit` would
+    keep of it); empty if none has it."""
     for base in _spool_bases(spool_dir(run_root)):
         if _read_owner(base + ".own") == (key, attempt):
             found = {}
-            for suffix in (".out", ".err"):
+            for suffix, name in zip((".out", ".err"), _NAMES):
                 try:
-                    with open(base + suffix, "rb") as f:
-                        found[suffix] = f.read()
+                    fd = os.open(base + suffix, os.O_RDONLY | os.O_CLOEXEC)
                 except OSError:
                     found[suffix] = b""
+                    continue
+                try:
+                    found[suffix] = read_capped(fd, limit, name)
+                finally:
+                    os.close(fd)
             return found
     return {}

@@ -19,7 +19,7 @@ import time
 
 from .. import __version__ as pexen_version
 from ..journal import JournalError
-from ..util import PexenError, parse_duration
+from ..util import PexenError, parse_duration, parse_size
 from ._journal import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HarnessError, journal_path, pick_run
 from ._journal import open_for_verb as _open
 from .progress import one_line
@@ -54,7 +54,8 @@ def cmd_start(args: argparse.Namespace) -> int:
                       args.run_timeout,
                       Options.max_reboots if args.max_reboots is None else args.max_reboots,
                       (Options.drain_timeout if args.drain_timeout is None
-                       else args.drain_timeout), args.reboot_command, args.allow_reboot)
+                       else args.drain_timeout), args.reboot_command, args.allow_reboot,
+                      Options.max_output if args.max_output is None else args.max_output)
     _check_xunit(args)
     if args.boot_unit and "://" in journal_path(args.journal):
         raise HarnessError("--boot-unit needs a journal file, not a database URL")
@@ -73,7 +74,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     given = {name: getattr(args, name)
              for name in ("workers", "pool", "max_attempts", "timeout", "kill_grace",
-                          "run_timeout", "max_reboots", "drain_timeout", "reboot_command")
+                          "run_timeout", "max_reboots", "drain_timeout", "reboot_command",
+                          "max_output")
              if getattr(args, name) is not None}
     if args.allow_reboot:
         given["allow_reboot"] = True
@@ -362,6 +364,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     if not 1 <= attempt <= row.attempt:
         raise HarnessError(f"task {args.key} of run {run.id} has attempts 1 to "
                            f"{row.attempt}, not {attempt}")
+    from ._outcap import DEFAULT_MAX_OUTPUT, dropped_in
     from .capture import log_paths, spooled
 
     root = run.config.get("data_root")
@@ -372,7 +375,9 @@ def cmd_log(args: argparse.Namespace) -> int:
     run_root = os.path.join(root, str(run.id))
     paths = log_paths(os.path.join(run_root, args.key), attempt)
     # A running attempt's latest output is still in its worker's spool.
-    live = spooled(run_root, args.key, attempt) if row.state in ("queued", "running") else {}
+    cap = int(run.config.get("max_output", DEFAULT_MAX_OUTPUT))
+    live = (spooled(run_root, args.key, attempt, cap)
+            if row.state in ("queued", "running") else {})
     streams = [("stdout", paths[0], live.get(".out")), ("stderr", paths[1], live.get(".err"))]
     if args.stdout or args.stderr:
         streams = [s for s, wanted in zip(streams, (args.stdout, args.stderr)) if wanted]
@@ -386,6 +391,9 @@ def cmd_log(args: argparse.Namespace) -> int:
             continue
         if not (args.stdout or args.stderr):
             where = log if exists else "so far, still running"
+            dropped = dropped_in(log) if exists else 0
+            if dropped:
+                where += f" ({dropped} bytes dropped by --max-output)"
             print(f"==> {name} of {one_line(args.key)} (run {run.id}, attempt {attempt}): "
                   f"{where} <==", flush=True)
         if exists:
@@ -711,6 +719,13 @@ def _seconds(positive: bool) -> Callable[[str], float]:
     return parse
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _reboot_arguments(p: argparse.ArgumentParser, loops: str, drain: str,
                       command: str) -> None:
     p.add_argument("--allow-reboot", action="store_true",
@@ -746,6 +761,11 @@ def _watchdog_arguments(p: argparse.ArgumentParser, timeout: str, grace: str,
     p.add_argument("--run-timeout", type=_seconds(True), metavar="SECONDS",
                    help="limit of the whole run: running tasks are ended, the rest "
                         f"skipped (default: {run_timeout})")
+    p.add_argument("--max-output", type=_size, metavar="SIZE",
+                   help="what each of an attempt's stdout and stderr keeps: its first "
+                        "and last half of SIZE, with a line saying how much was dropped "
+                        "between (e.g. 64MiB, 500K; 0: everything; default: "
+                        + ("64MiB" if run_timeout == "none" else "as the run started") + ")")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

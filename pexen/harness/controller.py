@@ -38,6 +38,7 @@ from ..watchdog import (
 )
 from ._lazydata import owe as owe_data_dir
 from ._lazydata import settle as settle_data_dir
+from ._outcap import DEFAULT_MAX_OUTPUT
 from .capture import (
     FD_LOCK,
     FdCapture,
@@ -108,13 +109,15 @@ class WrapperSide(Record, frozen=True):
     they run in a worker process (`set_env`: which sets the task's
     environment, and is a child subreaper), SIGTERM..SIGKILL grace, whether
     output is captured at the fd level (one task at a time in the
-    controller), the run's report counter and its workers' spool directory."""
+    controller), the run's report counter, its workers' spool directory and
+    the cap on what each stream of an attempt keeps (--max-output; 0: none)."""
 
     set_env: bool
     kill_grace: float = 10.0
     fd_capture: bool = False
     counter: Optional[str] = None
     spools: Optional[str] = None
+    max_output: int = DEFAULT_MAX_OUTPUT
 
 
 class TaskWrapper:
@@ -214,11 +217,12 @@ class TaskWrapper:
                 owe_data_dir(ctx)
             elif self.inner.wants_data_dir():  # type: ignore[attr-defined]
                 _ = ctx.data_dir
-            capture: Any = worker_spool(self.spools).task(*self.logs, ctx.task, ctx.attempt)
+            capture: Any = worker_spool(self.spools, self.side.max_output).task(
+                *self.logs, ctx.task, ctx.attempt)
         elif self.side.fd_capture and FD_LOCK.acquire(blocking=False):
-            capture = FdCapture(*self.logs, lock=FD_LOCK)
+            capture = FdCapture(*self.logs, lock=FD_LOCK, limit=self.side.max_output)
         else:
-            capture = ThreadCapture(*self.logs)
+            capture = ThreadCapture(*self.logs, limit=self.side.max_output)
         began = time.time()
         self.reports_before = count_at(self.counter)
         try:
@@ -311,7 +315,7 @@ class _QuickWrapper(TaskWrapper):
         steps, with no call that is not needed. A task in the thread pool
         is usually small, and this runs for each one."""
         contexts.ctx = self.ctx
-        capture = ThreadCapture(where=self._logs)
+        capture = ThreadCapture(where=self._logs, limit=self.side.max_output)
         captures.files = capture
         counter = self.side.counter
         if counter is None:
@@ -424,6 +428,7 @@ class Session(Record):
     interrupts: Dict[str, int] = Factory(dict)  # key -> unplanned reboots
     groups: Sequence[SuiteGroup] = ()              # exclusivity groups, in run order
     allow_reboot: bool = False                     # may tasks reboot the machine
+    max_output: int = DEFAULT_MAX_OUTPUT           # bytes an attempt's stream keeps
 
 
 @contextmanager
@@ -638,7 +643,8 @@ class JournalListener:
             # Its worker is gone (killed, or died in it): what the task
             # wrote is still in the worker's spool.
             forget_process(pid)
-            salvage(self.run_root, expect=(key, self._attempts.get(key, 0) + 1))
+            salvage(self.run_root, expect=(key, self._attempts.get(key, 0) + 1),
+                    limit=self.session.max_output)
         exc_type = storable(getattr(excinfo.type, "__name__", None))
         # (an executable's exit status, raised in pexen's own code: its
         # traceback says nothing of the test; the message and the test's
@@ -732,7 +738,8 @@ def execute(session: Session, journal_path: str) -> int:
         side = sides.get((in_thread, alone))
         if side is None:
             side = sides[in_thread, alone] = WrapperSide(
-                not in_thread, session.kill_grace, alone, counter, spool_dir(run_root))
+                not in_thread, session.kill_grace, alone, counter, spool_dir(run_root),
+                session.max_output)
         wrapper_of[key] = TaskWrapper(task, ctx, side)
     stop_heartbeat = threading.Event()
     listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start(),
@@ -791,7 +798,7 @@ def execute(session: Session, journal_path: str) -> int:
                 progress_out = None
     # What the workers of an earlier session left in their spools (they died
     # with their controller, or were ended by resume) goes to its tasks' files.
-    salvage(run_root)
+    salvage(run_root, limit=session.max_output)
     try:
         if session.reboot_now is not None:
             # The last controller died between a reboot request and the reboot.
@@ -868,7 +875,7 @@ def execute(session: Session, journal_path: str) -> int:
             progress_out.close()
         _restore_stop_handlers(previous)
         sys.setswitchinterval(interval)
-        salvage(run_root)   # the workers are gone: what they had not moved
+        salvage(run_root, limit=session.max_output)   # the workers are gone
         try:
             os.rmdir(spool_dir(run_root))
         except OSError:   # none was made (or a spool is left: moved next time)

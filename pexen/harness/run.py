@@ -25,6 +25,7 @@ from ._journal import (  # noqa: F401  (the verbs' helpers, as they were here)
     pick_run,
 )
 from ._journal import open_for_verb as _open
+from ._outcap import DEFAULT_MAX_OUTPUT
 from .controller import (
     REQUEUED_FOR_REBOOT,
     STOPPED_BY_SIGNAL,
@@ -67,6 +68,7 @@ class Options(Record, frozen=True):
     drain_timeout: float = 600.0          # for the other tasks, before a reboot
     reboot_command: Optional[str] = None  # None: $PEXEN_REBOOT_COMMAND or systemctl reboot
     allow_reboot: bool = False            # may tasks reboot the machine
+    max_output: int = DEFAULT_MAX_OUTPUT  # bytes kept per stream of an attempt (0: all)
 
     def check(self) -> None:
         if self.workers < 1:
@@ -88,6 +90,8 @@ class Options(Record, frozen=True):
         if not (self.kill_grace >= 0 and math.isfinite(self.kill_grace)):
             raise HarnessError(f"--kill-grace must be a number of seconds >= 0, "
                                f"not {self.kill_grace!r}")
+        if not isinstance(self.max_output, int) or self.max_output < 0:
+            raise HarnessError(f"--max-output must be a size >= 0, not {self.max_output!r}")
 
     def config(self, run_deadline: Optional[float], journal: str) -> Dict[str, Any]:
         """What the run row keeps of them (resume starts from it), and where
@@ -97,7 +101,7 @@ class Options(Record, frozen=True):
                 "kill_grace": self.kill_grace, "run_deadline": run_deadline,
                 "max_reboots": self.max_reboots, "drain_timeout": self.drain_timeout,
                 "reboot_command": self.reboot_command, "allow_reboot": self.allow_reboot,
-                "data_root": controller.data_root(journal)}
+                "max_output": self.max_output, "data_root": controller.data_root(journal)}
 
 
 def _check_tasks(tasks: Sequence[Tuple[str, Any]], spec: SuiteSpec,
@@ -217,7 +221,8 @@ def start(suite: Optional[str], journal: Optional[str] = None,
                                   progress=(progress(len(rows), len(unmet)) if progress
                                             else None),
                                   ready=ready, writer=writer,
-                                  allow_reboot=options.allow_reboot, groups=groups)
+                                  allow_reboot=options.allow_reboot, groups=groups,
+                                  max_output=options.max_output)
             except BaseException:
                 writer.close()
                 raise
@@ -304,7 +309,8 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                            float(config.get("kill_grace", 10.0)), config.get("run_timeout"),
                        int(config.get("max_reboots", 10)),
                        float(config.get("drain_timeout", 600.0)),
-                       config.get("reboot_command"), bool(config.get("allow_reboot", False)))
+                       config.get("reboot_command"), bool(config.get("allow_reboot", False)),
+                       int(config.get("max_output", DEFAULT_MAX_OUTPUT)))
             opts.check()
             # --run-timeout on resume: a new limit from now; else the run's own.
             run_deadline = (time.time() + opts.run_timeout if opts.run_timeout is not None
@@ -340,7 +346,8 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                               writer=plan.writer, ready=ready, reboots=plan.reboots,
                               drain_timeout=opts.drain_timeout, reboot_now=plan.reboot_now,
                               interrupts=plan.interrupts, allow_reboot=opts.allow_reboot,
-                              groups=whole.restricted(plan.tasks).groups)
+                              groups=whole.restricted(plan.tasks).groups,
+                              max_output=opts.max_output)
             code = controller.execute(session, path)
             _close_progress(session)
             if on_end is not None:

@@ -402,7 +402,7 @@ def test_resume_options_and_named_run(tmp_path):
                           "timeout": None, "kill_grace": 10.0, "run_deadline": None,
                           "data_root": str(tmp_path / "pexen-journal.sqlite") + ".d",
                           "max_reboots": 10, "drain_timeout": 600.0, "reboot_command": None,
-                          "allow_reboot": False}
+                          "allow_reboot": False, "max_output": 64 << 20}
     assert oct(os.stat(tmp_path / "pexen-journal.sqlite.d").st_mode & 0o777) == "0o700"
     res = harness("resume", "7", cwd=tmp_path)
     assert res.returncode == 4 and "no run 7" in res.stderr
