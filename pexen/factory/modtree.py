@@ -20,14 +20,19 @@ class ModTreeFactory(BaseFactory):
 
     Modules are imported under their full dotted names (they land in
     sys.modules), so their functions can be pickled by reference.
+
+    `module_factory` is the factory applied to each module (called with
+    `match`); a subclass may name another, to find other things in each.
     """
+
+    module_factory = ModuleFactory
 
     def __init__(self, match: Optional[str] = None) -> None:
         super().__init__()
         self.match = match
 
     def _extract_from_mod(self, mod: ModuleType) -> Iterator[Any]:
-        subf = ModuleFactory(match=self.match)
+        subf = self.module_factory(match=self.match)
         self.callpath_transfer(subf)
         yield from subf(mod)
 

@@ -6,7 +6,9 @@ A suite is one of three kinds:
   task (`ExecutableTask`), keyed by its path relative to the directory without
   its extension (``net/ping.sh`` -> ``net/ping``);
 - ``module``: a Python module or package, walked with
-  `pexen.factory.ModTreeFactory` (its callables that carry metadata);
+  `pexen.factory.ModTreeFactory` (its callables that carry metadata), plus
+  its plain ``test_*`` functions and `unittest.TestCase` test methods
+  (`_pytests`);
 - ``function``: ``module:function``, a factory function called with no
   arguments that returns the tasks (Python is the configuration language).
 
@@ -27,13 +29,13 @@ import sys
 from collections.abc import Mapping
 from types import ModuleType
 
-from ..factory import ModTreeFactory
 from ..sched import TaskGroup
 from ..sched._keys import CALLPATH_ATTR_NAME, auto_name, describe, explicit_key
 from ..sched._when import check_when, wait_session
 from ..sched.meta import SCHED_ATTR_NAME, assign_val
 from ..util import LazyModule, PexenError, Record
 from . import execmeta
+from ._pytests import SuiteTreeFactory
 from .capture import current as current_capture
 from .context import NoContextError, context
 from .outcome import EXIT_ERROR, EXIT_SKIP, TaskOutcome
@@ -579,11 +581,16 @@ def _load_module(spec: SuiteSpec, name: str) -> Loaded:
     try:
         # Keys are read after the walk: a task found twice (imported into a
         # second module) keeps the callpath burnt last, as the engine sees it.
-        tasks = list(ModTreeFactory()(mod))
+        tasks = list(SuiteTreeFactory()(mod))
     except (Exception, SystemExit) as exc:
         raise _error(name, f"cannot walk {spec.target}: {_exc_summary(exc)}") from None
-    pairs = _keyed(name, tasks)
-    return pairs
+    if not tasks:
+        where = spec.target
+        if getattr(mod, "__path__", None) is not None:
+            where += " or its submodules"
+        raise _error(name, "no tasks: no functions decorated with @func_meta and no test_* "
+                           f"functions or unittest.TestCase classes in {where}")
+    return _keyed(name, tasks)
 
 
 def _load_function(spec: SuiteSpec, name: str) -> Loaded:

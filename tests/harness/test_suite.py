@@ -453,7 +453,8 @@ def test_load_module_without_tasks(tmp_path):
     write_tree(tmp_path, {"notasks/__init__.py": "def helper():\n    pass\n",
                           "notasks/more.py": "X = 1\n"})
     msg = suite_error(load_suite, parse_suite("notasks", cwd=str(tmp_path)))
-    assert msg == "suite 'notasks': no tasks"
+    assert msg == ("suite 'notasks': no tasks: no functions decorated with @func_meta and no "
+                   "test_* functions or unittest.TestCase classes in notasks or its submodules")
 
 
 # -- load_suite: factory functions -----------------------------------------------
