@@ -8,6 +8,7 @@ process environment, so the context is kept per thread).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 from ..util import PexenError, Record
@@ -65,9 +66,11 @@ class TaskContext(Record, frozen=True):
         return variables
 
     def variables(self) -> Dict[str, str]:
-        """The PEXEN_* environment variables of the task, creating nothing
-        (what a worker process sets before a Python task: see doc/harness.md,
-        "The task's environment")."""
+        """The environment variables of the task, creating nothing: PEXEN_*,
+        the reboot count under restraint's and tmt's names, and PATH with
+        their commands first (what a worker process sets before a Python
+        task: see doc/harness.md, "The task's environment", and
+        doc/restraint-tmt.md)."""
         reboots = str(self.reboot_count)
         return {
             "PEXEN_JOURNAL": self.journal,
@@ -85,6 +88,10 @@ class TaskContext(Record, frozen=True):
             "TMT_REBOOT_COUNT": reboots,
             "PEXEN_INTERRUPT_COUNT": str(self.interrupt_count),
             "PEXEN_ALLOW_REBOOT": "1" if self.allow_reboot else "0",
+            # restraint's and tmt's commands (rstrnt-report-result, ...): see
+            # compat.py
+            "PATH": task_path(),
+            "PEXEN_PYTHON": PYTHON,
         }
 
     @classmethod
@@ -118,6 +125,39 @@ class TaskContext(Record, frozen=True):
 
 _local = threading.local()
 _created: set = set()
+
+#: The directory of the commands of restraint and tmt that pexen provides
+#: (rstrnt-report-result, tmt-reboot, ...: see compat.py), first on every
+#: task's PATH.
+COMPAT_BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_compat_bin")
+#: The interpreter those commands run pexen with: this one (a task's PATH
+#: need not lead to it, e.g. a virtual environment that is not activated).
+PYTHON = sys.executable or "python3"
+
+_environ_data = getattr(os.environ, "_data", None)   # (os._Environ's own: bytes -> bytes)
+#: (PATH as this process's environment held it last (its very object), the
+#: task's PATH made of it): one tuple, so that threads see the two together
+_path_cache: tuple = (None, "")
+
+
+def task_path() -> str:
+    """The PATH of a task: this process's, with COMPAT_BIN first. Made anew
+    only when this process's PATH changed (a suite or a task may change it),
+    since it is asked for every task: the object the environment holds is
+    the value last seen while it is the same object."""
+    global _path_cache
+    raw = (_environ_data.get(b"PATH") if _environ_data is not None
+           else os.environ.get("PATH"))
+    seen = _path_cache
+    if raw is seen[0] and raw is not None:
+        return seen[1]
+    path = os.fsdecode(raw) if raw is not None else os.defpath
+    if not path:
+        path = COMPAT_BIN
+    elif path != COMPAT_BIN and not path.startswith(COMPAT_BIN + os.pathsep):
+        path = COMPAT_BIN + os.pathsep + path   # (not twice: a worker's PATH has it)
+    _path_cache = (raw, path)
+    return path
 
 
 def set_context(ctx: Optional[TaskContext]) -> None:

@@ -730,6 +730,7 @@ def test_exec_environment_with_a_context(tmp_path, task_context, monkeypatch):
         "PEXEN_TASK_DATA": str(tmp_path / "taskdata"),
         "PEXEN_REBOOT_COUNT": "1", "PEXEN_INTERRUPT_COUNT": "0",
         "PEXEN_ALLOW_REBOOT": "0",
+        "PEXEN_PYTHON": sys.executable,   # (restraint's and tmt's commands run on it)
         # without a run data path: "shared" beside the task's directory
         "PEXEN_RUN_DATA": str(tmp_path / "shared"),
     }
