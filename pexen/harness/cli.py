@@ -337,6 +337,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         j.close()
 
 
+def cmd_follow(args: argparse.Namespace) -> int:
+    from .follow import follow
+
+    j = _open(journal_path(args.journal), create=False)
+    try:
+        run = _run_or_newest(j, args.run)
+        return follow(j, run, as_json=args.json, wait=args.wait, hint=_journal_hint(args))
+    finally:
+        j.close()
+
+
 def _run_or_newest(j: Any, run_id: Optional[int]) -> Any:
     """Run RUN of the journal, or its newest run (finished or not)."""
     if run_id is not None:
@@ -618,6 +629,20 @@ def _build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
     p.add_argument("--journal", help=journal_help)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
+
+    p = add("follow", help="print a run's transitions and results as they happen",
+                       description="Print what RUN (default: the newest run) has journaled "
+                                   "so far, one line per task transition and reported "
+                                   "result, then each new one as it is journaled, until "
+                                   "the run finishes (or its controller is gone).")
+    p.add_argument("run", metavar="RUN", nargs="?", type=int)
+    p.add_argument("--journal", help=journal_help)
+    p.add_argument("--json", action="store_true", help="print one JSON object a line")
+    p.add_argument("--wait", action="store_true",
+                   help="when the run's controller is gone before the run finished "
+                        "(a crash, a reboot), wait for resume to take the run over and "
+                        "follow it on")
+    p.set_defaults(func=cmd_follow)
 
     p = add("log", help="print what a task wrote to stdout and stderr",
                        description="Print the stdout and stderr files of task KEY in "
