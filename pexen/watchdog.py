@@ -414,6 +414,9 @@ class Watchdog:
             entry.pid = pid
             entry.pid_started = pid_started
             self._cond.notify_all()
+            if self.run_timed_out:   # (handed out before the run's deadline passed)
+                self._end(entry, RUN_TIMEOUT)
+                return
             if limit is not None:
                 left = limit - self.time_used.get(key, 0.0) - (time.time() - at)
                 entry.deadline = time.monotonic() + max(0.0, left)

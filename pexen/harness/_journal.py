@@ -49,6 +49,12 @@ def open_for_verb(path: str, create: bool) -> Journal:
         raise HarnessError(str(exc), code) from None
 
 
+#: Two start times of a process (from /proc, in clock ticks: 10 ms) closer
+#: than this are the same process's; a pid taken over by a process started a
+#: moment after the controller died is not the controller.
+_SAME_START = 0.05
+
+
 def controller_alive(run: RunInfo) -> bool:
     """Is the run's recorded controller still running (same boot, same pid,
     same process start time)?"""
@@ -61,7 +67,7 @@ def controller_alive(run: RunInfo) -> bool:
     started = process_started(run.controller_pid)
     if started is None:
         return False
-    return run.controller_started is None or abs(started - run.controller_started) < 1.0
+    return run.controller_started is None or abs(started - run.controller_started) < _SAME_START
 
 
 def pick_run(j: Journal, run_id: Optional[int]) -> RunInfo:

@@ -265,6 +265,15 @@ def _append_range(src: int, size: int, path: str, start: int = 0) -> None:
     """Append `size` bytes of file `src` from offset `start` to the file at
     `path` (made, with its directory, if need be). In the kernel where it can
     (copy_file_range: no copy through this process)."""
+    try:
+        _append(src, size, path, start)
+    except OSError as exc:
+        if exc.filename is None:   # (name the file: a full disk is found by it)
+            raise OSError(exc.errno, exc.strerror, path) from None
+        raise
+
+
+def _append(src: int, size: int, path: str, start: int) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC   # (copy_file_range refuses O_APPEND)
     try:
         dst = os.open(path, flags, 0o600)

@@ -13,6 +13,7 @@ import warnings
 from contextlib import contextmanager
 
 from ..journal import Journal, JournalWriter, TaskState, to_json_value
+from ..journal.errors import write_failed
 from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorkerPool
 from ..sched._call import takes_shared
 from ..sched._keys import CALLPATH_ATTR_NAME
@@ -236,6 +237,11 @@ class TaskWrapper:
                         ret = self.inner(**kwargs)
                 except BaseException as exc:
                     self._ended(began, exc)
+                    full = (_full_disk(self.logs[0]) if isinstance(exc, TaskFailError)
+                            and getattr(exc, "outcome", "fail") in ("fail", "error") else None)
+                    if full is not None:
+                        raise TaskOutcome(getattr(exc, "outcome", "fail"),
+                                          f"{exc}; {full}") from exc
                     raise
                 ended, leaked = self._end_leftovers(began)
         finally:
@@ -294,8 +300,38 @@ class TaskWrapper:
             return end_processes((), [self.ctx.token], self.kill_grace, since=began)
         return [], []
 
+    def pexen_survivor_(self, res: Any, started: float, ended: float) -> None:
+        """(In a worker whose controller died: `pexen.sched._zygote`.) Keep
+        the result of this task in the journal."""
+        finish_survivor(self, res, started, ended)
+
     def __repr__(self) -> str:
         return f"<task {self.ctx.task}>"
+
+
+#: Free space below this on the disk of a failed task's output is called full.
+_FULL_BELOW = 1 << 16
+
+
+def _full_disk(log: str) -> Optional[str]:
+    """When the disk a task's output goes to (`log`: a file of it) is full:
+    what to add to its failure (a test that cannot write its output often
+    fails for that alone, with no word of it in the output); else None."""
+    where = os.path.dirname(log)
+    while True:
+        try:
+            fs = os.statvfs(where)
+            break
+        except FileNotFoundError:   # (not made yet: its parent's disk)
+            parent = os.path.dirname(where)
+            if parent == where:
+                return None
+            where = parent
+        except OSError:
+            return None
+    if fs.f_bavail * fs.f_frsize >= _FULL_BELOW:
+        return None
+    return f"no space left on device: the disk of {where} is full"
 
 
 #: name -> (the str value this process last set, the bytes `os.environ` holds
@@ -384,8 +420,9 @@ def leftovers_message(ended: Sequence[Dict[str, Any]],
 
 
 def outcome_of(res: Any) -> Tuple[TaskState, Optional[str]]:
-    """The journal outcome of an engine result, and its message."""
-    excinfo = res.excinfo
+    """The journal outcome of an engine result (or of its `excinfo`), and its
+    message."""
+    excinfo = getattr(res, "excinfo", res)
     if excinfo is None:
         return TaskState.PASS, None
     val = excinfo.val
@@ -474,6 +511,14 @@ class _Reboot(Exception):
     """A task asked for a reboot and the others have drained."""
 
 
+class _WriterFailed(Exception):
+    """The journal's writer stopped (its process died, a commit failed)."""
+
+
+#: The reason of a task that was running when its run's journal writer failed.
+WRITER_FAILED = "interrupted: the journal could not be written"
+
+
 class _Beat:
     """The controller's second thread: the heartbeat every 2 s, and a look
     at the journal every 0.25 s for a task's reboot request. On one: no more
@@ -488,6 +533,7 @@ class _Beat:
         self.sched = sched
         self.stop = stop
         self.reboot_key: Optional[str] = None
+        self.writer_failed: Optional[BaseException] = None
         self.main = threading.main_thread().ident
         self.thread = threading.Thread(target=self._loop, name="pexen-heartbeat", daemon=True)
 
@@ -500,6 +546,14 @@ class _Beat:
         counter = self.counter
         seen: Optional[int] = -1   # the report count at the last look (-1: none yet)
         while not self.stop.wait(REBOOT_POLL_SECONDS):
+            failed = writer.failure()
+            if failed is not None:
+                # Nothing more can be journaled: stop the run now, not when
+                # the running tasks end by themselves.
+                self.writer_failed = failed
+                if self.main is not None:
+                    signal.pthread_kill(self.main, signal.SIGUSR1)
+                return
             try:
                 if time.monotonic() >= next_beat:
                     writer.update_run(heartbeat_at=time.time())
@@ -636,7 +690,6 @@ class JournalListener:
             if progress is not None:
                 progress(key, "pass", None)
             return
-        state, message = outcome_of(res)
         if self.run_root is not None and isinstance(
                 excinfo.val, (TaskKilledError, WorkerDiedError)) and not (
                 self.thread_pool if self.thread_keys is None else key in self.thread_keys):
@@ -645,26 +698,68 @@ class JournalListener:
             forget_process(pid)
             salvage(self.run_root, expect=(key, self._attempts.get(key, 0) + 1),
                     limit=self.session.max_output)
-        exc_type = storable(getattr(excinfo.type, "__name__", None))
-        # (an executable's exit status, raised in pexen's own code: its
-        # traceback says nothing of the test; the message and the test's
-        # stderr do)
-        exc_text = (None if exc_type == "TaskOutcome" and getattr(task, "exe", False)
-                    else storable(excinfo.text))
-        message = storable(message)
-        values = (at, message, used, None, None, exc_type, exc_text, shared, shared_ok)
-        if isinstance(excinfo.val, TaskTimeout):
-            # the watchdog's: the processes it ended (or could not) go to
-            # the event's detail
-            val = excinfo.val
-            self.writer.transition(key, state, at=at, detail={
-                "by": "watchdog", "killed": val.killed, "leaked": val.leaked},
-                **dict(zip(_FINISHED_COLUMNS, values)))
+        state, values, detail = failure_values(task, excinfo, at, used, shared, shared_ok)
+        if detail is not None:
+            self.writer.transition(key, state, at=at, detail=detail,
+                                   **dict(zip(_FINISHED_COLUMNS, values)))
         else:
             self.writer.move(key, state, at, _FINISHED_COLUMNS, values)
         progress = self.session.progress
         if progress is not None:
-            progress(key, state.value, message)
+            progress(key, state.value, values[1])
+
+
+def failure_values(task: Any, excinfo: Any, at: float, used: float, shared: Any,
+                   shared_ok: Optional[bool]
+                   ) -> Tuple[TaskState, Tuple[Any, ...], Optional[Dict[str, Any]]]:
+    """The outcome of a task that raised (`excinfo`), the values of its
+    `_FINISHED_COLUMNS`, and the detail of its event (None: none)."""
+    state, message = outcome_of(excinfo)
+    exc_type = storable(getattr(excinfo.type, "__name__", None))
+    # (an executable's exit status, raised in pexen's own code: its
+    # traceback says nothing of the test; the message and the test's
+    # stderr do)
+    exc_text = (None if exc_type == "TaskOutcome" and getattr(task, "exe", False)
+                else storable(excinfo.text))
+    values = (at, storable(message), used, None, None, exc_type, exc_text, shared, shared_ok)
+    detail = None
+    if isinstance(excinfo.val, TaskTimeout):
+        # the watchdog's: the processes it ended (or could not) go to the
+        # event's detail
+        val = excinfo.val
+        detail = {"by": "watchdog", "killed": val.killed, "leaked": val.leaked}
+    return state, values, detail
+
+
+def finish_survivor(wrapper: TaskWrapper, res: Any, started: float, ended: float) -> bool:
+    """Record the result of a task whose controller died while it ran, from
+    the worker that ran it (see doc/journal.md, "A task outlives its
+    controller"): as the controller would have, unless a controller has
+    claimed the run since. Whether it was recorded."""
+    from ..journal import open_journal
+    from ._journal import controller_alive
+
+    ctx = wrapper.ctx
+    shared, shared_ok = (None, None) if res.shared is None else to_json_value(res.shared)
+    if res.excinfo is None:
+        ret, ret_ok = ("null", True) if res.ret is None else to_json_value(res.ret)
+        state = TaskState.PASS
+        values: Tuple[Any, ...] = (ended, None, 0.0, ret, ret_ok, None, None, shared,
+                                   shared_ok)
+        detail: Optional[Dict[str, Any]] = None
+    else:
+        state, values, detail = failure_values(wrapper, res.excinfo, ended, 0.0, shared,
+                                               shared_ok)
+    fields = dict(zip(_FINISHED_COLUMNS, values))
+    del fields["time_used"]
+    detail = dict(detail or {}, recorded_by="worker", pid=os.getpid())
+    j = open_journal(ctx.journal, create=False)
+    try:
+        return j.finish_survivor(ctx.run_id, ctx.task, ctx.attempt, ctx.token, state.value,
+                                 ended, fields, ended - started, started, detail,
+                                 is_alive=controller_alive)
+    finally:
+        j.close()
 
 
 class CommitBarrier:
@@ -771,7 +866,13 @@ def execute(session: Session, journal_path: str) -> int:
                         grace=session.kill_grace, run_deadline=session.run_deadline,
                         time_used=session.time_used, tokens=tokens)
     sched.add_listener(watchdog)
-    previous = _install_stop_handlers(lambda: beat.reboot_key is not None)
+    below: List[Tuple[int, Optional[float]]] = []
+
+    def note_below() -> None:
+        below[:] = _below_workers(listener, list(listener.pids))
+
+    previous = _install_stop_handlers(lambda: beat.reboot_key is not None, note_below,
+                                      lambda: beat.writer_failed is not None)
     # The engine's thread hands the interpreter lock to the journal writer's
     # thread at every system call it makes (a read of the workers, a write
     # of the progress lines): it gets it back within a millisecond, not the
@@ -824,13 +925,14 @@ def execute(session: Session, journal_path: str) -> int:
         writer.run_event("finished", detail=detail, finished_at=time.time(), exit_code=code)
     except _Stop:
         _ignore_stop_signals(previous)  # a second ^C must not break the cleanup
-        if gen is not None:
-            gen.close()  # the pool's workers are killed
         stopped = [key for key, _ in session.tasks
                    if writer.state_of(key) in (TaskState.QUEUED, TaskState.RUNNING)]
-        # What the tasks started in sessions of their own (executables, their
-        # daemons) carries the task's token.
-        kill_leftovers((), {tokens[key] for key in stopped})
+        if gen is not None:
+            gen.close()  # the pool's workers are killed
+        # What the tasks started: found under their workers before those
+        # went, and (in sessions of their own: executables, their daemons)
+        # by the task's token.
+        kill_leftovers(below, {tokens[key] for key in stopped})
         now = time.time()
         for key in stopped:
             fields: Dict[str, Any] = {}
@@ -841,14 +943,30 @@ def execute(session: Session, journal_path: str) -> int:
                               detail={"by": "signal"}, **fields)
         code = EXIT_INTERRUPTED
         writer.run_event("interrupted", exit_code=code)
-    except _Reboot:
+    except _WriterFailed:
         _ignore_stop_signals(previous)
+        live = [k for k, _ in session.tasks
+                if writer.state_of(k) in (TaskState.QUEUED, TaskState.RUNNING)]
         if gen is not None:
             gen.close()
+        kill_leftovers(below, {tokens[k] for k in live})
+        failure = beat.writer_failed
+        # What was running is marked so without the writer (when the journal
+        # still takes a write): resume runs it again.
+        try:
+            journal.interrupt_live(session.run_id, os.getpid(), WRITER_FAILED,
+                                   {"by": "journal", "error": storable(str(failure))})
+        except Exception:
+            pass
+        raise write_failed(journal.where, failure) from None
+    except _Reboot:
+        _ignore_stop_signals(previous)
         key = beat.reboot_key or ""
         live = [k for k, _ in session.tasks
                 if writer.state_of(k) in (TaskState.QUEUED, TaskState.RUNNING)]
-        kill_leftovers((), {tokens[k] for k in live})
+        if gen is not None:
+            gen.close()
+        kill_leftovers(below, {tokens[k] for k in live})
         now = time.time()
         for k in live:
             fields = {}
@@ -887,6 +1005,32 @@ def execute(session: Session, journal_path: str) -> int:
     return code
 
 
+def _below_workers(listener: JournalListener, keys: Sequence[str]
+                   ) -> List[Tuple[int, Optional[float]]]:
+    """(pid, start time) of every process below the worker processes that
+    run tasks `keys`: found before the workers are killed, since a worker is
+    the child subreaper of what its task started (a daemon that left the
+    task's session and environment included), which goes to init with it."""
+    me = os.getpid()
+    pids = {listener.pids.get(key) for key in keys} - {None, me}
+    if not pids:
+        return []
+    import psutil
+
+    found = []
+    for pid in pids:
+        try:
+            worker = psutil.Process(pid)
+            started = remembered_start(pid)
+            if started is None or abs(worker.create_time() - started) >= 0.5:
+                continue   # (gone: the pid may be another process's now)
+            for proc in worker.children(recursive=True):
+                found.append((proc.pid, proc.create_time()))
+        except psutil.Error:
+            continue
+    return found
+
+
 def data_root(journal_path: str) -> str:
     """Where tasks' data directories and output files go: next to a file
     journal (PATH.d); for a database URL, ./pexen-data."""
@@ -904,20 +1048,30 @@ def _exit_code(journal: Journal, run_id: int) -> int:
     return EXIT_FAILED if any(counts.get(s) for s in FAILED_STATES) else EXIT_OK
 
 
-def _raise_stop(signum: int, frame: Any) -> None:
-    raise _Stop(signal.Signals(signum).name)
-
-
-def _install_stop_handlers(rebooting: Callable[[], bool]) -> Any:
+def _install_stop_handlers(rebooting: Callable[[], bool],
+                           before: Callable[[], None],
+                           failed: Callable[[], bool] = lambda: False) -> Any:
+    """Handlers that stop the run (SIGINT, SIGTERM) or, on SIGUSR1, stop it
+    because the journal's writer `failed()`, or go on to a reboot (when
+    `rebooting()`); each calls `before()` first, while the pool's workers
+    still live (the engine ends them as the exception leaves it)."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
+    def stop(signum: int, frame: Any) -> None:
+        before()
+        raise _Stop(signal.Signals(signum).name)
+
     def reboot(signum: int, frame: Any) -> None:
+        if failed():
+            before()
+            raise _WriterFailed()
         if rebooting():
+            before()
             raise _Reboot()
 
-    return (signal.signal(signal.SIGINT, _raise_stop),
-            signal.signal(signal.SIGTERM, _raise_stop),
+    return (signal.signal(signal.SIGINT, stop),
+            signal.signal(signal.SIGTERM, stop),
             signal.signal(signal.SIGUSR1, reboot))
 
 

@@ -28,7 +28,7 @@ def kill_leftovers(pids: Iterable[Tuple[int, Optional[float]]], tokens: Set[str]
             continue
         try:
             proc = psutil.Process(pid)
-            if abs(proc.create_time() - started) < 1.0:
+            if abs(proc.create_time() - started) < 0.05:   # (a reused pid is not hit)
                 victims[proc.pid] = proc
                 for child in proc.children(recursive=True):
                     victims[child.pid] = child

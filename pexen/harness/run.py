@@ -329,6 +329,10 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                 checked = loaded
             # before anything is written
             _check_tasks(checked, spec, groups=whole.restricted(checked).groups)
+            # What the dead controller's workers still run ends by itself, and
+            # its result is recorded by them: wait for it before taking over.
+            _wait_for_survivors(run, path, loaded, opts, notify, run_deadline,
+                                {key for key, *_ in j.reboot_requests(run.id)})
             claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
                                   pid_started=process_started(os.getpid()) or time.time(),
                                   boot_id=boot_id(),
@@ -355,6 +359,77 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             return run.id, code
         finally:
             j.close()
+
+
+def _survivors(run: RunInfo, path: str, timeouts: Dict[str, Optional[float]],
+               opts: Options) -> List[Tuple[int, float, Optional[float], Optional[str]]]:
+    """The workers of `run`'s dead controller still alive (on this boot):
+    (pid, start time, deadline or None, key of the task it runs or None).
+    Each worker has a spool named after its pid; the owner record in it,
+    written when a task starts, names the task and dates its start."""
+    from .capture import _read_owner, _spool_bases, spool_dir
+
+    if run.boot_id != boot_id():
+        return []
+    root = run.config.get("data_root") or controller.data_root(path)
+    found = []
+    for base in _spool_bases(spool_dir(os.path.join(root, str(run.id)))):
+        try:
+            pid = int(os.path.basename(base).split("-", 1)[0])
+            st = os.stat(base + ".own")
+        except (ValueError, OSError):
+            continue
+        started = process_started(pid)
+        if started is None or started > st.st_ctime + 1.0:
+            continue   # gone (or the pid is another process's now)
+        owner = _read_owner(base + ".own")
+        key = owner[0] if owner is not None else None
+        timeout = timeouts.get(key) if key is not None else None
+        if timeout is None:
+            timeout = opts.timeout
+        deadline = st.st_mtime + timeout + opts.kill_grace if timeout else None
+        found.append((pid, started, deadline, key))
+    return found
+
+
+#: Survivors that end within this many seconds are waited for without a word.
+_QUIET_WAIT = 0.5
+
+
+def _wait_for_survivors(run: RunInfo, path: str, loaded: List[Tuple[str, Any]],
+                        opts: Options, notify: Callable[[str], None],
+                        run_deadline: Optional[float] = None,
+                        rebooting: Set[str] = frozenset()) -> None:
+    """Wait until the workers the dead controller left running have ended
+    (each records the result of the task it ran: see doc/journal.md, "A task
+    outlives its controller"), each up to its task's deadline (`timeout`
+    metadata, else --timeout, and --kill-grace; none: until it ends), and
+    all up to the run's deadline; not for tasks that asked for a reboot
+    (`rebooting`: they wait for the machine to go down). What is still
+    running then is ended by `_plan_resume` (and run again, or ended by the
+    run's deadline)."""
+    from ..watchdog import task_timeout
+
+    timeouts = {key: task_timeout(task) for key, task in loaded}
+    waiting = [found for found in _survivors(run, path, timeouts, opts)
+               if found[3] not in rebooting]
+    told = False
+    began = time.monotonic()
+    while waiting:
+        if not told and time.monotonic() - began > _QUIET_WAIT:
+            told = True
+            keys = sorted({key for _, _, _, key in waiting if key is not None})
+            shown = ", ".join(keys[:5]) + (" ..." if len(keys) > 5 else "")
+            notify(f"waiting for {len(waiting)} worker(s) of run {run.id}'s previous "
+                   f"controller to finish their tasks ({shown or 'none running'}); each "
+                   "records its task's result")
+        time.sleep(0.02)
+        now = time.time()
+        if run_deadline is not None and now >= run_deadline:
+            return
+        waiting = [(pid, started, deadline, key) for pid, started, deadline, key in waiting
+                   if process_started(pid) == started
+                   and (deadline is None or now < deadline)]
 
 
 def _started_part(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]]

@@ -135,6 +135,16 @@ def _whole_by_its_header(path: str) -> bool:
     if pages == 0 or valid_for != changes:
         return False
     if os.path.getsize(path) < pages * page_size:
+        try:
+            wal = os.path.getsize(path + "-wal")
+        except OSError:
+            wal = 0
+        if wal:
+            # A checkpoint cut short (its disk filled, say) may leave the
+            # header counting pages the write-ahead log still holds: SQLite
+            # finishes it from there. (A page it cannot find is still found
+            # when read.)
+            return True
         raise JournalCorruptError(f"{path} is corrupt (database disk image is malformed: "
                                   f"shorter than the {pages} pages its header counts); "
                                   "it was left as it is")

@@ -247,6 +247,62 @@ class Journal:
                                         json.dumps({"resumed_by": pid})))
         return run
 
+    def finish_survivor(self, run_id: int, key: str, attempt: int, token: str,
+                        to_state: str, at: float, fields: Dict[str, Any], used: float,
+                        started: float, detail: Optional[Dict[str, Any]], *,
+                        is_alive: Callable[[RunInfo], bool]) -> bool:
+        """Record the finish of attempt `attempt` (token `token`) of task
+        `key`, from the process that saw it end after the run's controller
+        died: only while no controller has claimed the run since, and the
+        task's row is still that attempt, queued or running. `fields`: task
+        columns to set; `used`: seconds added to its time used. Whether it
+        was recorded (atomically with the checks)."""
+        with self._transaction(write=True) as cur:
+            cur.execute(_RUNS_SQL + " WHERE id = ?", (run_id,))
+            row = cur.fetchone()
+            if row is None:
+                return False
+            run = _run_info(row)
+            if run.state == "finished" or is_alive(run):
+                return False
+            cur.execute("SELECT id, state FROM tasks WHERE run_id = ? AND key = ? AND "
+                        "attempt = ? AND token = ?", (run_id, key, attempt, token))
+            task = cur.fetchone()
+            if task is None or task[1] not in ("queued", "running"):
+                return False
+            sets = "".join(f", {column} = ?" for column in fields)
+            cur.execute(f"UPDATE tasks SET state = ?{sets}, time_used = time_used + ?, "
+                        "started_at = COALESCE(started_at, ?) WHERE id = ?",
+                        (to_state, *fields.values(), used, started, task[0]))
+            cur.execute(_INSERT_EVENT, (run_id, key, task[1], to_state, at,
+                                        json.dumps(detail) if detail else None))
+        return True
+
+    def interrupt_live(self, run_id: int, pid: int, reason: str,
+                       detail: Optional[Dict[str, Any]] = None) -> List[str]:
+        """Mark the run's queued and running tasks `interrupted` with `reason`,
+        and the run `interrupted` (exit code 3), in one transaction, without a
+        writer (its writer failed): only while process `pid` is the run's
+        controller. The keys marked."""
+        now = time.time()
+        with self._transaction(write=True) as cur:
+            cur.execute("SELECT controller_pid, state FROM runs WHERE id = ?", (run_id,))
+            row = cur.fetchone()
+            if row is None or row[0] != pid or row[1] == "finished":
+                return []
+            cur.execute("SELECT id, key, state FROM tasks WHERE run_id = ? AND state IN "
+                        "('queued', 'running') ORDER BY id", (run_id,))
+            live = [tuple(r) for r in cur.fetchall()]
+            text = json.dumps(detail) if detail else None
+            for task_id, key, state in live:
+                cur.execute("UPDATE tasks SET state = 'interrupted', reason = ? WHERE id = ?",
+                            (reason, task_id))
+                cur.execute(_INSERT_EVENT, (run_id, key, state, "interrupted", now, text))
+            cur.execute("UPDATE runs SET state = 'interrupted', exit_code = 3 WHERE id = ?",
+                        (run_id,))
+            cur.execute(_INSERT_EVENT, (run_id, None, row[1], "interrupted", now, text))
+        return [key for _, key, _ in live]
+
     def runs(self) -> List[RunInfo]:
         with self._transaction() as cur:
             cur.execute(_RUNS_SQL + " ORDER BY id")

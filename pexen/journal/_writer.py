@@ -40,7 +40,7 @@ from . import _sqlitewriter
 from ._db import BUSY_TIMEOUT_MS, Database
 from ._sqlitewriter import NOTE as _NOTE
 from ._sqlitewriter import commit, fold, frame, update_sql
-from .errors import JournalError
+from .errors import JournalError, write_failed
 from .states import TRANSITIONS, TaskState, advance
 
 TYPE_CHECKING = False
@@ -272,7 +272,7 @@ class JournalWriter:
                 raise JournalError(f"{self.where}: the writer did not commit within "
                                    f"{timeout} s")
         if self._error is not None:
-            raise JournalError(f"{self.where}: writing failed: {self._error}")
+            raise write_failed(self.where, self._error)
 
     def after_commit(self, fn: Callable[[Optional[BaseException]], None],
                      urgent: bool = True) -> None:
@@ -290,6 +290,20 @@ class JournalWriter:
         with self._hurry_lock:
             self._hurried = True
             self._waited_for.set()
+
+    def failure(self) -> Optional[BaseException]:
+        """What stopped this writer, if anything: the error it met committing,
+        or (a writer with a process, once that is ready) that its process
+        ended; None while it works. A look for a watcher: commits nothing."""
+        if self._error is not None:
+            return self._error
+        child = self._child
+        if child is not None and child.ready and not self._closed:
+            code = child.proc.poll()
+            if code is not None:
+                return JournalError(f"the writer's process: its process ended "
+                                    f"(exit code {code})")
+        return None
 
     def close(self) -> None:
         """Commit what is queued and stop the thread."""
@@ -313,7 +327,7 @@ class JournalWriter:
         elif self._child is not None:
             self._child.close()
         if self._error is not None:
-            raise JournalError(f"{self.where}: writing failed: {self._error}")
+            raise write_failed(self.where, self._error)
 
     # -- the writer thread -----------------------------------------------------
 

@@ -33,5 +33,17 @@ class JournalTooNewError(JournalError):
     """The journal was written by a newer pexen; it is left untouched."""
 
 
+def write_failed(where: str, error: BaseException) -> JournalError:
+    """The error of a journal at `where` that could not be written: one line,
+    naming a full disk as such (SQLite says "database or disk is full")."""
+    text = str(error)
+    if text.startswith(f"{where}: "):   # (said once is enough)
+        text = text[len(where) + 2:]
+    if ("database or disk is full" in text or "No space left" in text) and \
+            "no space left" not in text:
+        text = f"no space left on its disk ({text})"
+    return JournalError(f"{where}: writing failed: {text}")
+
+
 __all__ = ["JournalCorruptError", "JournalError", "JournalLocationError",
-           "JournalTooNewError", "NotAJournalError"]
+           "JournalTooNewError", "NotAJournalError", "write_failed"]

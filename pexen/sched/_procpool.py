@@ -961,6 +961,10 @@ class ProcessWorkerPool(_Pool):
         for worker in workers:
             _close_worker(worker)
         if ctl is not None:
+            try:   # (a closed channel alone says the controller died)
+                ctl.send(_dumps(("die",)))
+            except OSError:
+                pass
             ctl.close()
         pid, self._zygote_pid = self._zygote_pid, None
         if pid is None:

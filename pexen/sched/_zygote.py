@@ -39,6 +39,17 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 # In a worker process: the channel `Sched.add_tasks` uses from inside a task.
 worker_channel: Optional[_WorkerChannel] = None
+# In the zygote and its workers: the pid of the controller that forked it,
+# and when that started (see `_start_ticks`).
+_controller_pid = 0
+_controller_stat: Optional[bytes] = None
+#: A task's object may have this method: a worker whose controller died
+#: while it ran the task calls it with (result, started, ended) (wall clock
+#: times) once the task has ended, to keep the result (see `_orphaned`).
+SURVIVOR_HOOK = "pexen_survivor_"
+#: How many of its last results a worker offers to the hook: those its dead
+#: controller may have read but not yet recorded.
+_RECENT = 4
 
 
 # -- framing ---------------------------------------------------------------
@@ -180,7 +191,15 @@ def describe_status(status: int) -> str:
 # -- the zygote --------------------------------------------------------------
 
 def _zygote_main(ctl: _socket.socket, tasks: List[Any]) -> None:
-    """Fork workers on request; report their exits; die with the controller."""
+    """Fork workers on request; report their exits. Told to die (the pool
+    ends), kill the workers left and exit; so too when the controller dies
+    (its end of `ctl` closes with no word), unless the tasks have a survivor
+    hook (`SURVIVOR_HOOK`): then let the workers finish what they run (see
+    `_orphaned`), and exit when the last has."""
+    global _controller_pid, _controller_stat
+    _controller_pid = os.getppid()
+    _controller_stat = _start_ticks(_controller_pid)
+    survivors = any(hasattr(task, SURVIVOR_HOOK) for task in tasks)
     # Out of the controller's process group: a ^C on the terminal goes to the
     # controller, which decides what happens to running tasks.
     try:
@@ -224,6 +243,20 @@ def _zygote_main(ctl: _socket.socket, tasks: List[Any]) -> None:
             except OSError:
                 pass
 
+    def orphaned() -> None:
+        # The workers finish the tasks they run and exit (their task
+        # sockets are closed too); reap them, then go.
+        sel.unregister(ctl)
+        while children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            children.pop(pid, None)
+        os._exit(0)
+
     def die() -> None:
         for pid in list(children):
             try:
@@ -256,8 +289,12 @@ def _zygote_main(ctl: _socket.socket, tasks: List[Any]) -> None:
             except OSError:
                 msg, fds = b"", []
             if not msg:
+                if survivors:
+                    orphaned()
                 die()
             req = pickle.loads(msg)
+            if req[0] == "die":
+                die()
             if req[0] == "spawn":
                 wid = req[1]
                 task_sock, result_w, ack_r = fds
@@ -338,9 +375,13 @@ def recv_message(sock: _socket.socket, flags: int = 0,
     return data, list(fds)
 
 
+_GONE = (-1, b"")
+
+
 def _receive(sock: _socket.socket, wait: bool) -> Optional[Tuple[int, bytes]]:
-    """The next task message: (seq, body); (0, b"") to stop; None if there is
-    none now (`wait` False), or the controller is gone."""
+    """The next task message: (seq, body); (0, b"") to stop; `_GONE` when the
+    other end has closed (the controller is gone, or ends the pool); None if
+    there is none now (`wait` False)."""
     while True:
         try:
             data, fds = recv_message(sock, 0 if wait else _socket.MSG_DONTWAIT)
@@ -350,9 +391,9 @@ def _receive(sock: _socket.socket, wait: bool) -> Optional[Tuple[int, bytes]]:
         except BlockingIOError:
             return None
         except OSError:
-            return (0, b"")
+            return _GONE
     if not data:
-        return (0, b"")   # the controller is gone
+        return _GONE
     (seq,) = SEQ.unpack_from(data)
     body = data[SEQ.size:]
     if fds:
@@ -380,14 +421,20 @@ def _worker_main(wid: int, task_fd: int, result_fd: int, ack_fd: int, tasks: Lis
     clock = time.perf_counter
     _write_frame(result_fd, _dumps(("hello", pid)))
     out = b""
+    # (task, result, started, ended) of the last tasks run: see `_orphaned`
+    recent: List[Tuple[Any, TaskRes, float, float]] = []
+    wall = time.time
     msg = _receive(sock, True)
-    while msg is not None and msg[0]:
+    while msg is not None and msg[0] > 0:
         seq, body = msg
         # (what the task costs this worker, its start frame and the pickles
         # included: the pool hands out ahead by these durations)
         began = clock()
         out += _frame(_dumps(("start", seq)))
-        _write_all(result_fd, out)
+        try:
+            _write_all(result_fd, out)
+        except BrokenPipeError:   # the controller is gone: this one never starts
+            _orphaned(recent)
         try:
             _, key, idx, task_blob, shared_blob = pickle.loads(body)
             task = tasks[idx] if idx is not None else pickle.loads(task_blob)
@@ -395,18 +442,85 @@ def _worker_main(wid: int, task_fd: int, result_fd: int, ack_fd: int, tasks: Lis
         except Exception as exc:
             key = "?"
             res = TaskRes(None, None, None, _call.exc_info_of(exc))
+            task = None
         else:
+            started = wall()
             res = _call.call_task(task, shared)
+            recent.append((task, res, started, wall()))
+            if len(recent) > _RECENT:
+                del recent[0]
         _flush_stdio()
         reap_exited()
         out = _frame(_encode_result(seq, key, res, clock() - began))
         msg = _receive(sock, False)
         if msg is None:   # nothing queued: say so now, then wait
-            _write_all(result_fd, out)
+            try:
+                _write_all(result_fd, out)
+            except BrokenPipeError:
+                _orphaned(recent)
             out = b""
             msg = _receive(sock, True)
-    if out:
-        _write_all(result_fd, out)
+    try:
+        if out:
+            _write_all(result_fd, out)
+    except BrokenPipeError:
+        _orphaned(recent)
+    if msg is _GONE:
+        _orphaned(recent)
+    _flush_stdio()
+    os._exit(0)
+
+
+def _start_ticks(pid: int) -> Optional[bytes]:
+    """When process `pid` started (clock ticks after boot, as /proc says), or
+    None where /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # "pid (comm) S ppid ...": the fields after the name, which may hold
+    # anything; the start time is the 22nd field
+    return stat[stat.rfind(b")") + 2:].split()[19]
+
+
+def _controller_gone() -> bool:
+    """Has the controller that forked this worker's zygote died (or become a
+    zombie)? (Its pid may be another process's by now: the start time says.)"""
+    try:
+        with open(f"/proc/{_controller_pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True
+    except OSError:   # (no /proc here)
+        try:
+            os.kill(_controller_pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return True
+    return _controller_stat is not None and fields[19] != _controller_stat
+
+
+def _orphaned(recent: List[Tuple[Any, TaskRes, float, float]]) -> None:
+    """The controller's end of this worker's channels has closed. If the
+    controller died (rather than ending the pool), what the worker ran last
+    may not be in its record: each of the last tasks that has the survivor
+    hook is offered its result (the hook records it where no one did yet).
+    Then the worker exits."""
+    if _controller_pid and _controller_gone():
+        for task, res, started, ended in recent:
+            hook = getattr(task, SURVIVOR_HOOK, None)
+            if hook is None:
+                continue
+            try:
+                hook(res, started, ended)
+            except BaseException:   # (nothing to tell it to: the next one may go)
+                pass
     _flush_stdio()
     os._exit(0)
 

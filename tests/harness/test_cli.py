@@ -444,7 +444,7 @@ def test_every_verb_has_help():
                 assert action.help, (name, action.dest)
 
 
-def _start_long_script(tmp_path, prelude=""):
+def _start_long_script(tmp_path, prelude="", args=()):
     """Start a directory suite of one script, `long`, that writes its pid
     into its data directory and sleeps; return (controller, pid file)."""
     suite = tmp_path / "suite"
@@ -453,7 +453,7 @@ def _start_long_script(tmp_path, prelude=""):
     script.write_text('#!/bin/sh\n' + prelude
                       + 'echo $$ > "$PEXEN_TASK_DATA/pid"\nexec sleep 300\n')
     script.chmod(0o755)
-    proc = spawn("start", str(suite), cwd=tmp_path)
+    proc = spawn("start", str(suite), *args, cwd=tmp_path)
     return proc, tmp_path / "pexen-journal.sqlite.d" / "1" / "long" / "data" / "pid"
 
 
@@ -467,11 +467,12 @@ def _wait_for_pidfile(pidfile, timeout=20):
 
 
 def test_survivors_of_a_dead_controller_are_killed_on_resume(tmp_path):
-    """An executable runs in its own session, so it outlives its worker when
-    the controller is SIGKILLed; resume finds it by its token and kills it."""
+    """A task outlives its controller when that is SIGKILLed; resume waits
+    for it up to its deadline, then ends it and runs it again."""
     proc, pidfile = _start_long_script(
-        tmp_path, 'if [ -e "$PEXEN_TASK_DATA/ran" ]; then exit 0; fi\n'
-                  'touch "$PEXEN_TASK_DATA/ran"\n')
+        tmp_path, '# pexen: timeout=2\n'
+                  'if [ -e "$PEXEN_TASK_DATA/ran" ]; then exit 0; fi\n'
+                  'touch "$PEXEN_TASK_DATA/ran"\n', args=("--kill-grace", "0.5"))
     try:
         deadline = _wait_for_pidfile(pidfile)
         while time.monotonic() < deadline:
