@@ -9,6 +9,7 @@ from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import create_engine
+from sqlalchemy.exc import ArgumentError
 
 from pexen.journal.models import Base
 
@@ -22,7 +23,12 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        engine = create_engine(config.get_main_option("sqlalchemy.url"))
+        url = config.get_main_option("sqlalchemy.url")
+        if url is None:
+            # (what create_engine(None) raised, said here so that it names the option)
+            raise ArgumentError("no connection handed over and no sqlalchemy.url in the "
+                                "Alembic configuration")
+        engine = create_engine(url)
         with engine.connect() as connection:
             _run(connection)
     else:

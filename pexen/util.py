@@ -26,9 +26,17 @@ class Factory:
     (`Factory(list)`: a new list each time)."""
 
     __slots__ = ("make",)
+    make: Callable[[], Any]
 
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self.make = make
+    if TYPE_CHECKING:
+        # To a type checker `Factory(list)` is what it makes (as
+        # dataclasses.field() is), so that a field's annotation holds for its
+        # default; mypy takes a constructor's type from __new__ only when the
+        # class shows it no __init__.
+        def __new__(cls, make: Callable[[], Any]) -> Any: ...
+    else:
+        def __init__(self, make: Callable[[], Any]) -> None:
+            self.make = make
 
 
 class Record:
@@ -54,7 +62,8 @@ class Record:
         cls._fields = tuple(names)
         cls._frozen = frozen or any(getattr(b, "_frozen", False) for b in cls.__bases__)
         if cls._frozen:
-            cls.__hash__ = Record._hash  # type: ignore[method-assign]
+            # (a method of Record's put on a subclass: beyond what mypy follows)
+            cls.__hash__ = Record._hash  # type: ignore[assignment]
         else:
             cls.__hash__ = None  # type: ignore[assignment]
 

@@ -457,8 +457,8 @@ class Watchdog:
                         self.sched.cancel(RUN_TIMEOUT)
                     finally:
                         self._cond.acquire()
-                    for entry in list(self._running.values()):
-                        self._end(entry, RUN_TIMEOUT)
+                    for running in list(self._running.values()):
+                        self._end(running, RUN_TIMEOUT)
                 heap = self._heap
                 while heap and heap[0][0] <= now:
                     deadline, key = heapq.heappop(heap)

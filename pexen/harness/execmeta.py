@@ -129,7 +129,8 @@ def _check(field: str, value: Any, where: str) -> Any:
             except ValueError:
                 pass
         if (not isinstance(value, numbers.Real) or isinstance(value, bool)
-                or not value > 0 or value != value or value == float("inf")):
+                or not value > 0  # type: ignore[operator]  # (typeshed's Real: no __gt__)
+                or value != value or value == float("inf")):
             raise MetaSyntaxError(f"{where}: timeout must be a duration > 0 (seconds, or "
                                   f"e.g. '5m', '1h 30m'), not {value!r}")
         return value

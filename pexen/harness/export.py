@@ -18,7 +18,9 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
 UNFINISHED = {"pending": "not started", "queued": "queued, not started",
               "running": "still running", "rebooting": "rebooting",
               "interrupted": "interrupted"}
-_WHY = {"controller death": "its controller died", "signal": "stopped by a signal"}
+#: (looked up with an event's detail["by"], which may be missing)
+_WHY: Dict[Optional[str], str] = {"controller death": "its controller died",
+                                  "signal": "stopped by a signal"}
 #: Unfinished states of a run whose controller is gone (and not resumed yet).
 _ORPHANED = {**UNFINISHED, "running": "was running"}
 
@@ -66,6 +68,8 @@ def cases_of(j: Journal, run: RunInfo, journal_path: str,
         reported.setdefault((r.key, r.attempt), []).append(
             xunit.SubResult(r.name, r.outcome, r.message))
     cases = []
+    out: Optional[str]
+    err: Optional[str]
     run_dir = os.path.join(root, str(run.id))
     exists = os.path.exists
     for key, state, attempt, message, time_used, exc_type, exc_text in j.export_rows(run.id):
@@ -90,7 +94,7 @@ def cases_of(j: Journal, run: RunInfo, journal_path: str,
             n += 1
             if ev.from_state == "queued":
                 continue   # handed out, never started: it ran nothing, no rerun
-            by = (ev.detail or {}).get("by")
+            by: Optional[str] = (ev.detail or {}).get("by")
             out, err = log_paths(task_dir, n)
             attempts.append(xunit.Attempt(n, "interrupted", _WHY.get(by, by), out, err))
         out = err = None

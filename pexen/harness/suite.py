@@ -150,7 +150,7 @@ class SuiteSpec(Record, frozen=True):
         if not isinstance(data, Mapping):
             raise SuiteError(f"malformed suite record: a {type(data).__name__}, not a dict: "
                              f"{_short(data)}")
-        target = data.get("target")
+        target: Any = data.get("target")   # (checked below)
         name = target if isinstance(target, str) else _short(data)
 
         def bad(what: str) -> SuiteError:

@@ -22,7 +22,7 @@ import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
-    from typing import Any, List, Optional, Sequence, Tuple
+    from typing import Any, List, Optional, Sequence, Tuple, Type
 
 #: How long a connection waits for another's lock before giving up.
 BUSY_TIMEOUT_MS = 30_000
@@ -38,7 +38,7 @@ class Database:
     #: the driver's DB-API paramstyle ("qmark", "format", "pyformat", "numeric")
     paramstyle = "qmark"
     #: the driver's exceptions (all of them: a DB-API ``Error``)
-    errors: Tuple[type, ...] = (sqlite3.Error,)
+    errors: Tuple[Type[BaseException], ...] = (sqlite3.Error,)
     #: the SQLite file, when it is one (the writer's process opens it itself)
     path: Optional[str] = None
 
@@ -108,7 +108,7 @@ class SqliteDatabase(Database):
 
     def __init__(self, path: str, busy_ms: int = BUSY_TIMEOUT_MS) -> None:
         super().__init__()
-        self.path = path
+        self.path: str = path   # (never None here)
         self.busy_ms = busy_ms
 
     def connect(self) -> sqlite3.Connection:

@@ -259,7 +259,8 @@ def quick_binds() -> None:
     first: None stays None (a C function returning its default), a bool
     becomes the int SQLite stores for it anyway. Process-wide: called in the
     writer's own process only."""
-    sqlite3.register_adapter(type(None), {}.get)
+    none_for_none: dict[None, None] = {}   # (its .get is that C function)
+    sqlite3.register_adapter(type(None), none_for_none.get)
     sqlite3.register_adapter(bool, int)
 
 

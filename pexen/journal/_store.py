@@ -77,7 +77,8 @@ class ResultInfo(Record, frozen=True):
 
 class ResumeRow(namedtuple("ResumeRow", (
         "key", "id", "state", "attempt", "reason", "pid", "pid_started", "token",
-        "time_used", "shared", "shared_restorable", "started_at"), defaults=(None,) * 8)):
+        "time_used", "shared", "shared_restorable", "started_at"),
+        defaults=(None, None, None, None, None, None, None, None))):
     """A task as resume sees it (a row of `resume_rows` with its extras):
     key (str), id (int), state (str), attempt (int), and, None where the
     journal has none: reason (str), pid (int), pid_started (float), token

@@ -30,9 +30,9 @@ def takes_shared(task: Callable[..., Any]) -> bool:
     flag = getattr(task, "pexen_takes_shared_", None)
     if flag is not None:
         return bool(flag)
-    code = getattr(task, "__code__", None)
-    if code is not None and "__wrapped__" not in getattr(task, "__dict__", _NO_KWARGS):
-        return code.co_argcount > 0 or bool(code.co_flags & _CO_VARARGS)
+    code_attr = getattr(task, "__code__", None)
+    if code_attr is not None and "__wrapped__" not in getattr(task, "__dict__", _NO_KWARGS):
+        return code_attr.co_argcount > 0 or bool(code_attr.co_flags & _CO_VARARGS)
     import inspect
 
     try:

@@ -191,9 +191,10 @@ class Plan:
             for r in requires[node]:
                 if r in satisfied:
                     for shared in self.assumed_shared.get(r, ()):
-                        if shared_of[node] is None:
-                            shared_of[node] = dict(self.default_shared)
-                        shared_of[node].update(shared)
+                        mine = shared_of[node]
+                        if mine is None:
+                            mine = shared_of[node] = dict(self.default_shared)
+                        mine.update(shared)
                     continue
                 if providers_left.get(r, 0) > 0:
                     bucket_add(waiting, r, node)
@@ -344,9 +345,10 @@ class Plan:
                 if state[w] != WAITING:
                     continue
                 if shared:
-                    if self.shared[w] is None:
-                        self.shared[w] = dict(self.default_shared)
-                    self.shared[w].update(shared)
+                    theirs = self.shared[w]
+                    if theirs is None:
+                        theirs = self.shared[w] = dict(self.default_shared)
+                    theirs.update(shared)
                 left = unmet[w] - 1
                 unmet[w] = left
                 if left == 0:

@@ -112,7 +112,8 @@ TaskRes = namedtuple("TaskRes", ["task", "shared", "ret", "excinfo"])
 TaskRes.__new__.__defaults__ = ({}, None, None)
 
 
-_ExceptionInfoBase = namedtuple("ExceptionInfo", ["type", "val", "tb"])
+# (named "ExceptionInfo": the name its repr shows, as in 0.0.x)
+_ExceptionInfoBase = namedtuple("ExceptionInfo", ["type", "val", "tb"])  # type: ignore[name-match]
 _ExceptionInfoBase.__new__.__defaults__ = (None, None, None)
 
 

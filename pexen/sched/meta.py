@@ -86,7 +86,8 @@ def _convert(field: str, value: Any) -> Any:
             return None
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
             raise MetaTypeError(f"{type(value)} cannot be used for timeout")
-        if not value > 0:
+        # (typeshed's Real declares no __gt__; `not >` keeps NaN out)
+        if not value > 0:  # type: ignore[operator]
             raise MetaValueError(f"timeout must be a positive number of seconds, not {value!r}")
         return value
     if field == "rerun_on_interrupt":

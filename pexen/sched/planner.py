@@ -181,9 +181,11 @@ class Sched:
         queued, started, finished = [], [], []
         for listener in self._listeners:
             if getattr(listener, "task_events", False):
-                queued.append(listener.task_queued)
-                started.append(listener.task_started)
-                finished.append(listener.task_finished)
+                # (it has the three methods too, which a Listener type cannot say)
+                direct: Any = listener
+                queued.append(direct.task_queued)
+                started.append(direct.task_started)
+                finished.append(direct.task_finished)
             else:
                 queued.append(_as_event(listener, EventKind.QUEUED))
                 started.append(_as_event(listener, EventKind.STARTED))
@@ -339,6 +341,7 @@ class Sched:
         """`_depcheck` with groups: a require is met only by a task of the same
         group or an earlier one."""
         table = self._groups
+        first: Callable[[Any], Optional[Tuple[int, str]]]
         if table is not None:
             first = table.first.get
         else:  # all the Sched's tasks so far are at position 0, the earliest
