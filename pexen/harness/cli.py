@@ -33,10 +33,16 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
 DEFAULT_UNIT_DIR = "/etc/systemd/system"
 
 
-def _progress(total: int, done: int) -> Any:
+def _progress(total: int, done: int, timestamps: bool = False) -> Any:
     from .progress import Progress
 
-    return Progress(total, done)
+    return Progress(total, done, timestamps=timestamps)
+
+
+def _progress_of(args: argparse.Namespace) -> Callable[[int, int], Any]:
+    """The progress lines start and resume print, as `args` ask."""
+    stamps = bool(getattr(args, "timestamps", False))
+    return lambda total, done: _progress(total, done, stamps)
 
 
 def _check_xunit(args: argparse.Namespace) -> None:
@@ -63,7 +69,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     pick = Pick(tuple(args.select or ()), tuple(args.exclude or ()), tuple(args.prefer or ()),
                 not args.no_deps)
     ended = _Ended(args)
-    start(args.suite, args.journal, options, _progress,
+    start(args.suite, args.journal, options, _progress_of(args),
           extra_config={"boot_unit": installed} if installed else None,
           pick=pick, rerun_failed=args.rerun_failed, on_end=ended)
     return ended.after()
@@ -81,7 +87,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         given["allow_reboot"] = True
     _check_xunit(args)
     ended = _Ended(args)
-    resume(args.journal, args.run, given, _progress,
+    resume(args.journal, args.run, given, _progress_of(args),
            rerun_interrupted=args.rerun_interrupted, on_end=ended)
     return ended.after()
 
@@ -786,6 +792,8 @@ def _watchdog_arguments(p: argparse.ArgumentParser, timeout: str, grace: str,
     p.add_argument("--run-timeout", type=_seconds(True), metavar="SECONDS",
                    help="limit of the whole run: running tasks are ended, the rest "
                         f"skipped (default: {run_timeout})")
+    p.add_argument("--timestamps", action="store_true",
+                   help="begin each progress line with the time (HH:MM:SS)")
     p.add_argument("--max-output", type=_size, metavar="SIZE",
                    help="what each of an attempt's stdout and stderr keeps: its first "
                         "and last half of SIZE, with a line saying how much was dropped "

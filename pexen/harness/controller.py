@@ -12,7 +12,7 @@ import time
 import warnings
 from contextlib import contextmanager
 
-from ..journal import Journal, JournalWriter, TaskState, to_json_value
+from ..journal import Journal, JournalError, JournalWriter, TaskState, to_json_value
 from ..journal.errors import write_failed
 from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorkerPool
 from ..sched._call import takes_shared
@@ -180,7 +180,7 @@ class TaskWrapper:
         return self.side.kill_grace
 
     @property
-    def counter(self) -> str:
+    def counter(self) -> Optional[str]:
         counter = self.side.counter
         return counter if counter is not None else counter_path(self.ctx)
 
@@ -456,7 +456,7 @@ class Session(Record):
     timeout: Optional[float] = None                # for tasks without `timeout`
     kill_grace: float = 10.0
     run_deadline: Optional[float] = None           # time.time() the run must end by
-    progress: Optional[Callable[[str, str, Optional[str]], None]] = None
+    progress: Optional[Callable[..., None]] = None   # (key, state, reason, duration)
     writer: Optional[JournalWriter] = None         # one already made (resume)
     ready: Optional[Callable[[], None]] = None     # called as the engine starts
     reboots: Dict[str, int] = Factory(dict)  # key -> reboots so far
@@ -486,7 +486,7 @@ def quiet_gc() -> Iterator[Callable[[], None]]:
     if not gc.isenabled() or gc.get_freeze_count():
         yield lambda: None
         return
-    frozen = []
+    frozen: List[bool] = []
 
     def ready() -> None:
         if not frozen:
@@ -519,6 +519,12 @@ class _WriterFailed(Exception):
 WRITER_FAILED = "interrupted: the journal could not be written"
 
 
+#: A running task is said to still run after this many seconds
+#: ($PEXEN_STILL_RUNNING_AFTER, else a minute), and then every five times
+#: as long.
+STILL_RUNNING_FIRST = 60.0
+
+
 class _Beat:
     """The controller's second thread: the heartbeat every 2 s, and a look
     at the journal every 0.25 s for a task's reboot request. On one: no more
@@ -534,6 +540,13 @@ class _Beat:
         self.stop = stop
         self.reboot_key: Optional[str] = None
         self.writer_failed: Optional[BaseException] = None
+        self.listener: Optional[JournalListener] = None   # (for the still-running lines)
+        self._told: Dict[str, float] = {}   # key -> when it is next said to still run
+        try:
+            after = float(os.environ.get("PEXEN_STILL_RUNNING_AFTER") or STILL_RUNNING_FIRST)
+        except ValueError:
+            after = STILL_RUNNING_FIRST
+        self.still_after = after if after > 0 and after == after else STILL_RUNNING_FIRST
         self.main = threading.main_thread().ident
         self.thread = threading.Thread(target=self._loop, name="pexen-heartbeat", daemon=True)
 
@@ -558,6 +571,7 @@ class _Beat:
                 if time.monotonic() >= next_beat:
                     writer.update_run(heartbeat_at=time.time())
                     next_beat = time.monotonic() + HEARTBEAT_SECONDS
+                    self._still_running()
                 if self.reboot_key is None:
                     # A reboot request bumps the run's report counter: the
                     # journal is read only when it moved (no counter: always).
@@ -571,6 +585,27 @@ class _Beat:
                             return
             except Exception:
                 return
+
+    def _still_running(self) -> None:
+        """A line for each task running past a minute (and every five minutes
+        after): a console that shows only finished tasks says what it waits
+        for."""
+        progress = self.session.progress
+        listener = self.listener
+        if listener is None or not hasattr(progress, "still_running"):
+            return
+        first = self.still_after
+        every = 5 * first
+        now = time.time()
+        told = self._told
+        for key, began in list(listener.started.items()):
+            ran = now - began
+            if ran < told.get(key, first):
+                continue
+            told[key] = ran - (ran - first) % every + every
+            progress.still_running(key, ran)   # type: ignore[union-attr]
+        for key in [k for k in told if k not in listener.started]:
+            del told[key]
 
     def _drain(self, key: str) -> None:
         self.reboot_key = key
@@ -610,7 +645,7 @@ class JournalListener:
         self.run_root = run_root   # where the workers' spools are
         # with groups of both kinds: the tasks that run in threads
         self.thread_keys = thread_keys
-        self.on_first = on_first
+        self.on_first: Optional[Callable[[], None]] = on_first
         self.session = session
         self.tokens = tokens
         self.boot = boot_id()
@@ -676,7 +711,8 @@ class JournalListener:
 
     def task_finished(self, key: str, task: Any, res: Any, at: float) -> None:
         excinfo = res.excinfo
-        used = self._time_used.get(key, 0.0) + (at - self.started.pop(key, at))
+        took = at - self.started.pop(key, at)
+        used = self._time_used.get(key, 0.0) + took
         pid = self.pids.pop(key, None)
         shared, shared_ok = ((None, None) if res.shared is None
                              else to_json_value(res.shared))
@@ -688,7 +724,7 @@ class JournalListener:
                              (at, None, used, ret, ret_ok, None, None, shared, shared_ok))
             progress = self.session.progress
             if progress is not None:
-                progress(key, "pass", None)
+                progress(key, "pass", None, took)
             return
         if self.run_root is not None and isinstance(
                 excinfo.val, (TaskKilledError, WorkerDiedError)) and not (
@@ -706,7 +742,7 @@ class JournalListener:
             self.writer.move(key, state, at, _FINISHED_COLUMNS, values)
         progress = self.session.progress
         if progress is not None:
-            progress(key, state.value, values[1])
+            progress(key, state.value, values[1], took)
 
 
 def failure_values(task: Any, excinfo: Any, at: float, used: float, shared: Any,
@@ -843,6 +879,12 @@ def execute(session: Session, journal_path: str) -> int:
     sched = Sched(listeners=[listener])
     sched.dispatch_barrier = CommitBarrier(writer)
     beat = _Beat(session, writer, sched, stop_heartbeat, counter)
+    beat.listener = listener
+    watched = getattr(session.progress, "watched", None)
+    if watched is not None:
+        # a task's line is printed once its finish is committed
+        watched()
+        writer.watch = session.progress
     for provides, shared in session.assumed:
         sched.assume_provided(provides, shared)
     with warnings.catch_warnings():
@@ -858,7 +900,7 @@ def execute(session: Session, journal_path: str) -> int:
             # same metadata and keys
             sched._add_checked([wrapper_of[key] for key, _ in session.tasks],
                                [key for key, _ in session.tasks])
-    spare = default_spare(session.pool, session.workers)
+    spare = default_spare(session.pool, session.workers) or session.workers
     pool = (ThreadWorkerPool(workers=session.workers, spare=spare)
             if thread_pool else ProcessWorkerPool(workers=session.workers, spare=spare,
                                                   ahead=HAND_OUT_AHEAD))
@@ -950,7 +992,7 @@ def execute(session: Session, journal_path: str) -> int:
         if gen is not None:
             gen.close()
         kill_leftovers(below, {tokens[k] for k in live})
-        failure = beat.writer_failed
+        failure = beat.writer_failed or JournalError("the journal writer failed")
         # What was running is marked so without the writer (when the journal
         # still takes a write): resume runs it again.
         try:
@@ -1012,12 +1054,13 @@ def _below_workers(listener: JournalListener, keys: Sequence[str]
     the child subreaper of what its task started (a daemon that left the
     task's session and environment included), which goes to init with it."""
     me = os.getpid()
-    pids = {listener.pids.get(key) for key in keys} - {None, me}
+    pids = {pid for pid in (listener.pids.get(key) for key in keys)
+            if pid is not None and pid != me}
     if not pids:
         return []
     import psutil
 
-    found = []
+    found: List[Tuple[int, Optional[float]]] = []
     for pid in pids:
         try:
             worker = psutil.Process(pid)

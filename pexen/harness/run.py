@@ -41,6 +41,7 @@ from .suite import (
     SuiteError,
     SuiteGroup,
     SuiteSpec,
+    _display_name,
     grouped,
     load_suite_groups,
     parse_suite,
@@ -48,7 +49,7 @@ from .suite import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
-    from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+    from typing import AbstractSet, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
     #: What `start` and `resume` call when the session has ended.
     OnEnd = Callable[[Journal, int, int], int]
@@ -226,6 +227,9 @@ def start(suite: Optional[str], journal: Optional[str] = None,
             except BaseException:
                 writer.close()
                 raise
+            if progress:
+                notify(f"run {run_id}: {len(rows)} tasks of {_display_name(spec)}, "
+                       f"{_pool_text(options)}, journal {path}")
             code = controller.execute(session, path)
             _close_progress(session)
             if on_end is not None:
@@ -246,9 +250,10 @@ def _rerun_spec(path: str, run_id: int, pick: Pick) -> Tuple[SuiteSpec, Loaded]:
         if run_id:
             run = pick_run(j, run_id)
         else:
-            run = j.newest()
-            if run is None:
+            newest = j.newest()
+            if newest is None:
                 raise HarnessError(f"{j.where} has no runs yet")
+            run = newest
         states = {t.key: t.state for t in j.tasks(run.id)}
     finally:
         j.close()
@@ -266,7 +271,15 @@ def _rerun_spec(path: str, run_id: int, pick: Pick) -> Tuple[SuiteSpec, Loaded]:
     return spec, loaded
 
 
+def _pool_text(options: Options) -> str:
+    return f"-j {options.workers} ({options.pool} pool)"
+
+
 def _close_progress(session: Session) -> None:
+    """(The session ended, everything it journaled committed.)"""
+    release = getattr(session.progress, "release", None)
+    if release is not None:
+        release()
     close = getattr(session.progress, "close", None)
     if close is not None:
         close()
@@ -352,6 +365,9 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                               interrupts=plan.interrupts, allow_reboot=opts.allow_reboot,
                               groups=whole.restricted(plan.tasks).groups,
                               max_output=opts.max_output)
+            if progress:
+                notify(f"run {run.id} resumed: {plan.total - plan.done} of {plan.total} "
+                       f"tasks to go, {_pool_text(opts)}, journal {path}")
             code = controller.execute(session, path)
             _close_progress(session)
             if on_end is not None:
@@ -399,7 +415,7 @@ _QUIET_WAIT = 0.5
 def _wait_for_survivors(run: RunInfo, path: str, loaded: List[Tuple[str, Any]],
                         opts: Options, notify: Callable[[str], None],
                         run_deadline: Optional[float] = None,
-                        rebooting: Set[str] = frozenset()) -> None:
+                        rebooting: AbstractSet[str] = frozenset()) -> None:
     """Wait until the workers the dead controller left running have ended
     (each records the result of the task it ran: see doc/journal.md, "A task
     outlives its controller"), each up to its task's deadline (`timeout`
@@ -570,8 +586,8 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         assumed: List[Tuple[List[Any], Optional[Dict[str, Any]]]] = []
         provided_ok = set()
         done = 0
-        for key, row in rows.items():
-            state = state_now.get(key) or row[2]
+        for key, found_row in rows.items():
+            state = state_now.get(key) or found_row[2]
             if state in ENDED_STATES:
                 done += 1
             task = by_key.get(key)

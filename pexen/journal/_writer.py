@@ -148,6 +148,14 @@ class JournalWriter:
         self._specials_found = 0
         self._ids_taken = False   # (the writer's thread) a _NewIds is among what it took
         self._own: Any = None   # the thread's connection, when it commits itself
+        #: Something to tell what is committed (the console's progress): its
+        #: `taken()` is called before each batch is taken from the queue and
+        #: returns a mark, and `committed(mark)` once that batch is
+        #: committed. Whatever it was handed before the mark was made
+        #: (after the transitions it concerns were handed here) is committed
+        #: then.
+        self.watch: Any = None
+        self._mark = 0
         self.commits = 0
         self.events_written = 0
         # Started on the first transition, not here: a process pool forks its
@@ -360,11 +368,22 @@ class JournalWriter:
                     except BaseException as exc:
                         self._error = exc
                 self._settle(markers)
+                self._tell_watch()
                 if stop:
                     return
         finally:
             if con is not None:
                 con.close()
+
+    def _tell_watch(self) -> None:
+        """The batch taken last is committed: tell the watcher (see `watch`)."""
+        watch = self.watch
+        if watch is not None and self._error is None and self._mark:
+            mark, self._mark = self._mark, 0
+            try:
+                watch.committed(mark)
+            except Exception:   # (a watcher's own trouble must not stop the writer)
+                pass
 
     def _settle(self, markers: List[Any]) -> None:
         """What waited for the commit just made (or failed) goes on."""
@@ -383,6 +402,9 @@ class JournalWriter:
         markers and callbacks, whether close() asked to stop)."""
         q = self._queue
         batch: List[Any] = [item]
+        watch = self.watch
+        if watch is not None:   # (before the batch is taken: see `watch`)
+            self._mark = watch.taken()
         # Everything queued now, taken without a turn of Python per item: the
         # items queued after _END wait for the next batch.
         q.put(_END)
@@ -439,6 +461,7 @@ class JournalWriter:
                     except BaseException as exc:
                         self._error = exc
                 self._settle(markers)
+                self._tell_watch()
                 if stop:
                     return None
         finally:

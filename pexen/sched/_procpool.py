@@ -315,10 +315,10 @@ class ProcessWorkerPool(_Pool):
         try:
             shared_blob = _dumps({} if shared is None else shared)
         except Exception as exc:
-            err = AttributeError(f"Can't pickle the shared state given to task {key}: "
-                                 f"{exc}")
+            pickling = AttributeError(f"Can't pickle the shared state given to task {key}: "
+                                      f"{exc}")
             self._put_result(seq, TaskRes(task, shared, None, ExceptionInfo(
-                AttributeError, err, None, f"AttributeError: {err}\n")))
+                AttributeError, pickling, None, f"AttributeError: {pickling}\n")))
             return
         msg = _dumps(("run", key, idx, blob, shared_blob))
         barrier = self.barrier
@@ -330,7 +330,10 @@ class ProcessWorkerPool(_Pool):
                 self._dispatch()
             idle = barrier is not None and self._an_idle_worker()
         if barrier is not None:
-            barrier(task, lambda error=None: self._release(seq, error))
+            def release(error: Optional[BaseException] = None) -> None:
+                self._release(seq, error)
+
+            barrier(task, release)
             if idle:
                 self._hurry()
 
@@ -704,12 +707,12 @@ class ProcessWorkerPool(_Pool):
                     self._teardown()
                     return
                 _, wid, pid, status = pickle.loads(msg)
-                worker = self._workers.get(wid)
-                if worker is not None:
-                    if worker.result_r in watched and watched[worker.result_r] is worker:
-                        sel.unregister(worker.result_r)
-                        del watched[worker.result_r]
-                    self._worker_exited(worker, status)
+                exited = self._workers.get(wid)
+                if exited is not None:
+                    if exited.result_r in watched and watched[exited.result_r] is exited:
+                        sel.unregister(exited.result_r)
+                        del watched[exited.result_r]
+                    self._worker_exited(exited, status)
             elif not data.gone:   # (its fds may be another's by now)
                 self._drain(data)
         with self._lock:

@@ -314,10 +314,10 @@ def _zygote_main(ctl: _socket.socket, tasks: List[Any]) -> None:
                 children[pid] = wid
                 by_wid[wid] = pid
             elif req[0] == "kill":
-                pid = by_wid.get(req[1])
-                if pid is not None:
+                victim = by_wid.get(req[1])
+                if victim is not None:
                     try:
-                        os.kill(pid, req[2])
+                        os.kill(victim, req[2])
                     except OSError:
                         pass
             reap()

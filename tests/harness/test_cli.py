@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -649,9 +650,12 @@ def test_status_and_progress_print_what_tasks_say_as_one_safe_line(tmp_path):
         printed[jpath] = (res.stdout.splitlines(), status.stdout.splitlines())
     said = "RuntimeError: first line\\nsecond\\x00 line"
     progress, status = printed["h.sqlite"]
+    # (the progress line ends with the task's duration: " [15ms]")
+    progress = [re.sub(r" \[[0-9.]+m?s\]$", "", line) for line in progress]
     assert f"ERROR   shouts: {said}" in progress, progress
     assert f"  ERROR   shouts: {said}" in status, status
     progress, status = printed["e.sqlite"]
+    progress = [re.sub(r" \[[0-9.]+m?s\]$", "", line) for line in progress]
     assert "FAIL    evilname: exit status 3" in progress, progress
     assert "  FAIL    evilname: exit status 3" in status, status
 
