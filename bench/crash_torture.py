@@ -3,14 +3,24 @@
 
 Each trial, in a fresh temporary directory:
 
-1. writes a suite module ``crash.py`` of 50 Python tasks with dependencies
-   (chains of five) and locks (a ``disk`` lock, claimed or used), each logging
-   every execution (its attempt number) into a file under its
-   ``PEXEN_TASK_DATA``;
-2. runs ``python -m pexen.harness.cli start crash:tasks -j 2`` with that
-   directory as cwd, SIGKILLs the controller after a random delay, then runs
-   ``... resume`` and may kill that too (1 to 4 kills per trial, drawn at
-   random), until a session runs to its end;
+1. writes a suite of 50 tasks with dependencies (chains of five) and locks (a
+   ``disk`` lock, claimed or used), each appending ``start ATTEMPT TIME PID``
+   to a file under its ``PEXEN_TASK_DATA`` when it begins and ``end ATTEMPT
+   TIME PID`` when it ends (sleeping 20-80 ms between), so that an execution
+   which ran to its end is known. ``--workload python`` (the default): a module
+   ``crash.py`` of Python tasks, run as ``crash:tasks``; ``--workload exe``:
+   a directory ``suite/`` of 50 ``#!/bin/sh`` executables declaring the same
+   metadata in ``# pexen:`` comments, run as ``suite`` (keys ``t00`` ..
+   ``t49``, the ``.sh`` dropped);
+2. runs ``python -m pexen.harness.cli start SUITE -j 2 --pool POOL`` with
+   that directory as cwd, SIGKILLs the controller after a random delay, then
+   runs ``... resume`` (no options: the run's config keeps the pool) and may
+   kill that too (1 to 4 kills per trial, drawn at random), until a session
+   runs to its end. After a kill the next session starts once the killed
+   controller's processes are gone (they are given --survivor-wait), or
+   right away with ``--overlap`` (``resume`` then meets the survivors).
+   ``trial.log`` in the trial directory says when each session started and
+   each kill was sent;
 3. checks:
 
    - every task has exactly one terminal event in the journal's ``events``
@@ -18,12 +28,16 @@ Each trial, in a fresh temporary directory:
      "crash loop" reason (a task running at each of --max-attempts kills);
    - no task that had passed before a kill ran again afterwards (its execution
      log, snapshotted right before each kill, is unchanged at the end);
+   - no execution that ran to its end (logged ``end``) was followed by
+     another one (a later ``start``): "finished-ran-again", whether or not
+     the journal had recorded the pass before the kill;
    - every passed task ran as many times as the journal counts attempts;
+   - the run's config has the pool given to ``start``, after every session;
    - the run is ``finished`` and the last session's exit code agrees with it;
    - no process is left: the descendants of this process, recursively (the
      bench makes itself a child subreaper on Linux, so the workers a killed
-     controller orphans are still its descendants), after each kill and at the
-     end of the trial;
+     controller orphans are still its descendants), within --survivor-wait
+     of each kill and at the end of the trial;
    - no hang: a trial that does not end within --trial-timeout is a violation,
      and everything it started is killed.
 
@@ -34,7 +48,8 @@ with ``sqlite3`` directly (read-only), not through pexen's reader.
 
 Usage::
 
-    python bench/crash_torture.py                  # 200 trials
+    python bench/crash_torture.py                  # 200 trials, Python tasks, process pool
+    python bench/crash_torture.py --workload exe --pool thread
     python bench/crash_torture.py --quick          # 10 trials
     python bench/crash_torture.py --seed 7 --trial 42   # rerun one trial
 
@@ -46,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import platform
 import random
@@ -70,21 +86,27 @@ NTASKS = 50
 TERMINAL = ("pass", "warn", "skip", "fail", "timeout", "error")
 PR_SET_CHILD_SUBREAPER = 36
 
-# The suite each trial writes (as tests/harness/suites.py CRASH_SUITE).
+# The Python suite (after tests/harness/suites.py CRASH_SUITE). The task reads
+# its context with pexen.context(): under the thread pool the PEXEN_*
+# variables are not in os.environ.
 SUITE = textwrap.dedent('''
     """50 tasks with dependencies and locks; each logs every execution."""
     import os
     import time
 
+    import pexen
     from pexen.sched.meta import assign_val
 
 
     def _make(i):
         def task():
-            ctx_dir = os.environ["PEXEN_TASK_DATA"]
-            with open(os.path.join(ctx_dir, "runs"), "a") as f:
-                f.write(f"{os.environ['PEXEN_ATTEMPT']}\\n")
+            ctx = pexen.context()
+            log = os.path.join(ctx.data_dir, "runs")
+            with open(log, "a") as f:
+                f.write(f"start {ctx.attempt} {time.time():.6f} {os.getpid()}\\n")
             time.sleep(0.02 + (i % 7) * 0.01)
+            with open(log, "a") as f:
+                f.write(f"end {ctx.attempt} {time.time():.6f} {os.getpid()}\\n")
             return i
         task.__name__ = task.__qualname__ = f"t{i:02d}"
         meta = {}
@@ -103,6 +125,43 @@ SUITE = textwrap.dedent('''
     def tasks():
         return [_make(i) for i in range(NTASKS)]
 ''').replace("NTASKS", str(NTASKS))
+
+
+def exe_script(i: int) -> str:
+    """Executable i of the exe workload: the same metadata and log as the
+    Python task i, as comment metadata (doc/harness.md, "Metadata for
+    executables")."""
+    meta = []
+    if i % 5:
+        meta.append(f"requires=p{i - 1}")
+    if i % 5 != 4:
+        meta.append(f"provides=p{i}")
+    if i % 3 == 0:
+        meta.append("claims=disk")
+    elif i % 3 == 1:
+        meta.append("uses=disk")
+    return textwrap.dedent(f"""\
+        #!/bin/sh
+        # pexen: {" ".join(meta)}
+        log="$PEXEN_TASK_DATA/runs"
+        echo "start $PEXEN_ATTEMPT $(date +%s.%N) $PPID" >> "$log"
+        sleep {0.02 + (i % 7) * 0.01:.2f}
+        echo "end $PEXEN_ATTEMPT $(date +%s.%N) $PPID" >> "$log"
+        """)
+
+
+def write_suite(tdir: Path, workload: str) -> str:
+    """Write the workload's suite into `tdir`; the SUITE argument of start."""
+    if workload == "python":
+        (tdir / "crash.py").write_text(SUITE)
+        return "crash:tasks"
+    suite = tdir / "suite"
+    suite.mkdir()
+    for i in range(NTASKS):
+        path = suite / f"t{i:02d}.sh"
+        path.write_text(exe_script(i))
+        path.chmod(0o755)
+    return "suite"
 
 
 # -- processes ---------------------------------------------------------------
@@ -230,15 +289,92 @@ def terminal_events(path: Path, run_id: int) -> Dict[str, List[Tuple[int, str]]]
         con.close()
 
 
-def executions(trial_dir: Path) -> Dict[str, List[str]]:
-    """key -> the attempt numbers its executions logged, in order."""
-    out: Dict[str, List[str]] = {}
+# An execution log's lines: (what: "start" or "end", attempt, wall-clock time,
+# pid: the worker's (a Python task's own, an executable's parent)).
+Entry = Tuple[str, str, Optional[float], str]
+Log = List[Entry]
+
+
+def parse_entry(line: str) -> Entry:
+    parts = line.split() + ["", "", "", ""]
+    try:
+        at: Optional[float] = float(parts[2])
+    except ValueError:
+        at = None
+    return parts[0], parts[1], at, parts[3]
+
+
+def executions(trial_dir: Path) -> Dict[str, Log]:
+    """key -> its execution log, in order."""
+    out: Dict[str, Log] = {}
     for p in trial_dir.glob(f"{JOURNAL}.d/*/*/data/runs"):
         try:
-            out[p.parent.parent.name] = p.read_text().split()
+            lines = p.read_text().splitlines()
         except OSError:
-            pass
+            continue
+        out[p.parent.parent.name] = [parse_entry(line) for line in lines]
     return out
+
+
+def starts(log: Log) -> List[str]:
+    """The attempt numbers of the executions a log records."""
+    return [e[1] for e in log if e[0] == "start"]
+
+
+def finished_then_ran(log: Log) -> bool:
+    """Did an execution run to its end (``end``) and another begin after it?"""
+    ended = False
+    for e in log:
+        if e[0] == "end":
+            ended = True
+        elif e[0] == "start" and ended:
+            return True
+    return False
+
+
+def show_log(log: Optional[Log], t0: Optional[float] = None) -> str:
+    """A log as 'start:1 end:1', or with t0 'start:1@0.259s(pid 7)' (s after t0)."""
+    if log is None:
+        return "none"
+    if t0 is None:
+        return " ".join(f"{e[0]}:{e[1]}" for e in log) or "empty"
+    return " ".join(f"{e[0]}:{e[1]}" + (f"@{e[2] - t0:.3f}s" if e[2] is not None else "")
+                    + (f"(pid {e[3]})" if e[3] else "") for e in log) or "empty"
+
+
+def run_config(path: Path, run_id: int) -> Dict[str, object]:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        row = con.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()
+    finally:
+        con.close()
+    return json.loads(row[0]) if row and row[0] else {}
+
+
+def task_events(path: Path, run_id: int, t0: float) -> Dict[str, List[str]]:
+    """key -> its events, each 'from>to@TIME' (s after t0) with the detail, if any."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        out: Dict[str, List[str]] = {}
+        for key, frm, to, at, detail in con.execute(
+                "SELECT key, from_state, to_state, at, detail FROM events WHERE run_id = ? "
+                "AND key IS NOT NULL ORDER BY id", (run_id,)):
+            out.setdefault(key, []).append(f"{frm}>{to}@{at - t0:.3f}s"
+                                           + (f" {detail}" if detail else ""))
+        return out
+    finally:
+        con.close()
+
+
+def worker_recorded(path: Path, run_id: int) -> int:
+    """How many task events a worker recorded (its controller dead)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = con.execute("SELECT detail FROM events WHERE run_id = ? AND key IS NOT NULL "
+                           "AND detail LIKE '%recorded_by%'", (run_id,)).fetchall()
+    finally:
+        con.close()
+    return sum(1 for (detail,) in rows if json.loads(detail).get("recorded_by") == "worker")
 
 
 # -- one trial ---------------------------------------------------------------
@@ -255,6 +391,10 @@ class TrialResult:
     violations: List[Tuple[str, str]] = field(default_factory=list)   # (kind, details)
     crash_loop: int = 0          # tasks ended 'error' by the crash-loop cap
     rerun: int = 0               # tasks that ran more than once (interrupted)
+    worker_recorded: int = 0     # task events recorded by a worker (its controller dead)
+    t0: float = 0.0              # wall-clock time the trial began
+    session_at: List[float] = field(default_factory=list)   # each session's start (wall)
+    kill_at: List[float] = field(default_factory=list)      # each kill (wall)
     directory: Optional[Path] = None
 
 
@@ -287,18 +427,28 @@ def tail(path: Path, lines: int = 6) -> str:
     return " | ".join(text[-lines:])
 
 
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[str]
               ) -> TrialResult:
     rng = random.Random(f"{seed}:{index}")
     res = TrialResult(index, rng.randint(1, args.max_kills))
     tdir = Path(tempfile.mkdtemp(prefix=f"pexen-crash-{index}-", dir=base))
     res.directory = tdir
-    (tdir / "crash.py").write_text(SUITE)
+    suite = write_suite(tdir, args.workload)
     jpath = tdir / JOURNAL
     env = child_env()
     t0 = time.monotonic()
+    res.t0 = time.time()
     deadline = t0 + args.trial_timeout
-    snapshots: List[Tuple[int, Set[str], Dict[str, List[str]]]] = []
+    snapshots: List[Tuple[int, Set[str], Dict[str, Log]]] = []
+    # (--overlap) the processes each kill left, to be gone by a deadline
+    watches: List[Tuple[int, float, List[psutil.Process]]] = []
     verb: Optional[str] = "start"
     last_code: Optional[int] = None
     proc: Optional[subprocess.Popen] = None
@@ -306,17 +456,67 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
     def violation(kind: str, details: str) -> None:
         res.violations.append((kind, details))
 
+    def note(text: str) -> None:
+        """A line of the trial's own log (trial.log, wall-clock times)."""
+        with open(tdir / "trial.log", "a") as f:
+            f.write(f"{time.time():.6f} {text}\n")
+
+    def check_watches(skip: Set[int], wait: bool = False) -> None:
+        """The processes of killed controllers (--overlap): a violation if
+        any is alive past its deadline (then it is killed). `wait`: until
+        every watch is settled."""
+        while watches:
+            reap_orphans(skip)
+            now = time.monotonic()
+            for watch in list(watches):
+                kill, due, procs = watch
+                left = [p for p in procs if alive(p)]
+                if left and now < due:
+                    continue
+                watches.remove(watch)
+                if left:
+                    violation("survivor", f"{len(left)} process(es) of the controller "
+                                          f"killed by kill {kill} still alive "
+                                          f"{args.survivor_wait:g} s later: "
+                                          f"{describe_procs(left)}")
+                    kill_procs(left)
+            if not wait:
+                return
+            time.sleep(0.02)
+
+    def wait_session(proc: subprocess.Popen, timeout: float) -> int:
+        if not watches:
+            return proc.wait(timeout=timeout)
+        end = time.monotonic() + timeout
+        while True:
+            check_watches({proc.pid})
+            try:
+                return proc.wait(timeout=max(0.0, min(0.05, end - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= end:
+                    raise
+
+    def check_pool(run_id: Optional[int], when: str) -> None:
+        if run_id is None:
+            return
+        pool = run_config(jpath, run_id).get("pool")
+        if pool != args.pool:
+            violation("pool", f"{when}: the run's config has pool {pool!r}, not "
+                              f"{args.pool!r}")
+
     try:
         while verb is not None:
             res.sessions += 1
             cmd = [sys.executable, "-m", "pexen.harness.cli", verb]
             if verb == "start":
-                cmd += ["crash:tasks", "-j", str(args.workers)]
+                cmd += [suite, "-j", str(args.workers), "--pool", args.pool]
             out = open(tdir / f"session{res.sessions}.out", "w")
             err = open(tdir / f"session{res.sessions}.err", "w")
             try:
+                res.session_at.append(time.time())
                 proc = subprocess.Popen(cmd, cwd=tdir, env=env, stdout=out, stderr=err,
                                         stdin=subprocess.DEVNULL)
+                note(f"session {res.sessions} started: pid {proc.pid}: {' '.join(cmd[1:])}")
             finally:
                 out.close()
                 err.close()
@@ -327,7 +527,7 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
                 delay = None
                 timeout = max(0.0, deadline - time.monotonic())
             try:
-                last_code = proc.wait(timeout=timeout)
+                last_code = wait_session(proc, timeout)
             except subprocess.TimeoutExpired:
                 if delay is None or time.monotonic() >= deadline:
                     hung = [proc.pid] + [p.pid for p in live_descendants()]
@@ -348,18 +548,26 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
                 view = read_journal(jpath)
                 passed = {k for k, r in view.rows.items() if r.state == "pass"}
                 logs = executions(tdir)
+                res.kill_at.append(time.time())
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
+                note(f"kill {res.kills + 1} (sent at {res.kill_at[-1]:.6f}): session "
+                     f"{res.sessions}, pid {proc.pid}, reaped")
                 proc = None
                 res.kills += 1
                 snapshots.append((res.kills, passed, logs))
-                left = wait_descendants_gone(args.survivor_wait, set())
-                if left:
-                    violation("survivor", f"{len(left)} process(es) of the controller "
-                                          f"killed by kill {res.kills} still alive "
-                                          f"{args.survivor_wait:g} s later: "
-                                          f"{describe_procs(left)}")
-                    kill_procs(left)
+                check_pool(view.run_id, f"before kill {res.kills}")
+                if args.overlap:
+                    watches.append((res.kills, time.monotonic() + args.survivor_wait,
+                                    live_descendants()))
+                else:
+                    left = wait_descendants_gone(args.survivor_wait, set())
+                    if left:
+                        violation("survivor", f"{len(left)} process(es) of the controller "
+                                              f"killed by kill {res.kills} still alive "
+                                              f"{args.survivor_wait:g} s later: "
+                                              f"{describe_procs(left)}")
+                        kill_procs(left)
                 after = read_journal(jpath, with_rows=False)
                 if after.run_id is None:
                     res.kills_before_run += 1
@@ -375,6 +583,8 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
                 violation("exit", f"session {res.sessions} ({verb}) exited {last_code}: "
                                   f"{tail(tdir / f'session{res.sessions}.err')}")
             verb = None
+        check_watches(set(), wait=True)
+        check_pool(read_journal(jpath, with_rows=False).run_id, "at the end")
     except Exception as exc:  # the bench itself: report, do not hang
         violation("bench", f"{type(exc).__name__}: {exc}")
     finally:
@@ -393,7 +603,7 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
 
 
 def check_trial(res: TrialResult, jpath: Path, tdir: Path,
-                snapshots: List[Tuple[int, Set[str], Dict[str, List[str]]]],
+                snapshots: List[Tuple[int, Set[str], Dict[str, Log]]],
                 last_code: Optional[int]) -> None:
     def violation(kind: str, details: str) -> None:
         res.violations.append((kind, details))
@@ -409,10 +619,25 @@ def check_trial(res: TrialResult, jpath: Path, tdir: Path,
         for key in sorted(passed):
             if final.get(key) != logs.get(key):
                 row = view.rows.get(key)
-                violation("ran-again", f"{key} had passed before kill {kill} (executions "
-                                       f"then: attempts {logs.get(key)}), ran again after: "
-                                       f"attempts {final.get(key)}; row now "
+                violation("ran-again", f"{key} had passed before kill {kill} (its log "
+                                       f"then: {show_log(logs.get(key))}), ran again "
+                                       f"after: {show_log(final.get(key))}; row now "
                                        f"{row.state if row else None}")
+    # No execution that ran to its end was followed by another.
+    again = [key for key, log in sorted(final.items()) if finished_then_ran(log)]
+    if again:
+        t0 = res.t0
+        events = task_events(jpath, view.run_id, t0) if view.run_id is not None else {}
+        for key in again:
+            row = view.rows.get(key)
+            violation("finished-ran-again",
+                      f"{key} ran to its end, then ran again (times in s after the trial "
+                      f"began; sessions began at "
+                      f"{', '.join(f'{t - t0:.3f}' for t in res.session_at)}, kills at "
+                      f"{', '.join(f'{t - t0:.3f}' for t in res.kill_at) or 'none'}): "
+                      f"log {show_log(final[key], t0)}; row {row.state if row else None} "
+                      f"attempt {row.attempt if row else None}; events: "
+                      + "; ".join(events.get(key, [])))
     if view.run_id is None:
         violation("unfinished", "no run in the journal at the end")
         return
@@ -449,12 +674,13 @@ def check_trial(res: TrialResult, jpath: Path, tdir: Path,
         # on it): no attempt number twice, no more executions than attempts.
         # Fewer is fine: an attempt is counted when the task is handed out, and
         # a kill may come before its body runs.
-        runs = final.get(key, [])
+        runs = starts(final.get(key, []))
         if len(runs) > 1:
             res.rerun += 1
         if len(runs) > row.attempt or len(set(runs)) != len(runs):
             violation("attempts", f"{key} ended {row.state} at attempt {row.attempt} but "
                                   f"ran {len(runs)} time(s) (logged attempts {runs})")
+    res.worker_recorded = worker_recorded(jpath, view.run_id)
     want = 1 if failed else 0
     if view.exit_code != want:
         violation("exit", f"run exit code {view.exit_code} in the journal, expected {want}")
@@ -475,6 +701,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="random seed (default: a random one, printed)")
     parser.add_argument("--trial", type=int, default=None, metavar="I",
                         help="run only trial I of --seed (to reproduce a violation)")
+    parser.add_argument("--workload", choices=("python", "exe"), default="python",
+                        help="the suite: 50 Python tasks (crash:tasks, the default), or "
+                             "50 #!/bin/sh executables of the same shape (a directory)")
+    parser.add_argument("--pool", choices=("process", "thread"), default="process",
+                        help="start's --pool (default process); resume is given none")
+    parser.add_argument("--overlap", action="store_true",
+                        help="start the next session right after a kill, while the "
+                             "killed controller's processes may still run (default: "
+                             "once they are gone)")
     parser.add_argument("-j", "--workers", type=int, default=2,
                         help="the controller's -j (default 2)")
     parser.add_argument("--max-kills", type=int, default=4,
@@ -483,7 +718,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="shortest delay before a kill, s (default 0)")
     parser.add_argument("--max-delay", type=float, default=2.5,
                         help="longest delay before a kill, s (default 2.5; an "
-                             "uninterrupted run takes about 2.4 s)")
+                             "uninterrupted run takes about 2 s, either workload "
+                             "and pool)")
     parser.add_argument("--trial-timeout", type=float, default=120.0,
                         help="a trial still running after this is a hang (default 120 s)")
     parser.add_argument("--survivor-wait", type=float, default=10.0,
@@ -510,13 +746,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         load = f", 1-min load average {os.getloadavg()[0]:.2f} before starting"
     except (AttributeError, OSError):
         load = ""
+    workload = ("Python tasks (crash:tasks)" if args.workload == "python"
+                else "executables (#!/bin/sh, a directory suite)")
     print(f"pexen crash torture: {len(indices)} trial(s), seed {seed}, "
-          f"{NTASKS} tasks, -j {args.workers}, 1-{args.max_kills} kills per trial, "
-          f"kill delays {args.min_delay:g}..{args.max_delay:g} s, trial timeout "
-          f"{args.trial_timeout:g} s")
+          f"workload {args.workload}: {NTASKS} {workload}, --pool {args.pool}, "
+          f"-j {args.workers}")
+    print(f"1-{args.max_kills} kills per trial, kill delays {args.min_delay:g}.."
+          f"{args.max_delay:g} s, next session "
+          + ("right after a kill (--overlap)" if args.overlap else
+             f"once the killed controller's processes are gone (up to "
+             f"{args.survivor_wait:g} s)")
+          + f", trial timeout {args.trial_timeout:g} s", flush=True)
     print(f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
           f"{os.cpu_count()} CPUs{load}; pexen {code_version()}; child subreaper: "
-          f"{'yes' if reaper else 'no (orphaned workers are not seen)'}")
+          f"{'yes' if reaper else 'no (orphaned workers are not seen)'}", flush=True)
     leftover = live_descendants()
     if leftover:
         print(f"warning: this process already has children: {describe_procs(leftover)}",
@@ -562,6 +805,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"tasks re-run:  {sum(r.rerun for r in results)} (ran more than once, being "
           f"interrupted); ended by the crash-loop cap: {sum(r.crash_loop for r in results)}"
           f" in {sum(1 for r in results if r.crash_loop)} trial(s)")
+    print(f"by workers:    {sum(r.worker_recorded for r in results)} task results recorded "
+          f"by a worker whose controller was dead, in "
+          f"{sum(1 for r in results if r.worker_recorded)} trial(s)")
     if times:
         print(f"time:          {total:.0f} s total; per trial median "
               f"{statistics.median(times):.1f} s, mean {statistics.mean(times):.1f} s, "
@@ -572,8 +818,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         "outcome": "every task ends pass, or error with a 'crash loop' reason (or skip: "
                    "what it needs was)",
         "ran-again": "no task that had passed before a kill ran again",
+        "finished-ran-again": "no execution that ran to its end (logged 'end') was "
+                              "followed by another (a later 'start')",
         "attempts": "every execution is a journaled attempt (no attempt number twice, "
                     "no more executions than attempts)",
+        "pool": f"the run's config keeps --pool {args.pool} (before each kill, at the "
+                "end)",
         "unfinished": "the run is finished at the end of the trial",
         "exit": "exit codes are 0/1 and agree with the outcomes",
         "survivor": "a killed controller's processes die with it "
@@ -582,18 +832,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         "hang": f"no trial hangs (timeout {args.trial_timeout:g} s)",
     }
     found: Dict[str, int] = {}
+    trials_with: Dict[str, int] = {}
     for r in results:
         for kind, _ in r.violations:
             found[kind] = found.get(kind, 0) + 1
+        for kind in {kind for kind, _ in r.violations}:
+            trials_with[kind] = trials_with.get(kind, 0) + 1
+    per = {"finished-ran-again": "task(s)", "ran-again": "task(s)"}
+
+    def counted(kind: str) -> str:
+        return (f"{found[kind]} {per.get(kind, 'violation(s)')} in {trials_with[kind]} "
+                f"trial(s)")
+
     print()
     print("checks:")
     for kind, text in kinds.items():
         n = found.get(kind, 0)
-        print(f"  [{'PASS' if not n else 'FAIL'}] {text}"
-              + (f": {n} violation(s)" if n else ""))
+        print(f"  [{'PASS' if not n else 'FAIL'}] {kind}: {text}"
+              + (f": {counted(kind)}" if n else ""))
     other = sorted(set(found) - set(kinds))
     for kind in other:
-        print(f"  [FAIL] {kind}: {found[kind]} violation(s)")
+        print(f"  [FAIL] {kind}: {counted(kind)}")
     if failed:
         print()
         print("violations:")
