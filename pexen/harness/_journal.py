@@ -65,9 +65,20 @@ def controller_alive(run: RunInfo) -> bool:
     if run.controller_pid == os.getpid():
         return False
     started = process_started(run.controller_pid)
-    if started is None:
+    if started is None or _dead(run.controller_pid):
         return False
     return run.controller_started is None or abs(started - run.controller_started) < _SAME_START
+
+
+def _dead(pid: int) -> bool:
+    """Whether process `pid` has died and waits for its parent to reap it (a
+    zombie: killed, not yet waited for, it still has its start time)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False   # (gone, or no /proc: the start time said enough)
+    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"Z", b"X")
 
 
 def pick_run(j: Journal, run_id: Optional[int]) -> RunInfo:

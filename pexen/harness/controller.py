@@ -40,6 +40,7 @@ from ..watchdog import (
 from ._lazydata import owe as owe_data_dir
 from ._lazydata import settle as settle_data_dir
 from ._outcap import DEFAULT_MAX_OUTPUT
+from ._words import storable
 from .capture import (
     FD_LOCK,
     FdCapture,
@@ -398,14 +399,6 @@ def _set_env(values: Dict[str, str]) -> None:
         environ[name] = value
         key = os.fsencode(name)
         known[name] = (value, key, data[key])
-
-
-def storable(text: Optional[str]) -> Optional[str]:
-    """`text` as UTF-8 can hold it: a lone surrogate (from a task's message,
-    or bytes decoded with surrogateescape) becomes a backslash escape."""
-    if text is None or text.isascii():
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def leftovers_message(ended: Sequence[Dict[str, Any]],
@@ -767,14 +760,16 @@ def failure_values(task: Any, excinfo: Any, at: float, used: float, shared: Any,
     return state, values, detail
 
 
+#: Seconds a survivor's record may take (a journal busy that long is not
+#: waited for: resume then runs the task again).
+SURVIVOR_RECORD_TIMEOUT = 60.0
+
+
 def finish_survivor(wrapper: TaskWrapper, res: Any, started: float, ended: float) -> bool:
     """Record the result of a task whose controller died while it ran, from
     the worker that ran it (see doc/journal.md, "A task outlives its
     controller"): as the controller would have, unless a controller has
     claimed the run since. Whether it was recorded."""
-    from ..journal import open_journal
-    from ._journal import controller_alive
-
     ctx = wrapper.ctx
     shared, shared_ok = (None, None) if res.shared is None else to_json_value(res.shared)
     if res.excinfo is None:
@@ -789,13 +784,28 @@ def finish_survivor(wrapper: TaskWrapper, res: Any, started: float, ended: float
     fields = dict(zip(_FINISHED_COLUMNS, values))
     del fields["time_used"]
     detail = dict(detail or {}, recorded_by="worker", pid=os.getpid())
-    j = open_journal(ctx.journal, create=False)
+    record = {"journal": ctx.journal, "run_id": ctx.run_id, "key": ctx.task,
+              "attempt": ctx.attempt, "token": ctx.token, "state": state.value, "at": ended,
+              "fields": fields, "used": ended - started, "started": started,
+              "detail": detail}
+    # In a process of its own (see _survive.py): this worker holds SQLite's
+    # state of the controller's connection, which a fork does not carry well.
+    import json
+    import subprocess
+
+    import pexen
+
+    env = dict(os.environ)
+    top = os.path.dirname(os.path.dirname(os.path.abspath(pexen.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [top, env.get("PYTHONPATH")]))
     try:
-        return j.finish_survivor(ctx.run_id, ctx.task, ctx.attempt, ctx.token, state.value,
-                                 ended, fields, ended - started, started, detail,
-                                 is_alive=controller_alive)
-    finally:
-        j.close()
+        done = subprocess.run([sys.executable, "-m", "pexen.harness._survive"],
+                              input=json.dumps(record).encode(), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=SURVIVOR_RECORD_TIMEOUT).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done
 
 
 class CommitBarrier:

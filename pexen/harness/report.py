@@ -24,8 +24,8 @@ import mmap
 import os
 import threading
 
+from ._words import OUTCOMES
 from .context import TaskContext, context
-from .outcome import OUTCOMES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
@@ -149,7 +149,7 @@ def report(name: str, outcome: str, message: Optional[str] = None) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a result needs a name, not {name!r}")
     ctx = context()
-    from .controller import storable
+    from ._words import storable
 
     _journal(ctx.journal).add_result(ctx.run_id, ctx.task, ctx.attempt, storable(name) or "",
                                      outcome, storable(message))

@@ -506,17 +506,33 @@ def _controller_gone() -> bool:
     return _controller_stat is not None and fields[19] != _controller_stat
 
 
+#: How long a worker whose channel closed waits to see its controller gone:
+#: a process being killed closes its files first and becomes a zombie a
+#: moment later (if the controller ended the pool instead, its fork server
+#: kills the worker meanwhile).
+_DYING = 2.0
+
+
+def _controller_dies() -> bool:
+    """Whether the controller is gone, or goes within `_DYING` seconds."""
+    deadline = time.monotonic() + _DYING
+    while not _controller_gone():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
 def _orphaned(recent: List[Tuple[Any, TaskRes, float, float]]) -> None:
     """The controller's end of this worker's channels has closed. If the
     controller died (rather than ending the pool), what the worker ran last
     may not be in its record: each of the last tasks that has the survivor
     hook is offered its result (the hook records it where no one did yet).
     Then the worker exits."""
-    if _controller_pid and _controller_gone():
-        for task, res, started, ended in recent:
-            hook = getattr(task, SURVIVOR_HOOK, None)
-            if hook is None:
-                continue
+    hooked = [(hook, res, started, ended) for task, res, started, ended in recent
+              for hook in (getattr(task, SURVIVOR_HOOK, None),) if hook is not None]
+    if hooked and _controller_pid and _controller_dies():
+        for hook, res, started, ended in hooked:
             try:
                 hook(res, started, ended)
             except BaseException:   # (nothing to tell it to: the next one may go)
