@@ -374,7 +374,8 @@ def worker_recorded(path: Path, run_id: int) -> int:
                            "AND detail LIKE '%recorded_by%'", (run_id,)).fetchall()
     finally:
         con.close()
-    return sum(1 for (detail,) in rows if json.loads(detail).get("recorded_by") == "worker")
+    return sum(1 for (detail,) in rows
+               if json.loads(detail).get("recorded_by") in ("worker", "spawner"))
 
 
 # -- one trial ---------------------------------------------------------------

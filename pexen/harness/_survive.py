@@ -19,6 +19,10 @@ from __future__ import annotations
 import json
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
+    from typing import Any, Dict
+
 
 def main() -> int:
     record = json.load(sys.stdin)
@@ -27,6 +31,8 @@ def main() -> int:
 
     j = open_journal(record["journal"], create=False)
     try:
+        if record.get("reported"):
+            _worst_reported(j, record)
         done = j.finish_survivor(record["run_id"], record["key"], record["attempt"],
                                  record["token"], record["state"], record["at"],
                                  record["fields"], record["used"], record["started"],
@@ -34,6 +40,24 @@ def main() -> int:
     finally:
         j.close()
     return 0 if done else 1
+
+
+def _worst_reported(j: Any, record: Dict[str, Any]) -> None:
+    """A result the attempt reported that is worse than its own outcome is
+    its outcome (as the controller would have made it)."""
+    from ._words import OUTCOMES
+
+    rank = {outcome: n for n, outcome in enumerate(OUTCOMES)}
+    found = [r for r in j.results(record["run_id"], record["key"], record["attempt"])]
+    if not found:
+        return
+    worst = max(found, key=lambda r: rank[r.outcome])
+    if rank[worst.outcome] > rank[record["state"]]:
+        text = f"reported {worst.name}: {worst.outcome}"
+        if worst.message:
+            text += f": {worst.message}"
+        record["state"] = worst.outcome
+        record["fields"]["reason"] = text
 
 
 if __name__ == "__main__":

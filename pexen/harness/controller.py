@@ -39,7 +39,9 @@ from ..watchdog import (
 )
 from ._lazydata import owe as owe_data_dir
 from ._lazydata import settle as settle_data_dir
-from ._outcap import DEFAULT_MAX_OUTPUT
+from ._outcap import DEFAULT_MAX_OUTPUT, settle
+from ._spawner import start as start_spawner
+from ._spawner import stop as stop_spawner
 from ._words import storable
 from .capture import (
     FD_LOCK,
@@ -784,12 +786,16 @@ def finish_survivor(wrapper: TaskWrapper, res: Any, started: float, ended: float
     fields = dict(zip(_FINISHED_COLUMNS, values))
     del fields["time_used"]
     detail = dict(detail or {}, recorded_by="worker", pid=os.getpid())
-    record = {"journal": ctx.journal, "run_id": ctx.run_id, "key": ctx.task,
-              "attempt": ctx.attempt, "token": ctx.token, "state": state.value, "at": ended,
-              "fields": fields, "used": ended - started, "started": started,
-              "detail": detail}
-    # In a process of its own (see _survive.py): this worker holds SQLite's
-    # state of the controller's connection, which a fork does not carry well.
+    return _record_survivor({"journal": ctx.journal, "run_id": ctx.run_id, "key": ctx.task,
+                             "attempt": ctx.attempt, "token": ctx.token, "state": state.value,
+                             "at": ended, "fields": fields, "used": ended - started,
+                             "started": started, "detail": detail})
+
+
+def _record_survivor(record: Dict[str, Any]) -> bool:
+    """Have a fresh process record a survivor's finish (see _survive.py: the
+    process calling this holds SQLite's state of the controller's
+    connection, which a fork does not carry well). Whether it was recorded."""
     import json
     import subprocess
 
@@ -799,13 +805,42 @@ def finish_survivor(wrapper: TaskWrapper, res: Any, started: float, ended: float
     top = os.path.dirname(os.path.dirname(os.path.abspath(pexen.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [top, env.get("PYTHONPATH")]))
     try:
-        done = subprocess.run([sys.executable, "-m", "pexen.harness._survive"],
+        return subprocess.run([sys.executable, "-m", "pexen.harness._survive"],
                               input=json.dumps(record).encode(), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               timeout=SURVIVOR_RECORD_TIMEOUT).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
-    return done
+
+
+def record_executable(info: Dict[str, Any], status: int, started: float,
+                      ended: float) -> None:
+    """(In the thread pool's spawner, its controller gone.) Record the finish
+    of an executable as the controller would have: its exit status, a worse
+    result it reported, what it left running ended, its output capped."""
+    from .suite import exit_outcome
+
+    found = exit_outcome(status)
+    ended_procs, leaked = end_processes((), [info["token"]], 10.0, since=started)
+    for path, name in zip(info.get("logs") or (), ("stdout", "stderr")):
+        if info.get("limit"):
+            try:
+                settle(path, info["limit"], 0, name)
+            except OSError:
+                pass
+    if found is None and (ended_procs or leaked):
+        found = ("warn", leftovers_message(ended_procs, leaked))
+    state, message = found if found is not None else ("pass", None)
+    fields: Dict[str, Any] = {"finished_at": ended, "reason": storable(message),
+                              "ret": '{"returncode": 0}' if found is None else None,
+                              "ret_restorable": True if found is None else None,
+                              "exc_type": None if found is None else "TaskOutcome",
+                              "exc_text": None, "shared": None, "shared_restorable": None}
+    _record_survivor({"journal": info["journal"], "run_id": info["run_id"], "key": info["key"],
+                      "attempt": info["attempt"], "token": info["token"], "state": state,
+                      "at": ended, "fields": fields, "used": ended - started,
+                      "started": started, "reported": True,
+                      "detail": {"recorded_by": "spawner", "pid": os.getpid()}})
 
 
 class CommitBarrier:
@@ -952,11 +987,21 @@ def execute(session: Session, journal_path: str) -> int:
     # What the workers of an earlier session left in their spools (they died
     # with their controller, or were ended by resume) goes to its tasks' files.
     salvage(run_root, limit=session.max_output)
+    spawner_mark: Optional[str] = None
     try:
         if session.reboot_now is not None:
             # The last controller died between a reboot request and the reboot.
             beat.reboot_key = session.reboot_now
             raise _Reboot()
+        if thread_pool or thread_keys:
+            if any(isinstance(task, ExecutableTask) for _, task in session.tasks):
+                # executables started by a process that outlives this one;
+                # its mark among the workers' spools lets resume wait for it
+                spawner = start_spawner(record_executable)
+                spawner_mark = os.path.join(spool_dir(run_root), f"{spawner.pid}-spawner.own")
+                os.makedirs(spool_dir(run_root), exist_ok=True)
+                with open(spawner_mark, "wb"):
+                    pass
         watchdog.start()
         if session.ready is not None:
             session.ready()
@@ -1036,6 +1081,12 @@ def execute(session: Session, journal_path: str) -> int:
         code = EXIT_INTERRUPTED
         writer.run_event("rebooting", detail={"task": key}, exit_code=code)
     finally:
+        stop_spawner()
+        if spawner_mark is not None:
+            try:
+                os.unlink(spawner_mark)
+            except OSError:
+                pass
         watchdog.stop()
         if switch is not None:
             switch.__exit__(None, None, None)

@@ -437,7 +437,7 @@ def _wait_for_survivors(run: RunInfo, path: str, loaded: List[Tuple[str, Any]],
             keys = sorted({key for _, _, _, key in waiting if key is not None})
             shown = ", ".join(keys[:5]) + (" ..." if len(keys) > 5 else "")
             notify(f"waiting for {len(waiting)} worker(s) of run {run.id}'s previous "
-                   f"controller to finish their tasks ({shown or 'none running'}); each "
+                   f"controller to finish their tasks{f' ({shown})' if shown else ''}; each "
                    "records its task's result")
         time.sleep(0.02)
         now = time.time()

@@ -305,23 +305,54 @@ class ExecutableTask:
         when = meta.get("when") if meta is not None else None
         if when is not None:
             check_when(when, cwd=cwd, env=env, stdout=out, stderr=err)
+        from ._spawner import current
+
+        spawner = current()
         try:
-            proc = subprocess.Popen([self.path], cwd=cwd,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    stdout=out, stderr=err, env=env)
+            if spawner is not None:
+                # (the thread pool: started by a process that outlives the
+                # controller, see _spawner.py)
+                # (fds 1 and 2 where no per-thread files: the controller's
+                # own at this moment, which may be the task's files)
+                status = spawner.run([self.path], cwd, env, 1 if out is None else out,
+                                     2 if err is None else err, spawn_info(self))
+            else:
+                proc = subprocess.Popen([self.path], cwd=cwd,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        stdout=out, stderr=err, env=env)
+                status = wait_session(proc)
         except OSError as exc:  # not there any more, bad interpreter line, ...
             raise TaskOutcome("error", f"cannot execute {self.path}: "
                                        f"{exc.strerror or _exc_summary(exc)}") from None
-        status = wait_session(proc)
-        if status == 0:
+        found = exit_outcome(status)
+        if found is None:
             return {"returncode": 0}
-        if status < 0:
-            raise TaskOutcome("error", f"killed by signal {-status} ({_signal_name(-status)})")
-        if status == EXIT_SKIP:
-            raise TaskOutcome("skip", f"exit status {EXIT_SKIP} (skip)")
-        if status == EXIT_ERROR:
-            raise TaskOutcome("error", f"exit status {EXIT_ERROR} (error)")
-        raise TaskOutcome("fail", f"exit status {status}")
+        raise TaskOutcome(*found)
+
+
+def exit_outcome(status: int) -> Optional[Tuple[str, str]]:
+    """(outcome, message) of an executable that ended with `status` (as
+    `Popen.returncode`: negative for a signal); None: it passed."""
+    if status == 0:
+        return None
+    if status < 0:
+        return "error", f"killed by signal {-status} ({_signal_name(-status)})"
+    if status == EXIT_SKIP:
+        return "skip", f"exit status {EXIT_SKIP} (skip)"
+    if status == EXIT_ERROR:
+        return "error", f"exit status {EXIT_ERROR} (error)"
+    return "fail", f"exit status {status}"
+
+
+def spawn_info(task: ExecutableTask) -> Dict[str, Any]:
+    """What the spawner needs to record an executable's finish on its own
+    (its task context, where its output goes, the run's cap)."""
+    ctx = context()
+    capture = current_capture()
+    return {"journal": ctx.journal, "run_id": ctx.run_id, "key": ctx.task,
+            "attempt": ctx.attempt, "token": ctx.token,
+            "logs": list(getattr(capture, "paths", ()) or ()),
+            "limit": getattr(capture, "limit", 0)}
 
 
 # -- loading ---------------------------------------------------------------------

@@ -102,9 +102,12 @@ KILLER_SUITE = textwrap.dedent('''
         ctx = pexen.context()
         with open(os.path.join(ctx.data_dir, "runs"), "a") as f:
             f.write(f"{ctx.attempt}\\n")
-        # worker -> fork server -> controller
+        # worker -> fork server -> controller; the machine going down takes
+        # the worker too (else it would outlive the controller and record
+        # the task's pass)
         controller = psutil.Process().parent().parent()
         os.kill(controller.pid, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
     def tasks():

@@ -151,7 +151,8 @@ def test_export_mid_run_after_crash_and_after_resume(tmp_path, schema):
     (tmp_path / "slowsuite.py").write_text(SLOW.replace("30)", "30 if pexen.context().attempt"
                                                                 " == 1 else 0.1)"))
     journal = tmp_path / "pexen-journal.sqlite"
-    proc = spawn("start", "slowsuite:tasks", "-j", "2", cwd=tmp_path)
+    # (the thread pool: its Python tasks die with their controller, and run again)
+    proc = spawn("start", "slowsuite:tasks", "-j", "2", "--pool", "thread", cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import psutil
+import pytest
 
 from pexen.journal import open_journal
 
@@ -135,12 +136,14 @@ def test_the_worker_records_what_ended_after_its_controller_died(tmp_path):
     assert run.state == "finished" and rows["slow"].attempt == 1
 
 
-def test_resume_waits_for_the_survivor_and_takes_its_outcome(tmp_path):
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_resume_waits_for_the_survivor_and_takes_its_outcome(tmp_path, pool):
+    """(Under the thread pool the executables' spawner is the survivor.)"""
     suite = tmp_path / "suite"
     log = _suite(tmp_path, sleep="2")
     _script(suite / "fails.sh", "sleep 2\necho broken >&2\nexit 3\n")
     journal = tmp_path / JOURNAL
-    proc = spawn("start", "suite", "-j", "3", cwd=tmp_path)
+    proc = spawn("start", "suite", "-j", "3", "--pool", pool, cwd=tmp_path)
     try:
         _wait("both running", lambda: all(
             _rows(journal).get(k) is not None and _rows(journal)[k].state == "running"
@@ -151,12 +154,14 @@ def test_resume_waits_for_the_survivor_and_takes_its_outcome(tmp_path):
     res = harness("resume", cwd=tmp_path)
     _no_survivors(below)
     assert res.returncode == 1, res.stderr
-    assert "waiting for 2 worker(s) of run 1's previous controller" in res.stdout
+    assert "worker(s) of run 1's previous controller to finish" in res.stdout
     rows, _ = states(journal)
     assert rows["slow"].state == "pass" and rows["slow"].attempt == 1
     assert rows["fails"].state == "fail" and rows["fails"].attempt == 1
     assert rows["fails"].reason == "exit status 3"
     assert log.read_text().split() == ["start", "1", "end", "1"]
+    recorded = [d for f, t, d in _events(journal, "slow") if t == "pass"][0]
+    assert recorded["recorded_by"] == ("worker" if pool == "process" else "spawner")
 
 
 def test_a_python_task_survives_too(tmp_path):
