@@ -76,6 +76,8 @@ def _dead(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
+    except ProcessLookupError:   # (ESRCH: it is exiting)
+        return True
     except OSError:
         return False   # (gone, or no /proc: the start time said enough)
     return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"Z", b"X")

@@ -189,7 +189,7 @@ def _main(ctl: _socket.socket, record: Any) -> None:   # pragma: no cover (a for
             code = _returncode(status)
             ended = time.time()
             if orphaned:
-                record(info, code, began, ended)
+                _record(record, info, code, began, ended)
             else:
                 recent.append((info, code, began, ended))
                 del recent[:-_RECENT]
@@ -228,7 +228,7 @@ def _main(ctl: _socket.socket, record: Any) -> None:   # pragma: no cover (a for
                 if not orphaned:
                     os._exit(0)   # (closed by a live controller: nothing left to do)
                 for item in recent:
-                    record(*item)
+                    _record(record, *item)
                 recent = []
                 reap()
                 continue
@@ -264,6 +264,14 @@ def _main(ctl: _socket.socket, record: Any) -> None:   # pragma: no cover (a for
             reap()
 
 
+def _record(record: Any, *args: Any) -> None:   # pragma: no cover (a fork)
+    """Record one finish; a failure of one must not stop the others."""
+    try:
+        record(*args)
+    except Exception:
+        pass
+
+
 def _gone(pid: int, wait: float = 2.0) -> bool:
     """Whether process `pid` (the controller) is gone or a zombie, waiting up
     to `wait` seconds for it: a killed process closes its files before it
@@ -273,7 +281,7 @@ def _gone(pid: int, wait: float = 2.0) -> bool:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):   # (ESRCH: it is exiting)
             return True
         except OSError:
             return False

@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 
+from ..sched._zygote import _start_ticks
 from ._outcap import DEFAULT_MAX_OUTPUT, copy_capped, read_capped, settle, trimmer
 
 TYPE_CHECKING = False
@@ -255,6 +256,29 @@ _SPOOL_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
 _COPY_CHUNK = 1 << 20
 
 
+def spool_tag(pid: int) -> str:
+    """The TAG of a spool of process `pid` (``PID-TAG``): when the process
+    started (clock ticks after boot, as /proc says) and a random part, so
+    that `resume` tells the process that made it from a later one with its
+    pid (`started_tag`)."""
+    ticks = _start_ticks(pid)
+    return f"{ticks.decode() if ticks else '0'}.{os.urandom(4).hex()}"
+
+
+def started_tag(name: str) -> Optional[int]:
+    """The pid of the process that made the spool named `name` (``PID-TAG``,
+    its path without the suffix), if that process is still alive; else None."""
+    pid_text, _, tag = os.path.basename(name).partition("-")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return None
+    ticks = _start_ticks(pid)
+    if ticks is None or tag.split(".", 1)[0] != ticks.decode():
+        return None
+    return pid
+
+
 def spool_dir(run_root: str) -> str:
     """Where the workers of run `run_root` (``ROOT/RUN``) keep their spools:
     ``ROOT/RUN.spool``, beside the run's directory (no task key can name it)."""
@@ -312,8 +336,10 @@ def _append(src: int, size: int, path: str, start: int) -> None:
 class WorkerSpool:
     """A worker process's capture: fds 1 and 2 point, for the worker's whole
     life, at two files of its own in the run's spool directory
-    (``PID-TAG.out``, ``PID-TAG.err``; TAG is random, so a later process
-    with the same pid never meets them), opened for appending; a third
+    (``PID-TAG.out``, ``PID-TAG.err``; TAG is the process's start time and a
+    random part (`spool_tag`), so a later process with the same pid never
+    meets them, and `resume` knows the worker is still the one that made
+    them), opened for appending; a third
     (``PID-TAG.own``) names the task and attempt the output belongs to.
 
     A task's capture (`task()`) writes the owner record (one `pwrite`), runs
@@ -329,7 +355,7 @@ class WorkerSpool:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except FileExistsError:
             pass
-        base = os.path.join(directory, f"{self.pid}-{os.urandom(4).hex()}")
+        base = os.path.join(directory, f"{self.pid}-{spool_tag(self.pid)}")
         self.base = base
         self.own = os.open(base + ".own", _SPOOL_FLAGS & ~os.O_APPEND, 0o600)
         os.write(self.own, _OWNER_MAGIC + b"\0\0")

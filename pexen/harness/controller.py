@@ -51,6 +51,7 @@ from .capture import (
     log_paths,
     salvage,
     spool_dir,
+    spool_tag,
     worker_spool,
 )
 from .capture import _local as captures
@@ -998,7 +999,8 @@ def execute(session: Session, journal_path: str) -> int:
                 # executables started by a process that outlives this one;
                 # its mark among the workers' spools lets resume wait for it
                 spawner = start_spawner(record_executable)
-                spawner_mark = os.path.join(spool_dir(run_root), f"{spawner.pid}-spawner.own")
+                spawner_mark = os.path.join(spool_dir(run_root),
+                                            f"{spawner.pid}-{spool_tag(spawner.pid)}.own")
                 os.makedirs(spool_dir(run_root), exist_ok=True)
                 with open(spawner_mark, "wb"):
                     pass

@@ -20,6 +20,7 @@ from ._journal import (  # noqa: F401  (the verbs' helpers, as they were here)
     EXIT_INTERNAL,
     EXIT_USAGE,
     HarnessError,
+    _dead,
     controller_alive,
     journal_path,
     pick_run,
@@ -383,21 +384,21 @@ def _survivors(run: RunInfo, path: str, timeouts: Dict[str, Optional[float]],
     (pid, start time, deadline or None, key of the task it runs or None).
     Each worker has a spool named after its pid; the owner record in it,
     written when a task starts, names the task and dates its start."""
-    from .capture import _read_owner, _spool_bases, spool_dir
+    from .capture import _read_owner, _spool_bases, spool_dir, started_tag
 
     if run.boot_id != boot_id():
         return []
     root = run.config.get("data_root") or controller.data_root(path)
     found = []
     for base in _spool_bases(spool_dir(os.path.join(root, str(run.id)))):
+        pid = started_tag(base)   # (None: gone, or the pid is another process's now)
         try:
-            pid = int(os.path.basename(base).split("-", 1)[0])
             st = os.stat(base + ".own")
-        except (ValueError, OSError):
+        except OSError:
             continue
-        started = process_started(pid)
-        if started is None or started > st.st_ctime + 1.0:
-            continue   # gone (or the pid is another process's now)
+        started = process_started(pid) if pid is not None else None
+        if pid is None or started is None or _dead(pid):
+            continue   # (a zombie has ended: what it recorded is in)
         owner = _read_owner(base + ".own")
         key = owner[0] if owner is not None else None
         timeout = timeouts.get(key) if key is not None else None
@@ -444,7 +445,7 @@ def _wait_for_survivors(run: RunInfo, path: str, loaded: List[Tuple[str, Any]],
         if run_deadline is not None and now >= run_deadline:
             return
         waiting = [(pid, started, deadline, key) for pid, started, deadline, key in waiting
-                   if process_started(pid) == started
+                   if process_started(pid) == started and not _dead(pid)
                    and (deadline is None or now < deadline)]
 
 

@@ -490,7 +490,7 @@ def _controller_gone() -> bool:
     try:
         with open(f"/proc/{_controller_pid}/stat", "rb") as f:
             stat = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):   # (ESRCH: it is exiting)
         return True
     except OSError:   # (no /proc here)
         try:

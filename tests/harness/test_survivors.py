@@ -141,13 +141,15 @@ def test_resume_waits_for_the_survivor_and_takes_its_outcome(tmp_path, pool):
     """(Under the thread pool the executables' spawner is the survivor.)"""
     suite = tmp_path / "suite"
     log = _suite(tmp_path, sleep="2")
-    _script(suite / "fails.sh", "sleep 2\necho broken >&2\nexit 3\n")
+    _script(suite / "fails.sh", f"touch {tmp_path / 'fails.started'}\nsleep 2\n"
+                                "echo broken >&2\nexit 3\n")
     journal = tmp_path / JOURNAL
     proc = spawn("start", "suite", "-j", "3", "--pool", pool, cwd=tmp_path)
     try:
-        _wait("both running", lambda: all(
-            _rows(journal).get(k) is not None and _rows(journal)[k].state == "running"
-            for k in ("slow", "fails")))
+        # (both executables started, and both running in the journal)
+        _wait("both running", lambda: log.exists() and (tmp_path / "fails.started").exists()
+              and all(_rows(journal).get(k) is not None
+                      and _rows(journal)[k].state == "running" for k in ("slow", "fails")))
         below = _kill_controller(proc, tmp_path)
     finally:
         end(proc)
