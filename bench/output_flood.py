@@ -103,7 +103,7 @@ def flood_py():
         flood(lambda b: os.write(1, b), {size})
 """
 
-_FLOOD = re.compile(r"FLOOD ([0-9.]+) ([0-9]+)")
+_FLOOD = re.compile(r"FLOOD ([0-9.]+) (-?[0-9]+)")
 
 
 def _parse(text: str) -> tuple:

@@ -150,6 +150,20 @@ class LazyModule(ModuleType):
 _boot_time: Optional[float] = None
 
 
+def start_ticks(pid: int) -> Optional[bytes]:
+    """When process `pid` started, as /proc says it (clock ticks after boot,
+    the digits as they are: exact, unlike a time computed from them), or None
+    where it cannot say (gone, no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # "pid (comm) S ppid ...": the fields after the name, which may hold
+    # anything; the start time is the 22nd field
+    return stat[stat.rfind(b")") + 2:].split()[19]
+
+
 def process_start_time(pid: int) -> Optional[float]:
     """When process `pid` started (seconds since the epoch, as psutil's
     `create_time` gives it on Linux), or None if it is gone. Read from /proc

@@ -30,7 +30,7 @@ import os
 import sys
 import threading
 
-from ..sched._zygote import _start_ticks
+from ..util import start_ticks as _start_ticks
 from ._outcap import DEFAULT_MAX_OUTPUT, copy_capped, read_capped, settle, trimmer
 
 TYPE_CHECKING = False
