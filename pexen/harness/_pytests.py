@@ -27,6 +27,7 @@ import threading
 from types import ModuleType
 
 from ..factory import ModTreeFactory, ModuleFactory
+from ._words import exc_summary as _summary
 from .outcome import TaskOutcome
 
 TYPE_CHECKING = False
@@ -41,16 +42,6 @@ _CO_GENERATOR = 0x20
 _CO_COROUTINE = 0x80
 _CO_ITERABLE_COROUTINE = 0x100
 _CO_ASYNC_GENERATOR = 0x200
-
-
-def _summary(exc: BaseException) -> str:
-    """'Type: first line of the message' of an exception."""
-    try:
-        lines = str(exc).strip().splitlines()
-    except Exception:  # a broken __str__
-        lines = []
-    first = lines[0].strip() if lines else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _assert_message(exc: AssertionError) -> str:

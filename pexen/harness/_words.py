@@ -18,3 +18,13 @@ def storable(text: Optional[str]) -> Optional[str]:
     if text is None or text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def exc_summary(exc: BaseException) -> str:
+    """'Type: first line of the message' of an exception."""
+    try:
+        lines = str(exc).strip().splitlines()
+    except Exception:  # a broken __str__
+        lines = []
+    first = lines[0].strip() if lines else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

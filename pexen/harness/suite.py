@@ -36,6 +36,7 @@ from ..sched.meta import SCHED_ATTR_NAME, assign_val
 from ..util import LazyModule, PexenError, Record
 from . import execmeta
 from ._pytests import SuiteTreeFactory
+from ._words import exc_summary as _exc_summary
 from .capture import current as current_capture
 from .context import NoContextError, context
 from .outcome import EXIT_ERROR, EXIT_SKIP, TaskOutcome
@@ -76,16 +77,6 @@ def _short(obj: Any) -> str:
     except Exception:  # a broken __repr__ must not hide the real problem
         text = f"<{type(obj).__name__} object>"
     return _one_line(text)
-
-
-def _exc_summary(exc: BaseException) -> str:
-    """'Type: first line of the message' of an exception."""
-    try:
-        lines = str(exc).strip().splitlines()
-    except Exception:  # a broken __str__
-        lines = []
-    first = lines[0].strip() if lines else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _error(name: str, what: str) -> SuiteError:

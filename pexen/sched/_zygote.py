@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 
+from ..util import start_ticks as _start_ticks
 from . import _call
 from ._keys import describe
 from .common import ExceptionInfo, TaskFailError, TaskRes
@@ -469,19 +470,6 @@ def _worker_main(wid: int, task_fd: int, result_fd: int, ack_fd: int, tasks: Lis
         _orphaned(recent)
     _flush_stdio()
     os._exit(0)
-
-
-def _start_ticks(pid: int) -> Optional[bytes]:
-    """When process `pid` started (clock ticks after boot, as /proc says), or
-    None where /proc cannot say."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # "pid (comm) S ppid ...": the fields after the name, which may hold
-    # anything; the start time is the 22nd field
-    return stat[stat.rfind(b")") + 2:].split()[19]
 
 
 def _controller_gone() -> bool:
