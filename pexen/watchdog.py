@@ -37,6 +37,7 @@ import signal
 import threading
 import time
 
+from .sched import _cgroup
 from .sched._zygote import reap_exited, set_subreaper
 from .sched.common import ExceptionInfo, TaskKilledError, TaskRes
 from .sched.meta import SCHED_ATTR_NAME
@@ -160,8 +161,13 @@ class _Victims:
     (a task may fork while it dies)."""
 
     def __init__(self, roots: Iterable[Tuple[int, Optional[float]]], tokens: Set[str],
-                 since: Optional[float], exclude: Iterable[int]) -> None:
+                 since: Optional[float], exclude: Iterable[int],
+                 cgroups: Iterable[str] = ()) -> None:
         self.me = os.getpid()
+        # (never a cgroup this process is in: it would end itself)
+        mine = _cgroup.cgroup_of() if cgroups else None
+        self.cgroups = [cg for cg in cgroups if cg and not (
+            mine is not None and (mine == cg or mine.startswith(cg + "/")))]
         self.my_group = os.getpgrp()
         self.exclude = set(exclude) | {self.me}
         self.tokens = tokens
@@ -194,6 +200,12 @@ class _Victims:
             except psutil.Error:
                 continue
         found.extend(token_processes(self.tokens, self.since, self.exclude))
+        for cgroup in self.cgroups:
+            for pid in _cgroup.pids(cgroup):
+                try:
+                    found.append(psutil.Process(pid))
+                except psutil.Error:
+                    continue
         new = []
         for proc in found:
             if proc.pid in self.exclude:
@@ -213,6 +225,9 @@ class _Victims:
         return new
 
     def signal(self, procs: Iterable[psutil.Process], sig: int) -> None:
+        if sig == signal.SIGKILL:
+            for cgroup in self.cgroups:   # (what forks now is killed too)
+                _cgroup.kill(cgroup)
         for group in self.groups:
             try:
                 os.killpg(group, sig)
@@ -231,16 +246,20 @@ class _Victims:
 def end_processes(roots: Iterable[Tuple[int, Optional[float]]] = (),
                   tokens: Iterable[str] = (), grace: float = 10.0, *,
                   since: Optional[float] = None, exclude: Iterable[int] = (),
-                  confirm: float = 5.0) -> Tuple[List[ProcInfo], List[ProcInfo]]:
+                  confirm: float = 5.0, cgroups: Iterable[str] = ()
+                  ) -> Tuple[List[ProcInfo], List[ProcInfo]]:
     """End a task's processes: `roots` as (pid, create time or None) with their
-    descendants, and every process carrying one of `tokens` (created at or
-    after `since`, when given). SIGTERM + SIGCONT, up to `grace` seconds for
-    them to go, SIGKILL, and up to `confirm` seconds to see them gone.
+    descendants, every process carrying one of `tokens` (created at or
+    after `since`, when given), and every process in one of `cgroups`
+    (cgroup v2 directories; SIGKILL through their ``cgroup.kill``). SIGTERM +
+    SIGCONT, up to `grace` seconds for them to go, SIGKILL, and up to
+    `confirm` seconds to see them gone.
 
     Returns (ended, leaked): what was found and is gone, and what survived.
-    Never signals this process, `exclude`, or a process whose pid was reused.
+    Never signals this process (nor a cgroup it is in), `exclude`, or a
+    process whose pid was reused.
     """
-    victims = _Victims(roots, set(tokens), since, exclude)
+    victims = _Victims(roots, set(tokens), since, exclude, cgroups)
     procs = victims.find()
     if not procs:
         return [], []
@@ -504,9 +523,21 @@ class Watchdog:
             if entry.pid and entry.pid != self._me:
                 roots.append((entry.pid, entry.pid_started))
             token = self.tokens.get(entry.key)
+            # The task's cgroup, where it has one: its worker's (the process
+            # pool), or its executable's (the thread pool's spawner).
+            cgroups = []
+            if _cgroup.session is not None:
+                if entry.pid and entry.pid != self._me and _same_process(entry.pid,
+                                                                          entry.pid_started):
+                    cgroups.append(_cgroup.task_cgroup(entry.pid))
+                if token:
+                    own = _cgroup.path_of(_cgroup.task_name(token))
+                    if own is not None and os.path.isdir(own):
+                        cgroups.append(own)
             # Whatever carries the token was started by the task: not before it.
             killed, leaked = end_processes(roots, [token] if token else [], self.grace,
-                                           since=entry.started_at)
+                                           since=entry.started_at,
+                                           cgroups=[cg for cg in cgroups if cg])
         message = reason if entry.started else f"not started: {reason}"
         if killed:
             message += f"; ended {describe_procs(killed)}"
@@ -515,6 +546,12 @@ class Watchdog:
         err = TaskTimeout(message, killed, leaked, started=entry.started)
         pool.deliver(TaskRes(entry.task, None, None, ExceptionInfo(
             TaskTimeout, err, None, f"TaskTimeout: {err}\n")))
+
+
+def _same_process(pid: int, started: Optional[float]) -> bool:
+    """Whether `pid` is still the process that started at `started`."""
+    now = process_start_time(pid)
+    return now is not None and (started is None or abs(now - started) < 0.5)
 
 
 def _seconds(value: Optional[float]) -> str:

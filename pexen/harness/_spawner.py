@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 
+from ..sched import _cgroup
 from ..sched._zygote import recv_message, send_fds
 
 TYPE_CHECKING = False
@@ -249,9 +250,22 @@ def _main(ctl: _socket.socket, record: Any) -> None:   # pragma: no cover (a for
                 if err is not None:
                     actions.append((os.POSIX_SPAWN_DUP2, err, 2))
                 os.chdir(cwd)
-                pid = os.posix_spawn(argv[0], argv, env if env is not None else os.environ,
-                                     file_actions=actions, setsid=True,
-                                     setsigdef=_DEFAULTED, setsigmask=())
+                # In a cgroup of its own, where the session has them: this
+                # process moves into it to start the executable there (the
+                # executable's first fork is then in it too), and back.
+                cgroup = _cgroup.make(_cgroup.task_name(info.get("token") or ""))
+                if cgroup is not None and not _cgroup.enter(cgroup):
+                    _cgroup.remove(cgroup)
+                    cgroup = None
+                try:
+                    pid = os.posix_spawn(argv[0], argv, env if env is not None else os.environ,
+                                         file_actions=actions, setsid=True,
+                                         setsigdef=_DEFAULTED, setsigmask=())
+                finally:
+                    if cgroup is not None and not _cgroup.leave():
+                        # (cannot go back: stay, and the cgroup stays the
+                        # spawner's, not a task's)
+                        os._exit(71)
             except OSError as exc:
                 reply.send(_STATUS.pack(2, exc.errno or 0))
                 reply.close()

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from ..journal import Journal, JournalError, JournalWriter, TaskState, to_json_value
 from ..journal.errors import write_failed
-from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorkerPool
+from ..sched import EventKind, ProcessWorkerPool, Sched, TaskEvent, ThreadWorkerPool, _cgroup
 from ..sched._call import takes_shared
 from ..sched._keys import CALLPATH_ATTR_NAME
 from ..sched._when import CHECKS_WHEN_ATTR, check_when
@@ -301,7 +301,7 @@ class TaskWrapper:
         if self.set_env:
             return end_children(self.kill_grace)
         if self.scan_token:
-            return end_processes((), [self.ctx.token], self.kill_grace, since=began)
+            return end_task_processes(self.ctx.token, self.kill_grace, began)
         return [], []
 
     def pexen_survivor_(self, res: Any, started: float, ended: float) -> None:
@@ -402,6 +402,25 @@ def _set_env(values: Dict[str, str]) -> None:
         environ[name] = value
         key = os.fsencode(name)
         known[name] = (value, key, data[key])
+
+
+def end_task_processes(token: str, grace: float, began: float
+                       ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """End what an executable of the thread pool left running: what is in
+    its cgroup (where the spawner started it in one: `_cgroup`), and what
+    carries its token."""
+    cgroup = _cgroup.path_of(_cgroup.task_name(token))
+    if cgroup is None or not os.path.isdir(cgroup):
+        return end_processes((), [token], grace, since=began)
+    if not _cgroup.populated(cgroup):
+        # Nothing it started is left: what it starts stays in its cgroup
+        # (the scan for its token, the costly part, is not needed).
+        if _cgroup.discard(cgroup):
+            return [], []
+    try:
+        return end_processes((), [token], grace, since=began, cgroups=[cgroup])
+    finally:
+        _cgroup.remove(cgroup)
 
 
 def leftovers_message(ended: Sequence[Dict[str, Any]],
@@ -822,7 +841,7 @@ def record_executable(info: Dict[str, Any], status: int, started: float,
     from .suite import exit_outcome
 
     found = exit_outcome(status)
-    ended_procs, leaked = end_processes((), [info["token"]], 10.0, since=started)
+    ended_procs, leaked = end_task_processes(info["token"], 10.0, started)
     for path, name in zip(info.get("logs") or (), ("stdout", "stderr")):
         if info.get("limit"):
             try:
@@ -989,6 +1008,13 @@ def execute(session: Session, journal_path: str) -> int:
     # with their controller, or were ended by resume) goes to its tasks' files.
     salvage(run_root, limit=session.max_output)
     spawner_mark: Optional[str] = None
+    # A cgroup for the session, each worker and executable one below it
+    # (where the system allows it): what a task starts cannot escape it, and
+    # the record beside the spools lets resume end it if this process dies.
+    cgroup_mark = None
+    if _cgroup.open_session(f"{session.run_id}-{os.getpid()}") is not None:
+        cgroup_mark = _cgroup.record(spool_dir(run_root),
+                                     f"{os.getpid()}-{spool_tag(os.getpid())}")
     try:
         if session.reboot_now is not None:
             # The last controller died between a reboot request and the reboot.
@@ -1087,6 +1113,13 @@ def execute(session: Session, journal_path: str) -> int:
         if spawner_mark is not None:
             try:
                 os.unlink(spawner_mark)
+            except OSError:
+                pass
+        # (what is still in it was started by a task and outlived it)
+        _cgroup.close_session()
+        if cgroup_mark is not None:
+            try:
+                os.unlink(cgroup_mark)
             except OSError:
                 pass
         watchdog.stop()

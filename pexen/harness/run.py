@@ -355,6 +355,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                                          if k == "boot_unit"}})
             if controller_alive(claimed):
                 raise _alive_error(claimed)
+            _end_old_cgroups(run, path)
             plan = _plan_resume(j, run, loaded, opts, notify, rerun_interrupted)
             session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
                               time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
@@ -407,6 +408,17 @@ def _survivors(run: RunInfo, path: str, timeouts: Dict[str, Optional[float]],
         deadline = st.st_mtime + timeout + opts.kill_grace if timeout else None
         found.append((pid, started, deadline, key))
     return found
+
+
+def _end_old_cgroups(run: RunInfo, path: str) -> None:
+    """End what is still in the cgroups of the run's earlier sessions (their
+    controllers are gone, their survivors were waited for): daemons that
+    left their task's tree and dropped its token too (see doc/watchdog.md)."""
+    from ..sched import _cgroup
+    from .capture import spool_dir
+
+    root = run.config.get("data_root") or controller.data_root(path)
+    _cgroup.sweep(spool_dir(os.path.join(root, str(run.id))))
 
 
 #: Survivors that end within this many seconds are waited for without a word.

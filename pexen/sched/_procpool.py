@@ -46,6 +46,7 @@ import threading
 import time
 
 from ..util import wait_exit
+from . import _cgroup
 from ._call import exc_info_of
 from ._keys import describe
 from ._zygote import (
@@ -709,6 +710,8 @@ class ProcessWorkerPool(_Pool):
                 _, wid, pid, status = pickle.loads(msg)
                 exited = self._workers.get(wid)
                 if exited is not None:
+                    if exited.pid is None:
+                        exited.pid = pid
                     if exited.result_r in watched and watched[exited.result_r] is exited:
                         sel.unregister(exited.result_r)
                         del watched[exited.result_r]
@@ -925,6 +928,11 @@ class ProcessWorkerPool(_Pool):
             # the replacement is idle: with every worker replaced, no other
             # end of a task would tell the barrier
             self._hurry()
+        if _cgroup.session is not None and worker.pid:
+            # what its tasks left there, escaped from it or not, ends before
+            # a task of it is said to have ended
+            _cgroup.remove(_cgroup.path_of(_cgroup.worker_name(worker.wid, worker.pid))
+                           or "", wait=2.0)
         for _seq, task in lost:
             key = self.key_of(task)
             if worker.kill_asked:

@@ -17,7 +17,7 @@ import time
 import warnings
 
 from ..util import start_ticks as _start_ticks
-from . import _call
+from . import _call, _cgroup
 from ._keys import describe
 from .common import ExceptionInfo, TaskFailError, TaskRes
 from .pool import PoolError
@@ -413,6 +413,9 @@ def _worker_main(wid: int, task_fd: int, result_fd: int, ack_fd: int, tasks: Lis
     global worker_channel
     _set_pdeathsig(signal.SIGKILL)
     set_subreaper()
+    # A cgroup of its own, where the session has them: what its tasks start
+    # stays in it, whatever happens to this process (see _cgroup.py).
+    _cgroup.join(_cgroup.worker_name(wid, os.getpid()))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _call._worker_flag[0] = True
