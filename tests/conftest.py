@@ -54,3 +54,54 @@ def no_leftovers():
         except (ChildProcessError, OSError):
             pass
     pytest.fail(f"left behind: processes {described}, threads {[t.name for t in threads]}")
+
+
+# -- journals on both backends ----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """The URL of a PostgreSQL server for the tests: $PEXEN_TEST_POSTGRES (what
+    .ci/run starts), else one started here for the session and stopped after
+    (tests/pgserver.py). Skips, saying why, where none can start."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install -e '.[postgres]')")
+    url = os.environ.get("PEXEN_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    from . import pgserver
+
+    where = str(tmp_path_factory.mktemp("postgres"))
+    try:
+        url = pgserver.start(where)
+    except pgserver.CannotStart as exc:
+        pgserver.stop(where)
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield url
+    finally:
+        pgserver.stop(where)
+
+
+@pytest.fixture
+def postgres_journal(postgres_server):
+    """A journal URL on an empty database of its own."""
+    from . import pgserver
+
+    name = f"pexen_test_{os.getpid()}_{os.urandom(4).hex()}"
+    url = pgserver.create_database(postgres_server, name)
+    try:
+        yield url
+    finally:
+        pgserver.drop_database(postgres_server, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_at(request, tmp_path):
+    """Where a test's journal is: a new SQLite file, and a new PostgreSQL
+    database (the test runs once for each)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "pexen-journal.sqlite")
+    return request.getfixturevalue("postgres_journal")

@@ -55,12 +55,31 @@ def open_for_verb(path: str, create: bool) -> Journal:
 _SAME_START = 0.05
 
 
+#: A controller on another machine (a journal shared by a lab) is taken for
+#: alive while its heartbeat is younger than this, by this machine's clock.
+REMOTE_STALE = 30.0
+
+
+def this_host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 def controller_alive(run: RunInfo) -> bool:
     """Is the run's recorded controller still running (same boot, same pid,
-    same process start time)?"""
+    same process start time)? One on another machine: is its heartbeat
+    fresh (younger than REMOTE_STALE)?"""
     from .controller import boot_id, process_started
 
-    if run.controller_pid is None or run.boot_id != boot_id():
+    if run.controller_pid is None:
+        return False
+    if run.host and run.host != this_host():
+        import time
+
+        return (run.state in ("running", "rebooting") and run.heartbeat_at is not None
+                and time.time() - run.heartbeat_at < REMOTE_STALE)
+    if run.boot_id != boot_id():
         return False
     if run.controller_pid == os.getpid():
         return False

@@ -138,7 +138,9 @@ def _journal_hint(args: argparse.Namespace) -> str:
         return ""
     import shlex
 
-    return f" --journal {shlex.quote(path)}"
+    from ..journal._open import shown
+
+    return f" --journal {shlex.quote(shown(path))}"
 
 
 def _say(text: str, flush: bool = False) -> None:
@@ -576,7 +578,8 @@ def _build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
         made = sub.add_parser(name, formatter_class=_Formatter, **kw)
         return made if verb is None or verb == name else _Unused()
 
-    journal_help = ("the journal file (default: $PEXEN_JOURNAL, else "
+    journal_help = ("the journal: a file, or a database URL such as "
+                    "postgresql+psycopg://host/db (default: $PEXEN_JOURNAL, else "
                     "./pexen-journal.sqlite)")
 
     p = add("start", help="start a new run of a suite",

@@ -18,7 +18,7 @@ import time
 from collections import deque
 
 from ..journal.states import TERMINAL
-from ._journal import EXIT_INTERRUPTED, EXIT_OK, controller_alive
+from ._journal import EXIT_INTERRUPTED, EXIT_OK, REMOTE_STALE, controller_alive
 from .progress import one_line, to_devnull
 
 TYPE_CHECKING = False
@@ -45,7 +45,6 @@ LOOKBEHIND = 5.0
 #: A controller on another machine (a journal at a URL) cannot be looked up
 #: by pid: it is taken as gone when its heartbeat (every 2 s) has not moved
 #: for this long.
-REMOTE_STALE = 30.0
 
 _ENDED = frozenset(s.value for s in TERMINAL)
 _KEYS_PER_STATEMENT = 500
@@ -186,6 +185,8 @@ class _Follower:
             self.host = socket.gethostname()
         if run.host == self.host:
             return controller_alive(run)   # pid, boot id and start time
+        # (not controller_alive's fresh heartbeat: a follower runs long, and
+        # sees whether the heartbeat moves)
         # Another machine's controller: its heartbeat must move. (Its age by
         # this machine's clock only starts the count: clocks may differ.)
         ident = (run.controller_pid, run.controller_started, run.heartbeat_at)

@@ -9,6 +9,7 @@ import os
 import time
 
 from ..journal import Journal, RunInfo, TaskState, task_meta
+from ..journal._open import shown
 from ..journal._store import ResumeRow
 from ..journal.states import TERMINAL
 from ..sched import DepcheckError, MutexError, Sched, TaskKeyError
@@ -24,6 +25,7 @@ from ._journal import (  # noqa: F401  (the verbs' helpers, as they were here)
     controller_alive,
     journal_path,
     pick_run,
+    this_host,
 )
 from ._journal import open_for_verb as _open
 from ._outcap import DEFAULT_MAX_OUTPUT
@@ -230,7 +232,7 @@ def start(suite: Optional[str], journal: Optional[str] = None,
                 raise
             if progress:
                 notify(f"run {run_id}: {len(rows)} tasks of {_display_name(spec)}, "
-                       f"{_pool_text(options)}, journal {path}")
+                       f"{_pool_text(options)}, journal {shown(path)}")
             code = controller.execute(session, path)
             _close_progress(session)
             if on_end is not None:
@@ -287,6 +289,10 @@ def _close_progress(session: Session) -> None:
 
 
 def _alive_error(run: RunInfo) -> HarnessError:
+    if run.host and run.host != this_host():
+        return HarnessError(
+            f"run {run.id} is still being run on {run.host} (pid {run.controller_pid}, its "
+            f"heartbeat is fresh); wait for it to end, or stop it there, then resume there")
     return HarnessError(
         f"run {run.id} is still being run by pid {run.controller_pid}; wait for it to "
         f"end, or stop it (kill {run.controller_pid}), then resume "
@@ -315,6 +321,11 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                 raise HarnessError(f"run {run.id} has finished; nothing to resume")
             if controller_alive(run):
                 raise _alive_error(run)
+            if run.host and run.host != this_host():
+                raise HarnessError(
+                    f"run {run.id} was started on {run.host}, not here; resume it there "
+                    "(its processes, cgroups, data directories and reboots are that "
+                    "machine's)")
             # Options not given stay as the run was started (or last resumed).
             config = dict(run.config)
             config.update(options or {})
@@ -369,7 +380,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                               max_output=opts.max_output)
             if progress:
                 notify(f"run {run.id} resumed: {plan.total - plan.done} of {plan.total} "
-                       f"tasks to go, {_pool_text(opts)}, journal {path}")
+                       f"tasks to go, {_pool_text(opts)}, journal {shown(path)}")
             code = controller.execute(session, path)
             _close_progress(session)
             if on_end is not None:

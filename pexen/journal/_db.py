@@ -29,6 +29,9 @@ BUSY_TIMEOUT_MS = 30_000
 
 _QMARK = re.compile(r"\?")
 
+#: The PostgreSQL advisory lock a writing transaction holds (b"pexen-wr").
+WRITE_LOCK_KEY = int.from_bytes(b"pexen-wr", "big") - (1 << 63)
+
 
 class Database:
     """DB-API connections to one journal, and the driver's ways."""
@@ -148,8 +151,25 @@ class UrlDatabase(Database):
     def __init__(self, url: str) -> None:
         super().__init__()
         from sqlalchemy import create_engine
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-        self.engine = create_engine(url)
+        from ._open import shown
+        from .errors import JournalLocationError
+
+        try:
+            self.engine = create_engine(url)
+        except NoSuchModuleError:
+            raise JournalLocationError(
+                f"journal {shown(url)}: no database of that kind is known (a "
+                "PostgreSQL journal is postgresql+psycopg://USER@HOST/DB)") from None
+        except (ArgumentError, ValueError) as exc:
+            raise JournalLocationError(f"journal {shown(url)}: not a database URL "
+                                       f"({exc})") from None
+        except ImportError as exc:
+            extra = " (pip install 'pexen[postgres]')" if "psycopg" in str(exc) else ""
+            raise JournalLocationError(
+                f"journal {shown(url)}: its driver is not installed: "
+                f"{getattr(exc, 'name', None) or exc}{extra}") from None
         dialect = self.engine.dialect
         self.dialect = dialect.name
         self.paramstyle = dialect.paramstyle
@@ -161,6 +181,14 @@ class UrlDatabase(Database):
     def connect(self) -> Any:
         # (the pool's proxy of a driver connection: closing it gives it back)
         return self.engine.raw_connection()
+
+    def begin(self, cur: Any, write: bool) -> None:
+        if write and self.dialect == "postgresql":
+            # Writing transactions one at a time, as on SQLite (BEGIN
+            # IMMEDIATE): what one reads before it writes (who controls a
+            # run, in claim_run and the survivors' records) stays so until it
+            # commits. The lock ends with the transaction.
+            cur.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
 
     def insert(self, cur: Any, text: str, params: Sequence[Any]) -> int:
         if self.dialect == "sqlite":

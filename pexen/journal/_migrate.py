@@ -25,6 +25,11 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
     from typing import Any, Optional, Set, Tuple
 
 
+#: The advisory lock (PostgreSQL) held while a journal's schema is looked at
+#: and upgraded: b"pexen-jr" as a number.
+_LOCK_KEY = int.from_bytes(b"pexen-jr", "big") - (1 << 63)
+
+
 def script_location() -> str:
     import pexen.migrations
 
@@ -89,12 +94,18 @@ def upgrade(engine: Engine, where: str) -> Optional[str]:
     known, head = known_revisions()
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Controllers of a lab starting at once on a new database:
+                # one makes the schema, the others then find it at head.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             tables = set(inspect(conn).get_table_names())
             current = None
             if "alembic_version" in tables:
                 current = conn.execute(text("SELECT version_num FROM alembic_version")
                                        ).scalar()
-            refuse(where, tables, current, known)
+            refuse(where, tables, current, known,
+                   "an SQLite database" if conn.dialect.name == "sqlite" else
+                   f"a {conn.dialect.name} database")
             if current != head:
                 command.upgrade(alembic_config(conn), "head")
             return head

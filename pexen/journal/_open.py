@@ -31,7 +31,20 @@ HEAD = _schema.HEAD
 _OURS = frozenset({"runs", "tasks", "events"})
 
 __all__ = ["BUSY_TIMEOUT_MS", "HEAD", "bring_to_head", "check_file", "corrupt_or_io",
-           "inspect_file", "refuse"]
+           "inspect_file", "refuse", "shown"]
+
+
+def shown(where: str) -> str:
+    """`where` as messages show it: a URL's password replaced by ``***`` (a
+    console log is no place for it; libpq also reads it from ~/.pgpass or
+    PGPASSWORD, see doc/lab.md)."""
+    if "://" not in where:
+        return where
+    scheme, _, rest = where.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return where
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def check_file(path: str, create: bool) -> bool:
@@ -72,15 +85,16 @@ def check_file(path: str, create: bool) -> bool:
 
 
 def refuse(where: str, tables: Collection[str], current: Optional[str],
-           known: Collection[str] = _schema.REVISIONS) -> None:
+           known: Collection[str] = _schema.REVISIONS,
+           what: str = "an SQLite database") -> None:
     """Raise if a database with `tables`, at schema revision `current`, is not
     a journal this pexen may use: one from a newer pexen, another program's."""
     if current is not None and current not in known:
         raise JournalTooNewError(f"{where} was written by a newer pexen (schema "
                                  f"{current}); upgrade pexen to read it")
     if tables and (current is None or not _OURS <= set(tables)):
-        raise NotAJournalError(f"{where} is an SQLite database but not a pexen "
-                               "journal; refusing to touch it")
+        raise NotAJournalError(f"{where} is {what} but not a pexen journal; "
+                               "refusing to touch it")
 
 
 def _revision(cur: Any) -> tuple:

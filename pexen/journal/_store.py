@@ -544,11 +544,11 @@ def open_journal(where: str, *, create: bool = True) -> Journal:
 
         db = UrlDatabase(where)
         try:
-            _migrate.upgrade(db.engine, where)
+            _migrate.upgrade(db.engine, _open.shown(where))
         except BaseException:
             db.close()
             raise
-        return Journal(where, db)
+        return Journal(_open.shown(where), db)
     if not _open.check_file(where, create):
         _open.inspect_file(where)
     db = SqliteDatabase(where)

@@ -3,6 +3,7 @@
 attempt)."""
 
 import os
+import socket
 import textwrap
 
 import pexen.journal as journal
@@ -45,7 +46,7 @@ def test_resume_hands_on_shared_state_time_and_attempts(tmp_path, monkeypatch):
     with journal.open(path) as j:
         run_id = j.create_run(spec.to_json(), {"workers": 1, "pool": "thread",
                                                "max_attempts": 3},
-                              [("make", {}), ("boot", {}), ("lone", {})], host="h",
+                              [("make", {}), ("boot", {}), ("lone", {})], host=socket.gethostname(),
                               boot_id=boot_id(), controller_pid=os.getpid(),
                               controller_started=0.0)
         w = j.writer(run_id)
