@@ -13,9 +13,22 @@ import pytest
 os.environ.pop("PYTHONUNBUFFERED", None)
 
 
+#: Processes the session's fixtures keep running for many tests (a Dask
+#: cluster), with what runs below them: not a test's leftovers.
+SERVICES: set = set()
+
+
 def _leftovers():
     me = psutil.Process()
     procs = me.children(recursive=True)
+    if SERVICES:
+        below = set(SERVICES)
+        for pid in SERVICES:
+            try:
+                below.update(p.pid for p in psutil.Process(pid).children(recursive=True))
+            except psutil.Error:
+                pass
+        procs = [p for p in procs if p.pid not in below]
     threads = [t for t in threading.enumerate()
                if t.name.startswith("pexen-") and t.is_alive()]
     return procs, threads
@@ -105,3 +118,67 @@ def journal_at(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "pexen-journal.sqlite")
     return request.getfixturevalue("postgres_journal")
+
+
+# -- a Dask cluster on loopback ---------------------------------------------------
+
+def _dask_command(*args):
+    import sys
+
+    # (the `dask scheduler` and `dask worker` commands, of this interpreter)
+    return [sys.executable, "-m", f"distributed.cli.dask_{args[0]}", *args[1:]]
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """The address of a Dask scheduler on loopback with two workers (one
+    thread each, under a nanny, which starts a worker again if it dies),
+    started for the tests of a module as processes and ended after them
+    (other tests look for the processes they left). Skips, saying
+    why, where Dask is not installed."""
+    try:
+        import distributed
+    except ImportError:
+        pytest.skip("dask.distributed is not installed (pip install -e '.[dask]')")
+    import json
+    import signal
+    import subprocess
+
+    where = tmp_path_factory.mktemp("dask")
+    info = where / "scheduler.json"
+    procs = []
+
+    def start(*args):
+        with open(where / f"{args[0]}-{len(procs)}.log", "w") as log:
+            proc = subprocess.Popen(_dask_command(*args), stdout=subprocess.DEVNULL,
+                                    stderr=log, start_new_session=True, cwd=where)
+        procs.append(proc)
+        SERVICES.add(proc.pid)
+        return proc
+
+    try:
+        start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+              "--scheduler-file", str(info))
+        deadline = time.monotonic() + 60
+        while not info.exists() or not info.read_text().strip():
+            assert time.monotonic() < deadline, "the Dask scheduler did not start"
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        start("worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
+              "--local-directory", str(where / "workers"), "--resources", "slot=1")
+        with distributed.Client(address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except OSError:
+                pass
+        for proc in reversed(procs):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            SERVICES.discard(proc.pid)

@@ -51,7 +51,7 @@ def test_public_names_are_pinned():
          "util",
          "__version__"])
     assert sorted(pexen.sched.__all__) == sorted([
-        "DepcheckError", "EventKind", "ExceptionInfo", "Listener", "MutexError",
+        "DaskWorkerPool", "DepcheckError", "EventKind", "ExceptionInfo", "Listener", "MutexError",
         "PoolError", "ProcessWorkerPool", "Sched", "SchedulerError", "TaskEvent",
         "TaskFailError", "TaskGroup", "TaskKeyError", "TaskKilledError", "TaskRes",
         "TaskSkipError",

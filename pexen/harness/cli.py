@@ -56,12 +56,15 @@ def cmd_start(args: argparse.Namespace) -> int:
     from .run import Options, Pick, start
 
     grace = Options.kill_grace if args.kill_grace is None else args.kill_grace
-    options = Options(args.workers, args.pool, args.max_attempts, args.timeout, grace,
+    dask = args.dask if args.dask is not None else (os.environ.get("PEXEN_DASK") or None)
+    workers = args.workers if args.workers is not None else (0 if dask else Options.workers)
+    options = Options(workers, args.pool, args.max_attempts, args.timeout, grace,
                       args.run_timeout,
                       Options.max_reboots if args.max_reboots is None else args.max_reboots,
                       (Options.drain_timeout if args.drain_timeout is None
                        else args.drain_timeout), args.reboot_command, args.allow_reboot,
-                      Options.max_output if args.max_output is None else args.max_output)
+                      Options.max_output if args.max_output is None else args.max_output,
+                      dask)
     _check_xunit(args)
     if args.boot_unit and "://" in journal_path(args.journal):
         raise HarnessError("--boot-unit needs a journal file, not a database URL")
@@ -81,7 +84,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name)
              for name in ("workers", "pool", "max_attempts", "timeout", "kill_grace",
                           "run_timeout", "max_reboots", "drain_timeout", "reboot_command",
-                          "max_output")
+                          "max_output", "dask")
              if getattr(args, name) is not None}
     if args.allow_reboot:
         given["allow_reboot"] = True
@@ -592,10 +595,14 @@ def _build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
     p.add_argument("--rerun-failed", nargs="?", const=0, type=int, metavar="RUN",
                    help="instead of SUITE: a new run of the tasks that did not pass in "
                         "RUN (default: the newest run), and what they need")
-    p.add_argument("-j", "--workers", type=int, default=2,
-                   help="tasks run in parallel (default 2)")
+    p.add_argument("-j", "--workers", type=int,
+                   help="tasks run in parallel (default 2; with --dask, the cluster's "
+                        "threads)")
     p.add_argument("--pool", choices=("process", "thread"), default="process",
                    help="run Python tasks in worker processes (default) or threads")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run the tasks on the workers of this Dask scheduler "
+                        "(tcp://host:8786; default: $PEXEN_DASK, else here); see doc/lab.md")
     p.add_argument("--max-attempts", type=int, default=3,
                    help="attempts of a task whose controller died under it (default 3)")
     _watchdog_arguments(p, "none", "10", "none")
@@ -614,6 +621,9 @@ def _build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
     p.add_argument("-j", "--workers", type=int, help="(default: as the run started)")
     p.add_argument("--pool", choices=("process", "thread"),
                    help="(default: as the run started)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="the Dask scheduler to run the rest on (default: as the run "
+                        "started)")
     p.add_argument("--max-attempts", type=int, help="(default: as the run started)")
     _watchdog_arguments(p, "as the run started", "as the run started",
                         "the run's own limit")

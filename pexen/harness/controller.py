@@ -36,6 +36,7 @@ from ..watchdog import (
     end_processes,
     forget_process,
     remembered_start,
+    task_timeout,
 )
 from ._lazydata import owe as owe_data_dir
 from ._lazydata import settle as settle_data_dir
@@ -123,6 +124,9 @@ class WrapperSide(Record, frozen=True):
     counter: Optional[str] = None
     spools: Optional[str] = None
     max_output: int = DEFAULT_MAX_OUTPUT
+    #: on a Dask cluster: {"suite": the suite's JSON, "timeout": --timeout,
+    #: "time_used": {key: seconds}} (see TaskWrapper.pexen_remote_)
+    remote: Optional[Dict[str, Any]] = None
 
 
 class TaskWrapper:
@@ -304,6 +308,118 @@ class TaskWrapper:
             return end_task_processes(self.ctx.token, self.kill_grace, began)
         return [], []
 
+    # -- on a Dask worker (pexen.sched.DaskWorkerPool, pexen.remote) --------------
+
+    def pexen_remote_(self, shared: Dict[str, Any]) -> Dict[str, Any]:
+        """What a Dask worker's runner needs to run this task (pexen.remote):
+        the executable's path, or the suite and key to load it by; the
+        task's variables; its deadline (what is left of it); its resources."""
+        ctx, side = self.ctx, self.side
+        remote = side.remote or {}
+        meta = getattr(self.inner, SCHED_ATTR_NAME, None)
+        limit = meta.get("timeout") if meta is not None else None
+        if limit is None:
+            limit = remote.get("timeout")
+        if limit is not None:
+            limit = max(0.001, limit - (remote.get("time_used") or {}).get(ctx.task, 0.0))
+        env = ctx.variables()
+        env.pop("PATH", None)   # (the worker's own, with its own pexen's commands)
+        payload: Dict[str, Any] = {"env": env, "token": ctx.token, "timeout": limit,
+                                   "grace": side.kill_grace, "max_output": side.max_output}
+        if self.exe:
+            payload.update(kind="exe", path=self.inner.path)  # type: ignore[attr-defined]
+        else:
+            payload.update(kind="suite", suite=remote.get("suite"), key=ctx.task,
+                           shared=shared)
+        return payload
+
+    def pexen_remote_done_(self, reply: Dict[str, Any]) -> Any:
+        """The task's result (a TaskRes) from what its worker's runner
+        replied: its output written to the attempt's files, its reported
+        results journaled, its outcome as the controller's wrapper decides."""
+        from ..sched.common import ExceptionInfo, TaskRes
+
+        try:
+            ret, shared = self._remote_outcome(reply)
+        except BaseException as exc:
+            return TaskRes(self, None, None, ExceptionInfo(
+                type(exc), exc, None, getattr(exc, "pexen_text_", None)
+                or f"{type(exc).__name__}: {exc}\n"))
+        return TaskRes(self, shared, ret, None)
+
+    def _remote_outcome(self, reply: Dict[str, Any]) -> Tuple[Any, Any]:
+        import pickle
+
+        from .suite import exit_outcome
+
+        ctx = self.ctx
+        host = reply.get("host", "?")
+        out, err = self.logs
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        for path, data in ((out, reply.get("stdout") or b""), (err, reply.get("stderr") or b"")):
+            with open(path, "wb") as f:
+                f.write(data)
+        self.reports_before = None
+        if reply.get("reports"):
+            from .report import _journal, _marker
+
+            journal = _journal(ctx.journal)
+            for item in reply["reports"]:
+                journal.add_result(ctx.run_id, ctx.task, ctx.attempt,
+                                   storable(item.get("name")) or "", item.get("outcome"),
+                                   storable(item.get("message")))
+            marker = _marker(ctx)   # (what reported_worst looks for first)
+            os.makedirs(os.path.dirname(marker), exist_ok=True)
+            with open(marker, "a"):
+                pass
+        status = reply.get("status")
+        if status == "timeout":
+            killed, leaked = reply.get("killed") or [], reply.get("leaked") or []
+            limit = reply.get("timeout")
+            message = f"timeout: still running after its limit on {host}"
+            if limit:
+                message = f"timeout: still running after its {limit:g} s limit on {host}"
+            if killed:
+                message += f"; ended {describe_procs(killed)}"
+            if leaked:
+                message += f"; LEAKED (still running after SIGKILL): {describe_procs(leaked)}"
+            raise TaskTimeout(message, killed, leaked)
+        if status == "error":
+            self._reported("error", None)
+            raise TaskOutcome("error", reply.get("error") or f"could not run on {host}")
+        leftovers = reply.get("leftovers") or []
+        if self.exe:
+            found = exit_outcome(reply.get("returncode") or 0)
+            if found is not None:
+                own = TaskOutcome(*found)
+                self._reported(found[0], own)
+                raise own
+            ret: Any = {"returncode": 0}
+            shared = None
+        else:
+            blob = reply.get("result")
+            if blob is None:
+                code = reply.get("returncode")
+                what = (f"killed by signal {-code}" if code is not None and code < 0
+                        else f"exit status {code}")
+                own = TaskOutcome("error", f"the task's process on {host} ended ({what}) "
+                                           "without a result")
+                self._reported("error", own)
+                raise own
+            ret, shared, exc, text = pickle.loads(blob)
+            if text is not None:
+                if exc is None:
+                    exc = TaskOutcome("error", text.strip().splitlines()[-1])
+                exc.pexen_text_ = text
+                self._reported(_own_outcome(exc), exc)
+                raise exc
+        if leftovers:
+            own = TaskOutcome("warn", leftovers_message(leftovers, []))
+            self._reported("warn", own)
+            raise own
+        self._reported("pass", None)
+        return ret, shared
+
     def pexen_survivor_(self, res: Any, started: float, ended: float) -> None:
         """(In a worker whose controller died: `pexen.sched._zygote`.) Keep
         the result of this task in the journal."""
@@ -315,6 +431,27 @@ class TaskWrapper:
 
 #: Free space below this on the disk of a failed task's output is called full.
 _FULL_BELOW = 1 << 16
+
+
+def _backstop(grace: float) -> Callable[[Any], Optional[float]]:
+    """A task's timeout as the controller's watchdog keeps it for a task
+    on a Dask worker: its own, plus the worker's grace period and a minute
+    (the worker ends it first, and says what it ended)."""
+    def timeout_of(task: Any) -> Optional[float]:
+        limit = task_timeout(task)
+        return None if limit is None else limit + grace + 60.0
+    return timeout_of
+
+
+def _own_outcome(exc: BaseException) -> str:
+    """The outcome a task's exception gives it (before what it reported)."""
+    if isinstance(exc, TaskOutcome):
+        return exc.outcome
+    if isinstance(exc, TaskSkipError):
+        return "skip"
+    if isinstance(exc, TaskFailError):
+        return "fail"
+    return "error"
 
 
 def _full_disk(log: str) -> Optional[str]:
@@ -481,6 +618,8 @@ class Session(Record):
     groups: Sequence[SuiteGroup] = ()              # exclusivity groups, in run order
     allow_reboot: bool = False                     # may tasks reboot the machine
     max_output: int = DEFAULT_MAX_OUTPUT           # bytes an attempt's stream keeps
+    dask: Optional[str] = None                     # a Dask scheduler: run tasks there
+    suite: Optional[Dict[str, Any]] = None         # the suite's JSON (for Dask workers)
 
 
 @contextmanager
@@ -935,7 +1074,9 @@ def execute(session: Session, journal_path: str) -> int:
         if side is None:
             side = sides[in_thread, alone] = WrapperSide(
                 not in_thread, session.kill_grace, alone, counter, spool_dir(run_root),
-                session.max_output)
+                session.max_output, remote=None if session.dask is None else {
+                    "suite": session.suite, "timeout": session.timeout,
+                    "time_used": session.time_used})
         wrapper_of[key] = TaskWrapper(task, ctx, side)
     stop_heartbeat = threading.Event()
     listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start(),
@@ -966,12 +1107,27 @@ def execute(session: Session, journal_path: str) -> int:
             sched._add_checked([wrapper_of[key] for key, _ in session.tasks],
                                [key for key, _ in session.tasks])
     spare = default_spare(session.pool, session.workers) or session.workers
-    pool = (ThreadWorkerPool(workers=session.workers, spare=spare)
-            if thread_pool else ProcessWorkerPool(workers=session.workers, spare=spare,
-                                                  ahead=HAND_OUT_AHEAD))
-    watchdog = Watchdog(sched, pool, default_timeout=session.timeout,
+    pool: Any
+    timeout_of: Callable[[Any], Optional[float]] = task_timeout
+    if session.dask is not None:
+        from ..sched._daskpool import DaskWorkerPool
+
+        pool = DaskWorkerPool(session.dask, workers=session.workers or None,
+                              spare=max(2, session.workers), grace=session.kill_grace)
+        # The deadline is the worker's runner's to keep (it ends the task's
+        # processes there, and names them); the controller's watchdog keeps
+        # the run's, and is a backstop for a worker that does not answer.
+        timeout_of = _backstop(session.kill_grace)
+    else:
+        pool = (ThreadWorkerPool(workers=session.workers, spare=spare)
+                if thread_pool else ProcessWorkerPool(workers=session.workers, spare=spare,
+                                                      ahead=HAND_OUT_AHEAD))
+    default_timeout = session.timeout
+    if session.dask is not None and default_timeout is not None:
+        default_timeout += session.kill_grace + 60.0   # (a backstop, as above)
+    watchdog = Watchdog(sched, pool, default_timeout=default_timeout,
                         grace=session.kill_grace, run_deadline=session.run_deadline,
-                        time_used=session.time_used, tokens=tokens)
+                        time_used=session.time_used, tokens=tokens, timeout_of=timeout_of)
     sched.add_listener(watchdog)
     below: List[Tuple[int, Optional[float]]] = []
 

@@ -38,6 +38,9 @@ def reboot_command(given: Optional[str] = None) -> str:
 #: The reason of a task that asked for a reboot in a run that does not allow them.
 NOT_ALLOWED = ("asked for a reboot, and the run does not allow reboots (start it with "
                "--allow-reboot)")
+#: The reason of a task that asked for a reboot on a Dask worker.
+REMOTE = ("asked for a reboot on a Dask worker: reboots of other hosts are not "
+          "supported (doc/lab.md)")
 
 
 def reboot() -> NoReturn:
@@ -49,6 +52,8 @@ def reboot() -> NoReturn:
     In a run started without ``--allow-reboot`` nothing is asked for: the
     task ends `skip` (TaskOutcome) with the reason `NOT_ALLOWED`."""
     ctx = context()
+    if os.environ.get("PEXEN_REMOTE"):
+        raise TaskOutcome("skip", REMOTE)
     if not ctx.allow_reboot:
         raise TaskOutcome("skip", NOT_ALLOWED)
     from .controller import boot_id

@@ -151,6 +151,17 @@ def report(name: str, outcome: str, message: Optional[str] = None) -> None:
     ctx = context()
     from ._words import storable
 
+    spool = os.environ.get("PEXEN_REPORT_SPOOL")
+    if spool:
+        # On a Dask worker: the result goes back with the task's, and the
+        # controller journals it (pexen.remote).
+        import json
+
+        with open(spool, "a") as f:
+            f.write(json.dumps({"name": storable(name) or "", "outcome": outcome,
+                                "message": storable(message)}) + "\n")
+        return
+
     _journal(ctx.journal).add_result(ctx.run_id, ctx.task, ctx.attempt, storable(name) or "",
                                      outcome, storable(message))
     marker = _marker(ctx)

@@ -73,9 +73,19 @@ class Options(Record, frozen=True):
     reboot_command: Optional[str] = None  # None: $PEXEN_REBOOT_COMMAND or systemctl reboot
     allow_reboot: bool = False            # may tasks reboot the machine
     max_output: int = DEFAULT_MAX_OUTPUT  # bytes kept per stream of an attempt (0: all)
+    dask: Optional[str] = None            # a Dask scheduler's address: run the tasks there
 
     def check(self) -> None:
-        if self.workers < 1:
+        if self.dask is not None:
+            if not self.dask.strip():
+                raise HarnessError("--dask needs the address of a Dask scheduler "
+                                   "(tcp://host:8786)")
+            try:
+                import distributed  # noqa: F401
+            except ImportError:
+                raise HarnessError("--dask needs Dask's distributed: pip install "
+                                   "'pexen[dask]'") from None
+        if self.workers < (0 if self.dask else 1):
             raise HarnessError(f"-j/--workers must be at least 1, not {self.workers}")
         if self.pool not in ("process", "thread"):
             raise HarnessError(f"--pool must be 'process' or 'thread', not {self.pool!r}")
@@ -105,7 +115,8 @@ class Options(Record, frozen=True):
                 "kill_grace": self.kill_grace, "run_deadline": run_deadline,
                 "max_reboots": self.max_reboots, "drain_timeout": self.drain_timeout,
                 "reboot_command": self.reboot_command, "allow_reboot": self.allow_reboot,
-                "max_output": self.max_output, "data_root": controller.data_root(journal)}
+                "max_output": self.max_output, "data_root": controller.data_root(journal),
+                **({"dask": self.dask} if self.dask else {})}
 
 
 def _check_tasks(tasks: Sequence[Tuple[str, Any]], spec: SuiteSpec,
@@ -226,7 +237,8 @@ def start(suite: Optional[str], journal: Optional[str] = None,
                                             else None),
                                   ready=ready, writer=writer,
                                   allow_reboot=options.allow_reboot, groups=groups,
-                                  max_output=options.max_output)
+                                  max_output=options.max_output, dask=options.dask,
+                                  suite=spec.to_json())
             except BaseException:
                 writer.close()
                 raise
@@ -275,6 +287,9 @@ def _rerun_spec(path: str, run_id: int, pick: Pick) -> Tuple[SuiteSpec, Loaded]:
 
 
 def _pool_text(options: Options) -> str:
+    if options.dask:
+        return (f"Dask cluster {options.dask}"
+                + (f" -j {options.workers}" if options.workers else ""))
     return f"-j {options.workers} ({options.pool} pool)"
 
 
@@ -335,7 +350,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                        int(config.get("max_reboots", 10)),
                        float(config.get("drain_timeout", 600.0)),
                        config.get("reboot_command"), bool(config.get("allow_reboot", False)),
-                       int(config.get("max_output", DEFAULT_MAX_OUTPUT)))
+                       int(config.get("max_output", DEFAULT_MAX_OUTPUT)), config.get("dask"))
             opts.check()
             # --run-timeout on resume: a new limit from now; else the run's own.
             run_deadline = (time.time() + opts.run_timeout if opts.run_timeout is not None
@@ -377,7 +392,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                               drain_timeout=opts.drain_timeout, reboot_now=plan.reboot_now,
                               interrupts=plan.interrupts, allow_reboot=opts.allow_reboot,
                               groups=whole.restricted(plan.tasks).groups,
-                              max_output=opts.max_output)
+                              max_output=opts.max_output, dask=opts.dask, suite=run.suite)
             if progress:
                 notify(f"run {run.id} resumed: {plan.total - plan.done} of {plan.total} "
                        f"tasks to go, {_pool_text(opts)}, journal {shown(path)}")
@@ -539,6 +554,12 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
                            {r.token for r in interrupted if r.token})
+        if opts.dask and interrupted:
+            # what the old controller's tasks still run on the workers
+            from ..remote import end_on_cluster
+
+            end_on_cluster(opts.dask, sorted({r.token for r in interrupted if r.token}),
+                           opts.kill_grace)
         for row in interrupted:
             if row.state == "rebooting" or (row.key in requests
                                             and row.state in ("running", "interrupted")):

@@ -1,6 +1,7 @@
 """The engine: metadata, the incremental planner, worker pools (no I/O)."""
 
 from . import meta, planner, pool
+from ._daskpool import DaskWorkerPool
 from ._events import EventKind, Listener, TaskEvent, outcome_of
 from ._groups import TaskGroup
 from .common import (
@@ -17,6 +18,7 @@ from .planner import DepcheckError, MutexError, Sched, TaskKeyError
 from .pool import PoolError, ProcessWorkerPool, ThreadWorkerPool
 
 __all__ = [
+    "DaskWorkerPool",
     "DepcheckError",
     "EventKind",
     "ExceptionInfo",
