@@ -132,7 +132,8 @@ def _dask_command(*args):
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory):
     """The address of a Dask scheduler on loopback with two workers (one
-    thread each, under a nanny, which starts a worker again if it dies),
+    thread each, under a nanny, which starts a worker again if it dies; the
+    second has the resource ``gpu=1`` and its files in ``.../gpu``),
     started for the tests of a module as processes and ended after them
     (other tests look for the processes they left). Skips, saying
     why, where Dask is not installed."""
@@ -164,8 +165,12 @@ def dask_cluster(tmp_path_factory):
             assert time.monotonic() < deadline, "the Dask scheduler did not start"
             time.sleep(0.1)
         address = json.loads(info.read_text())["address"]
-        start("worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
-              "--local-directory", str(where / "workers"), "--resources", "slot=1")
+        # two workers: one of them has a resource "gpu" (test_dask's
+        # resources test finds which ran a task by its local directory)
+        start("worker", address, "--nthreads", "1", "--no-dashboard",
+              "--local-directory", str(where / "plain"))
+        start("worker", address, "--nthreads", "1", "--no-dashboard",
+              "--local-directory", str(where / "gpu"), "--resources", "gpu=1")
         with distributed.Client(address, timeout=60, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=60)
         yield address

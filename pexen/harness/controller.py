@@ -331,7 +331,23 @@ class TaskWrapper:
         else:
             payload.update(kind="suite", suite=remote.get("suite"), key=ctx.task,
                            shared=shared)
+        resources = meta.get("resources") if meta is not None else None
+        if resources:
+            payload["resources"] = dict(resources)
         return payload
+
+    def pexen_remote_retry_(self, reason: str) -> Optional[Dict[str, Any]]:
+        """(Its Dask worker was lost.) The payload of the task's next
+        attempt, journaled as queued; None once --max-attempts are used."""
+        remote = self.side.remote or {}
+        requeue = remote.get("requeue")
+        if requeue is None:
+            return None
+        attempt = requeue(self.ctx.task, reason)
+        if attempt is None:
+            return None
+        self.ctx = self.ctx.replace(attempt=attempt)
+        return self.pexen_remote_({})   # (the pool keeps the shared dict it sent)
 
     def pexen_remote_done_(self, reply: Dict[str, Any]) -> Any:
         """The task's result (a TaskRes) from what its worker's runner
@@ -619,6 +635,7 @@ class Session(Record):
     allow_reboot: bool = False                     # may tasks reboot the machine
     max_output: int = DEFAULT_MAX_OUTPUT           # bytes an attempt's stream keeps
     dask: Optional[str] = None                     # a Dask scheduler: run tasks there
+    max_attempts: int = 3                          # (a lost Dask worker's task runs again)
     suite: Optional[Dict[str, Any]] = None         # the suite's JSON (for Dask workers)
 
 
@@ -854,6 +871,25 @@ class JournalListener:
         self.writer.move(key, TaskState.QUEUED, at, _QUEUED_COLUMNS,
                          (at, self.tokens[key], self._attempts.get(key, 0) + 1))
 
+    def requeue(self, key: str, reason: str, max_attempts: int) -> Optional[int]:
+        """(A Dask worker died under the task.) Journal the attempt as
+        interrupted and the next one as queued; the next attempt's number, or
+        None if the task has used up its attempts (it then ends as the pool
+        says)."""
+        attempt = self._attempts.get(key, 0) + 1
+        if attempt >= max_attempts:
+            return None
+        now = time.time()
+        began = self.started.pop(key, None)
+        used = self._time_used.get(key, 0.0) + (now - began if began is not None else 0.0)
+        self._time_used[key] = used
+        self.writer.transition(key, TaskState.INTERRUPTED, at=now, reason=storable(reason),
+                               detail={"by": "worker lost"}, time_used=used)
+        self._attempts[key] = attempt
+        self.writer.move(key, TaskState.QUEUED, now, _QUEUED_COLUMNS,
+                         (now, self.tokens[key], attempt + 1))
+        return attempt + 1
+
     def task_started(self, key: str, task: Any, pid: int, at: float) -> None:
         self.started[key] = at
         pid_started = (self.own_start if pid == self.own_pid or (
@@ -1076,12 +1112,16 @@ def execute(session: Session, journal_path: str) -> int:
                 not in_thread, session.kill_grace, alone, counter, spool_dir(run_root),
                 session.max_output, remote=None if session.dask is None else {
                     "suite": session.suite, "timeout": session.timeout,
-                    "time_used": session.time_used})
+                    "time_used": session.time_used, "requeue": None})
         wrapper_of[key] = TaskWrapper(task, ctx, side)
     stop_heartbeat = threading.Event()
     listener = JournalListener(writer, session, tokens, thread_pool, lambda: beat.start(),
                                thread_keys=thread_keys if session.groups else None,
                                run_root=run_root)
+    for side in sides.values():
+        if side.remote is not None:   # (a Dask worker lost: the next attempt)
+            side.remote["requeue"] = lambda key, reason: listener.requeue(
+                key, reason, session.max_attempts)
     sched = Sched(listeners=[listener])
     sched.dispatch_barrier = CommitBarrier(writer)
     beat = _Beat(session, writer, sched, stop_heartbeat, counter)

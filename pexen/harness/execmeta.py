@@ -36,7 +36,7 @@ DIR_FILE = "pexen.toml"
 COMMENT_LINES = 40
 
 LIST_FIELDS = ("requires", "provides", "claims", "uses")
-FIELDS = LIST_FIELDS + ("priority", "timeout", "rerun_on_interrupt", "when")
+FIELDS = LIST_FIELDS + ("priority", "timeout", "rerun_on_interrupt", "when", "resources")
 #: Settings of the whole suite, only in the top directory's pexen.toml.
 SUITE_FIELDS = ("prefer", "groups")
 #: The exclusivity group an executable runs in (a name; see GroupDecl).
@@ -134,6 +134,13 @@ def _check(field: str, value: Any, where: str) -> Any:
             raise MetaSyntaxError(f"{where}: timeout must be a duration > 0 (seconds, or "
                                   f"e.g. '5m', '1h 30m'), not {value!r}")
         return value
+    if field == "resources":
+        from ..sched.meta import parse_resources
+
+        try:
+            return parse_resources(value)
+        except (TypeError, ValueError) as exc:
+            raise MetaSyntaxError(f"{where}: {exc}") from None
     if field == "when":
         if not isinstance(value, str) or not value.strip():
             raise MetaSyntaxError(f"{where}: when must be a shell command (a non-empty "

@@ -238,7 +238,7 @@ def start(suite: Optional[str], journal: Optional[str] = None,
                                   ready=ready, writer=writer,
                                   allow_reboot=options.allow_reboot, groups=groups,
                                   max_output=options.max_output, dask=options.dask,
-                                  suite=spec.to_json())
+                                  suite=spec.to_json(), max_attempts=options.max_attempts)
             except BaseException:
                 writer.close()
                 raise
@@ -392,7 +392,8 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                               drain_timeout=opts.drain_timeout, reboot_now=plan.reboot_now,
                               interrupts=plan.interrupts, allow_reboot=opts.allow_reboot,
                               groups=whole.restricted(plan.tasks).groups,
-                              max_output=opts.max_output, dask=opts.dask, suite=run.suite)
+                              max_output=opts.max_output, dask=opts.dask, suite=run.suite,
+                              max_attempts=opts.max_attempts)
             if progress:
                 notify(f"run {run.id} resumed: {plan.total - plan.done} of {plan.total} "
                        f"tasks to go, {_pool_text(opts)}, journal {shown(path)}")

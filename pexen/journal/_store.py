@@ -585,6 +585,8 @@ def task_meta(task: Any) -> Dict[str, Any]:
         elif name == "when":
             # a command as it is, a callable by name ("module.qualname()")
             out[name] = describe_when(value)
+        elif name == "resources" and value:
+            out[name] = dict(value)
         elif name in out:
             out[name] = value
     return out

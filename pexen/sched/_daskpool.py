@@ -104,8 +104,8 @@ class DaskWorkerPool(_Pool):
         self._id = f"{os.getpid()}-{next(_ids)}-{os.urandom(3).hex()}"
         self._topic = f"pexen-started-{self._id}"
         self._seq = itertools.count(1)
-        # Dask key -> (task, future, token or None); running: key -> worker host
-        self._inflight: Dict[str, Tuple[Any, Any, Optional[str]]] = {}
+        # Dask key -> (task, future, token or None, payload); started: key -> host
+        self._inflight: Dict[str, Tuple[Any, Any, Optional[str], Dict[str, Any]]] = {}
         self._by_task: Dict[int, str] = {}
         self._started: Dict[str, str] = {}
         self._running = False
@@ -161,14 +161,18 @@ class DaskWorkerPool(_Pool):
             meta = getattr(task, SCHED_ATTR_NAME, None)
             payload = {"kind": "call", "task": task, "shared": shared,
                        "timeout": meta.get("timeout") if meta is not None else None,
-                       "grace": self.grace}
-        resources = payload.pop("resources", None) or None
-        key = f"pexen-{self._id}-{next(self._seq)}"
+                       "grace": self.grace,
+                       "resources": meta.get("resources") if meta is not None else None}
         self._active += 1
+        self._send(task, payload)
+
+    def _send(self, task: Any, payload: Dict[str, Any]) -> None:
+        resources = payload.get("resources") or None
+        key = f"pexen-{self._id}-{next(self._seq)}"
         with self._lock:
             future = self._client.submit(_run_on_worker, payload, self._topic, key, key=key,
                                          pure=False, resources=resources)
-            self._inflight[key] = (task, future, payload.get("token"))
+            self._inflight[key] = (task, future, payload.get("token"), payload)
             self._by_task[id(task)] = key
         future.add_done_callback(lambda fut, key=key: self._done(key, fut))
 
@@ -182,7 +186,7 @@ class DaskWorkerPool(_Pool):
             if entry is None:
                 return None
             host = self._started.pop(found, None) if found is not None else None
-        _, future, token = entry
+        _, future, token, _ = entry
         future.cancel()
         if host is not None and token:
             try:
@@ -211,8 +215,8 @@ class DaskWorkerPool(_Pool):
             entries = list(self._inflight.values())
             self._inflight.clear()
             self._by_task.clear()
-        tokens = [token for _, _, token in entries if token]
-        for _, future, _ in entries:
+        tokens = [token for _, _, token, _ in entries if token]
+        for _, future, _, _ in entries:
             future.cancel()
         if self._client is not None and tokens:
             for token in tokens:
@@ -271,6 +275,15 @@ class DaskWorkerPool(_Pool):
             self._by_task.pop(id(task), None)
         try:
             res = self._result(task, future, entry[2])
+            if getattr(res.excinfo.val if res.excinfo else None, "worker_lost", False):
+                # its next attempt, if it has one left (the harness says)
+                retry = getattr(task, "pexen_remote_retry_", None)
+                payload = retry(str(res.excinfo.val)) if retry is not None else None
+                if payload is not None and self._client is not None:
+                    if "shared" in entry[3]:
+                        payload["shared"] = entry[3]["shared"]
+                    self._send(task, payload)
+                    return
         except BaseException as exc:   # (never lose a task's one result)
             res = _failed(task, exc)
         self._results.put(res)

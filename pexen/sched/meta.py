@@ -19,7 +19,8 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
 SCHED_ATTR_NAME = "pexen_sched_meta_"
 
 _SET_FIELDS = ("requires", "provides", "uses", "claims")
-FIELDS = _SET_FIELDS + ("priority", "kwargs", "timeout", "rerun_on_interrupt", "when")
+FIELDS = _SET_FIELDS + ("priority", "kwargs", "timeout", "rerun_on_interrupt", "when",
+                        "resources")
 
 
 class MetaTypeError(AttributeError, TypeError):
@@ -44,6 +45,7 @@ def _defaults() -> Dict[str, Any]:
         "timeout": None,
         "rerun_on_interrupt": False,
         "when": None,
+        "resources": {},
     }
 
 
@@ -52,7 +54,7 @@ def _defaults() -> Dict[str, Any]:
 _DEFAULTS: Dict[str, Any] = {
     "requires": frozenset(), "provides": frozenset(), "uses": frozenset(),
     "claims": frozenset(), "priority": 0, "kwargs": {}, "timeout": None,
-    "rerun_on_interrupt": False, "when": None,
+    "rerun_on_interrupt": False, "when": None, "resources": {},
 }
 
 
@@ -105,7 +107,42 @@ def _convert(field: str, value: Any) -> Any:
             return value
         raise MetaTypeError(f"{type(value)} cannot be used for when "
                             "(a callable, or a shell command as a str)")
+    if field == "resources":
+        return parse_resources(value)
     raise AttributeError(f"{field} is not a valid metadata field")
+
+
+def parse_resources(value: Any) -> Dict[str, float]:
+    """Worker resources a task needs (on a Dask cluster: it runs only on
+    workers that have them, and holds them while it runs): a dict of names
+    to amounts > 0, or text ``"gpu:1"``, ``"gpu:1,mem:4"`` (``"gpu"``: 1)."""
+    if isinstance(value, str):
+        parsed: Dict[str, Any] = {}
+        for part in value.split(","):
+            name, _, amount = part.strip().partition(":")
+            if not name.strip():
+                raise MetaValueError(f"resources must be NAME:AMOUNT[,...], not {value!r}")
+            try:
+                parsed[name.strip()] = float(amount) if amount.strip() else 1.0
+            except ValueError:
+                raise MetaValueError(f"resources: {amount.strip()!r} is not an amount "
+                                     f"(in {value!r})") from None
+        value = parsed
+    if not isinstance(value, dict):
+        raise MetaTypeError(f"{type(value)} cannot be used for resources (a dict of "
+                            "names to amounts, or 'gpu:1')")
+    out: Dict[str, float] = {}
+    for name, amount in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise MetaTypeError(f"resources names must be non-empty str, not {name!r}")
+        if not isinstance(amount, numbers.Real) or isinstance(amount, bool):
+            raise MetaTypeError(f"resources: the amount of {name} must be a number, "
+                                f"not {amount!r}")
+        if not amount > 0 or amount != amount:  # type: ignore[operator]
+            raise MetaValueError(f"resources: the amount of {name} must be > 0, "
+                                 f"not {amount!r}")
+        out[name.strip()] = float(amount)  # type: ignore[arg-type]
+    return out
 
 
 class _Unset:

@@ -193,19 +193,23 @@ def test_the_library_pool(dask_cluster):
     assert "bad value" in results["fails"].excinfo.text
 
 
-def test_a_worker_that_dies_mid_task(tmp_path, dask_cluster):
-    """SIGKILL the worker running a task: the task ends `error` naming the
-    lost worker, the run goes on with the other worker (and the nanny
-    starts a new one)."""
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_a_worker_that_dies_mid_task(tmp_path, dask_cluster, attempts):
+    """SIGKILL the worker running a task: what the task started on that host
+    is ended (by its token); the task runs again as its next attempt, on a
+    worker the cluster still has, up to --max-attempts, after which it ends
+    `error` naming the lost worker; the run goes on."""
     suite = tmp_path / "suite"
     suite.mkdir()
     worker_file = tmp_path / "worker"
     _exe(suite, "dies.sh", f"""\
+        if [ "$PEXEN_ATTEMPT" -gt 1 ]; then echo "again"; exit 0; fi
         echo $PPID $$ > "{worker_file}"
         sleep 300
         """)
     _exe(suite, "other.sh", "sleep 1\n")
-    proc = spawn("start", str(suite), "--dask", dask_cluster, cwd=tmp_path)
+    proc = spawn("start", str(suite), "--dask", dask_cluster, "--max-attempts", str(attempts),
+                 cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while not worker_file.exists() or not worker_file.read_text().strip():
@@ -225,11 +229,21 @@ def test_a_worker_that_dies_mid_task(tmp_path, dask_cluster):
             time.sleep(0.05)
     finally:
         end(proc)
-    assert proc.returncode == 1, err
-    rows, _ = _states(tmp_path / "pexen-journal.sqlite")
+    rows, run = _states(tmp_path / "pexen-journal.sqlite")
     assert rows["other"].state == "pass"
-    assert rows["dies"].state == "error"
-    assert "worker lost" in rows["dies"].reason
+    with journal.open(str(tmp_path / "pexen-journal.sqlite"), create=False) as j:
+        moves = [(e.from_state, e.to_state) for e in j.events(run.id) if e.key == "dies"]
+    if attempts == 1:
+        assert proc.returncode == 1, err
+        assert rows["dies"].state == "error"
+        assert "worker lost" in rows["dies"].reason
+        assert rows["dies"].attempt == 1
+    else:
+        assert proc.returncode == 0, err
+        assert rows["dies"].state == "pass" and rows["dies"].attempt == 2
+        assert ("running", "interrupted") in moves and ("interrupted", "queued") in moves
+        log = harness("log", "dies", cwd=tmp_path)
+        assert "again" in log.stdout
 
 
 def test_without_dask_installed(tmp_path):
@@ -298,3 +312,40 @@ def test_resume_after_the_controller_died(tmp_path, dask_cluster):
     rows, run = _states(tmp_path / "pexen-journal.sqlite")
     assert run.state == "finished" and rows["b-long"].state == "pass"
     assert rows["b-long"].attempt == 2
+
+
+def test_resources(tmp_path, dask_cluster):
+    """`resources` metadata: a task runs only on a worker that has them; one
+    that no worker has never starts (here: the run's deadline ends it)."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    where = tmp_path / "where"
+    _exe(suite, "on-gpu.sh", f"""\
+        # pexen: resources=gpu:1
+        echo "$PEXEN_TASK_DATA" > "{where}"
+        """)
+    _exe(suite, "on-tpu.sh", """\
+        # pexen: resources=tpu:1
+        exit 0
+        """)
+    res = harness("start", str(suite), "--dask", dask_cluster, "--run-timeout", "5",
+                  cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    rows, _ = _states(tmp_path / "pexen-journal.sqlite")
+    assert rows["on-gpu"].state == "pass"
+    assert "/gpu/" in where.read_text()   # (the worker with the resource)
+    assert rows["on-tpu"].state in ("skip", "timeout")
+    assert "run timeout" in rows["on-tpu"].reason
+    listed = json.loads(harness("list", "--tasks", str(suite), "--json", cwd=tmp_path).stdout)
+    metas = {t["key"]: t for t in listed["tasks"]}
+    assert metas["on-gpu"]["meta"]["resources"] == {"gpu": 1.0}
+
+
+def test_bad_resources_are_refused(tmp_path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    _exe(suite, "bad.sh", "# pexen: resources=gpu:lots\nexit 0\n")
+    res = harness("start", str(suite), cwd=tmp_path)
+    assert res.returncode == 4
+    assert "resources: 'lots' is not an amount" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

@@ -455,3 +455,21 @@ def test_a_decorated_task_gets_the_shared_dict_as_its_own_signature_says():
     res = {r.task: r for r in sched.Sched([without_shared, with_shared]).run()}
     assert res[without_shared].excinfo is None and res[without_shared].ret == "plain"
     assert res[with_shared].ret == "shared" and res[with_shared].shared == {"seen": True}
+
+
+def test_resources_metadata():
+    from pexen.sched import meta as m
+
+    def f():
+        pass
+
+    m.assign_val(f, resources="gpu:1, mem:4")
+    assert m.retrieve_meta(f).resources == {"gpu": 1.0, "mem": 4.0}
+    m.assign_val(f, resources={"gpu": 2})
+    assert m.retrieve_meta(f).resources == {"gpu": 2.0}
+    m.assign_val(f, resources="fpga")
+    assert m.retrieve_meta(f).resources == {"fpga": 1.0}
+    for bad, kind in (("gpu:x", ValueError), ({"gpu": 0}, ValueError), ({"gpu": True}, TypeError),
+                      (["gpu"], TypeError), (":1", ValueError)):
+        with pytest.raises(kind, match="resources"):
+            m.assign_val(f, resources=bad)
