@@ -73,12 +73,15 @@ def _event(topic: Optional[str], msg: Dict[str, Any]) -> None:
         pass
 
 
-def _workdir() -> str:
-    """Where this worker keeps its tasks' files."""
+def _workdir(worker: Any = None) -> str:
+    """Where this worker keeps its tasks' files (`worker`: the Dask worker,
+    as `Client.run` gives it; else the worker running this task)."""
     try:
-        from distributed import get_worker
+        if worker is None:
+            from distributed import get_worker
 
-        base = get_worker().local_directory
+            worker = get_worker()
+        base = worker.local_directory
     except Exception:
         base = tempfile.gettempdir()
     path = os.path.join(base, "pexen")
@@ -201,9 +204,67 @@ def run(payload: Dict[str, Any], topic: Optional[str] = None,
                 reply["reports"] = [json.loads(line) for line in f if line.strip()]
         except (OSError, ValueError):
             pass
+        if key is not None and _orphaned(key):
+            # Its controller is gone (Dask released the task): keep what it
+            # did for the run's `resume` (collect_orphans), which records it
+            # instead of running the task again.
+            _keep(reply, token, str(env.get("PEXEN_ATTEMPT", "0")))
         return reply
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def _orphaned(key: str) -> bool:
+    """Whether this worker no longer holds task `key` for a client (its
+    client, the controller, went away while it ran)."""
+    try:
+        from distributed import get_worker
+
+        found = get_worker().state.tasks.get(key)
+    except Exception:   # (not in a worker, or another Dask: nothing kept)
+        return False
+    return found is None or found.state in ("cancelled", "released", "forgotten")
+
+
+def _orphans_dir(worker: Any = None) -> str:
+    return os.path.join(_workdir(worker), "orphans")
+
+
+def _keep(reply: Dict[str, Any], token: str, attempt: str) -> None:
+    try:
+        os.makedirs(_orphans_dir(), exist_ok=True)
+        path = os.path.join(_orphans_dir(), f"{token}-{attempt}")
+        with open(path + ".tmp", "wb") as f:
+            pickle.dump(reply, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass
+
+
+def collect_orphans(tokens: List[str], dask_worker: Any = None
+                    ) -> Dict[str, Dict[str, Any]]:
+    """(On a worker, through `Client.run`, for `resume`.) What tasks of
+    `tokens` did on this worker while their controller was gone, by
+    ``TOKEN-ATTEMPT``; taken (removed) from the worker."""
+    found: Dict[str, Dict[str, Any]] = {}
+    wanted = set(tokens)
+    where = _orphans_dir(dask_worker)
+    try:
+        names = os.listdir(where)
+    except OSError:
+        return found
+    for name in names:
+        token, _, attempt = name.rpartition("-")
+        if token not in wanted or not attempt.isdigit():
+            continue
+        path = os.path.join(where, name)
+        try:
+            with open(path, "rb") as f:
+                found[name] = pickle.load(f)
+            os.unlink(path)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            continue
+    return found
 
 
 def end_token(token: Any, grace: float = 10.0) -> List[Dict[str, Any]]:

@@ -987,6 +987,70 @@ def finish_survivor(wrapper: TaskWrapper, res: Any, started: float, ended: float
                              "started": started, "detail": detail})
 
 
+def record_remote_orphans(journal: Journal, journal_path: str, run: Any,
+                          loaded: Sequence[Tuple[str, Any]], kill_grace: float,
+                          max_output: int, timeout: Optional[float]) -> List[str]:
+    """(`resume` of a run on a Dask cluster, before it claims the run.)
+    Record the finishes of tasks that ended on a worker while their
+    controller was dead (each worker keeps them: pexen.remote), as the
+    controller would have: output, reported results, outcome. The keys
+    recorded."""
+    from ..remote import collect_orphans
+
+    rows = {t.key: t for t in journal.tasks(run.id) if t.state in ("queued", "running")
+            and t.token}
+    if not rows:
+        return []
+    try:
+        import distributed
+
+        with distributed.Client(run.config["dask"], timeout=30,
+                                set_as_default=False) as client:
+            kept = client.run(collect_orphans, sorted({t.token for t in rows.values()}))
+    except Exception:
+        return []
+    replies: Dict[str, Dict[str, Any]] = {}
+    for found in kept.values():
+        replies.update(found)
+    by_key = dict(loaded)
+    run_root = os.path.join(run.config.get("data_root") or data_root(journal_path),
+                            str(run.id))
+    side = WrapperSide(True, kill_grace, False, f"{run_root}.reports", None, max_output,
+                       remote={"suite": run.suite, "timeout": timeout, "time_used": {},
+                               "requeue": None})
+    recorded = []
+    from ._journal import controller_alive
+
+    for key, row in rows.items():
+        reply = replies.get(f"{row.token}-{row.attempt}")
+        task = by_key.get(key)
+        if reply is None or task is None:
+            continue
+        ctx = TaskContext(journal_path, run.id, key, row.attempt, row.token,
+                          os.path.join(run_root, key, "data"))
+        wrapper = TaskWrapper(task, ctx, side)
+        res = wrapper.pexen_remote_done_(reply)
+        started, ended = reply.get("started") or time.time(), reply.get("ended") or time.time()
+        shared, shared_ok = (None, None) if res.shared is None else to_json_value(res.shared)
+        if res.excinfo is None:
+            ret, ret_ok = ("null", True) if res.ret is None else to_json_value(res.ret)
+            state = TaskState.PASS
+            values: Tuple[Any, ...] = (ended, None, 0.0, ret, ret_ok, None, None, shared,
+                                       shared_ok)
+            detail: Optional[Dict[str, Any]] = None
+        else:
+            state, values, detail = failure_values(wrapper, res.excinfo, ended, 0.0, shared,
+                                                   shared_ok)
+        fields = dict(zip(_FINISHED_COLUMNS, values))
+        del fields["time_used"]
+        detail = dict(detail or {}, recorded_by="resume", host=reply.get("host"))
+        if journal.finish_survivor(run.id, key, row.attempt, row.token, state.value, ended,
+                                   fields, ended - started, started, detail,
+                                   is_alive=controller_alive):
+            recorded.append(key)
+    return recorded
+
+
 def _record_survivor(record: Dict[str, Any]) -> bool:
     """Have a fresh process record a survivor's finish (see _survive.py: the
     process calling this holds SQLite's state of the controller's

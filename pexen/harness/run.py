@@ -373,6 +373,15 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             # its result is recorded by them: wait for it before taking over.
             _wait_for_survivors(run, path, loaded, opts, notify, run_deadline,
                                 {key for key, *_ in j.reboot_requests(run.id)})
+            if run.config.get("dask"):
+                # what ended on the workers while no controller was there
+                kept = controller.record_remote_orphans(j, path, run, loaded,
+                                                        opts.kill_grace, opts.max_output,
+                                                        opts.timeout)
+                if kept:
+                    notify(f"recorded {len(kept)} task(s) that ended on their Dask workers "
+                           f"after the controller died: {', '.join(kept[:5])}"
+                           + (" ..." if len(kept) > 5 else ""))
             claimed = j.claim_run(run.id, is_alive=controller_alive, pid=os.getpid(),
                                   pid_started=process_started(os.getpid()) or time.time(),
                                   boot_id=boot_id(),

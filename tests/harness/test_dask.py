@@ -138,12 +138,11 @@ def test_executables_on_the_cluster(tmp_path, dask_cluster):
         echo $! > "{pids}"
         sleep 300
         """)
-    _exe(suite, "05-gone.sh", "exit 0\n")
+    _exe(suite, "05-gone.sh", "# pexen: requires=removed\nexit 0\n")
     _exe(suite, "00-remove.sh", f"""\
         # pexen: provides=removed
         rm -f "{suite}/05-gone.sh"
         """)
-    (suite / "05-gone.pexen.toml").write_text('requires = ["removed"]\n')
     res = harness("start", str(suite), "--dask", dask_cluster, "--timeout", "2",
                   "--kill-grace", "1", cwd=tmp_path)
     assert res.returncode == 1, res.stderr
@@ -281,6 +280,7 @@ def test_resume_after_the_controller_died(tmp_path, dask_cluster):
     suite.mkdir()
     marks = tmp_path / "marks"
     _exe(suite, "a-quick.sh", f"""\
+        # pexen: provides=quick-done
         echo quick >> "{marks}"
         """)
     _exe(suite, "b-long.sh", f"""\
@@ -288,7 +288,14 @@ def test_resume_after_the_controller_died(tmp_path, dask_cluster):
         if [ "$PEXEN_ATTEMPT" -gt 1 ]; then exit 0; fi
         sleep 300
         """)
-    proc = spawn("start", str(suite), "--dask", dask_cluster, "-j", "1", cwd=tmp_path)
+    _exe(suite, "c-late.sh", f"""\
+        # pexen: requires=quick-done
+        echo "late started" >> "{marks}"
+        sleep 3
+        echo "late output"
+        echo "late done" >> "{marks}"
+        """)
+    proc = spawn("start", str(suite), "--dask", dask_cluster, "-j", "2", cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while "long 1" not in (marks.read_text() if marks.exists() else ""):
@@ -297,12 +304,19 @@ def test_resume_after_the_controller_died(tmp_path, dask_cluster):
         while _journaled(tmp_path, "a-quick") != "pass":
             assert time.monotonic() < deadline, "the quick task did not pass"
             time.sleep(0.05)
+        while "late started" not in marks.read_text():
+            assert time.monotonic() < deadline, "the late task did not start"
+            time.sleep(0.05)
         first = int([ln for ln in marks.read_text().splitlines()
                      if ln.startswith("long 1")][0].split()[2])
         proc.send_signal(signal.SIGKILL)
     finally:
         end(proc)
     assert psutil.pid_exists(first)   # (still running on its worker)
+    deadline = time.monotonic() + 30
+    while "late done" not in marks.read_text():   # (it ends with no controller)
+        assert time.monotonic() < deadline, "the late task did not end"
+        time.sleep(0.05)
     res = harness("resume", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
@@ -312,6 +326,12 @@ def test_resume_after_the_controller_died(tmp_path, dask_cluster):
     rows, run = _states(tmp_path / "pexen-journal.sqlite")
     assert run.state == "finished" and rows["b-long"].state == "pass"
     assert rows["b-long"].attempt == 2
+    # the task that ended on its worker while no controller was there is
+    # recorded by resume, with its output, and not run again
+    assert lines.count("late started") == 1
+    assert rows["c-late"].state == "pass" and rows["c-late"].attempt == 1
+    assert "recorded 1 task(s) that ended on their Dask workers" in res.stdout
+    assert "late output" in harness("log", "c-late", cwd=tmp_path).stdout
 
 
 def test_resources(tmp_path, dask_cluster):
