@@ -198,6 +198,7 @@ def _zygote_main(ctl: _socket.socket, tasks: List[Any]) -> None:
     hook (`SURVIVOR_HOOK`): then let the workers finish what they run (see
     `_orphaned`), and exit when the last has."""
     global _controller_pid, _controller_stat
+    _fresh_stdio()
     _controller_pid = os.getppid()
     _controller_stat = _start_ticks(_controller_pid)
     survivors = any(hasattr(task, SURVIVOR_HOOK) for task in tasks)
@@ -544,6 +545,36 @@ def _write_all(fd: int, data: bytes) -> None:
         except InterruptedError:
             continue
         view = view[n:]
+
+
+_old_stdio: List[Any] = []
+
+
+def _fresh_stdio() -> None:
+    """(In the fork server, just forked from the controller.) New objects for
+    the standard streams on the same fds: another thread of the controller
+    (the one printing the console's lines) may have held the lock of a
+    stream's buffer at the moment of the fork, and the copy of a held lock
+    is never released here (a worker's first flush would wait for good);
+    and what the controller had buffered is the controller's to write, not
+    this process's too."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        old = getattr(sys, f"__{name}__", None)
+        if old is None:
+            continue
+        try:
+            new = open(fd, "w", encoding=getattr(old, "encoding", None) or "utf-8",
+                       errors=getattr(old, "errors", None) or "strict", closefd=False,
+                       buffering=1 if fd == 2 else -1)
+        except (OSError, ValueError):
+            continue
+        _old_stdio.append(old)   # (never finalized here: that would flush it)
+        setattr(sys, f"__{name}__", new)
+        current = getattr(sys, name, None)
+        if current is old:
+            setattr(sys, name, new)
+        elif getattr(current, "_original", None) is old:   # (a per-thread switch)
+            current._original = new  # type: ignore[union-attr]
 
 
 def _flush_stdio() -> None:

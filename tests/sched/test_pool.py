@@ -715,3 +715,37 @@ def test_no_more_workers_than_tasks():
             s.add_tasks(latetasks.SLEEPERS)
     assert seen[0] == 2                    # 2 tasks: 2 workers
     assert 2 < max(seen) <= 8              # the late tasks got more
+
+
+FORK_WHILE_PRINTING = r'''
+import os, sys, threading, time
+r, w = os.pipe()
+os.dup2(w, 1)   # a stdout nobody reads: a writer blocks in it, holding its lock
+def spam():
+    while True:
+        sys.stdout.write("x" * 65536)
+        sys.stdout.flush()
+threading.Thread(target=spam, daemon=True).start()
+time.sleep(0.5)
+import pexen.sched._procpool as procpool
+from pexen.sched import ProcessWorkerPool, Sched
+procpool._flush_stdio = lambda: None   # (this process cannot flush: the pipe is full)
+def task():
+    sys.stdout.flush()   # (nothing of its own to write)
+    return 7
+res = list(Sched([task]).run(ProcessWorkerPool(1)))
+os.write(2, b"ret %r\n" % (res[0].ret,))
+os._exit(0)
+'''
+
+
+def test_a_pool_started_while_another_thread_prints():
+    """The fork server is forked while another thread of the program holds
+    stdout's lock (it prints, into a pipe that is full): its workers get
+    streams of their own, so a task's flush does not wait for that lock."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FORK_WHILE_PRINTING], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stderr.strip().endswith("ret 7"), out.stderr
