@@ -42,6 +42,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from .util import LazyModule
@@ -166,8 +167,14 @@ def run(payload: Dict[str, Any], topic: Optional[str] = None,
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             began = time.time()
             try:
-                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=err, start_new_session=True)
+                if kind == "exe":
+                    proc: Any = subprocess.Popen(argv, cwd=cwd, env=env,
+                                                 stdin=subprocess.DEVNULL, stdout=out,
+                                                 stderr=err, start_new_session=True)
+                else:   # a fork of this thread's fork server (_remote_server)
+                    proc = _forked({"call": call_path, "result": result_path,
+                                    "out": out_path, "err": err_path, "env": env,
+                                    "cwd": cwd})
             except OSError as exc:
                 reply.update(status="error", error=f"cannot execute {argv[0]}: "
                              f"{exc.strerror or exc}", started=began, ended=time.time(),
@@ -185,8 +192,17 @@ def run(payload: Dict[str, Any], topic: Optional[str] = None,
             proc.wait()
             reply.update(status="timeout", killed=killed, leaked=leaked)
         reply["ended"] = time.time()
-        if reply["status"] == "done":
-            ended, leaked = end_processes((), [token], grace, since=began)
+        if reply["status"] == "done" and getattr(proc, "left", True):
+            # (a Python task's fork server says whether anything is left: its
+            # orphans are its children; an executable's are looked for)
+            roots: List[Tuple[int, Optional[float]]] = []
+            server = getattr(proc, "server", None)
+            if server is not None:
+                try:
+                    roots = [(c.pid, None) for c in psutil.Process(server.pid).children()]
+                except psutil.Error:
+                    pass
+            ended, leaked = end_processes(roots, [token], grace, since=began)
             reply["leftovers"] = ended + leaked
         reply["returncode"] = proc.returncode
         if kind != "exe":
@@ -267,6 +283,62 @@ def collect_orphans(tokens: List[str], dask_worker: Any = None
     return found
 
 
+_servers = threading.local()
+
+
+class _Forked:
+    """A task's process forked by this thread's fork server: waited for as a
+    `subprocess.Popen` is (`wait(timeout)`, `returncode` as Popen has it)."""
+
+    def __init__(self, server: subprocess.Popen, pid: int) -> None:
+        self.server = server
+        self.pid = pid
+        self.returncode: Optional[int] = None
+        self.left = True   # (until the server says nothing is left)
+        self._answers = server.stdout
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        if self.returncode is not None:
+            return self.returncode
+        import select
+
+        from ._remote_server import receive
+
+        fd = self._answers.fileno()   # type: ignore[union-attr]
+        if timeout is not None:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                raise subprocess.TimeoutExpired(f"task {self.pid}", timeout)
+        kind, status, self.left = receive(self._answers)   # type: ignore[arg-type]
+        if kind != "exit":
+            raise OSError(f"the fork server answered {kind!r}")
+        self.returncode = (-os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                           else os.WEXITSTATUS(status))
+        return self.returncode
+
+
+def _forked(request: Dict[str, Any]) -> _Forked:
+    """Start a Python task's process through this thread's fork server
+    (started the first time)."""
+    from ._remote_server import receive, send
+
+    server = getattr(_servers, "proc", None)
+    if server is None or server.poll() is not None:
+        server = subprocess.Popen([sys.executable, "-m", "pexen._remote_server"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  start_new_session=True)
+        _servers.proc = server
+    try:
+        send(server.stdin, request)   # type: ignore[arg-type]
+        kind, value = receive(server.stdout)   # type: ignore[arg-type]
+    except (OSError, EOFError) as exc:
+        _servers.proc = None
+        raise OSError(f"the fork server ended: {exc}") from None
+    if kind != "pid":
+        raise OSError(str(value))
+    return _Forked(server, value)
+
+
 def end_token(token: Any, grace: float = 10.0) -> List[Dict[str, Any]]:
     """(On a worker, through `Client.run`.) End every process of this host
     that carries `token` (or one of the tokens, a list) : a task taken over
@@ -297,18 +369,25 @@ def end_on_cluster(address: str, tokens: List[str], grace: float = 10.0,
     return sum(len(v) for v in found.values())
 
 
-def _child(call_path: str, result_path: str) -> int:
+def _child(call_path: str, result_path: str,
+           preloaded: Optional[Tuple[Optional[Dict[str, Any]], Optional[str]]] = None) -> int:
     """The task's process for a Python task: load it, run it, write what it
-    gave (pickled) to `result_path`."""
+    gave (pickled) to `result_path`. `preloaded`: the suite's tasks as the
+    fork server loaded them (or why they did not load)."""
     with open(call_path, "rb") as f:
         payload = pickle.load(f)
     os.unlink(call_path)
+    if preloaded is not None and preloaded[0] is None:
+        _write(result_path, (None, None, None, preloaded[1]))
+        return _LOAD_FAILED
     try:
         if payload["kind"] == "suite":
-            from .harness.suite import SuiteSpec, load_suite_groups
+            if preloaded is not None and preloaded[0] is not None:
+                tasks = preloaded[0]
+            else:
+                from .harness.suite import SuiteSpec, load_suite_groups
 
-            spec = SuiteSpec.from_json(payload["suite"])
-            tasks = dict(load_suite_groups(spec).tasks)
+                tasks = dict(load_suite_groups(SuiteSpec.from_json(payload["suite"])).tasks)
             task = tasks[payload["key"]]
         else:
             task = payload["task"]

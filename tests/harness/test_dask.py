@@ -79,8 +79,14 @@ def hangs():
     time.sleep(300)
 
 
+def leaves():
+    # a daemon that leaves its session and drops the task's environment
+    import subprocess
+    subprocess.run(["setsid", "env", "-i", "sh", "-c", "sleep 321 &"], check=True)
+
+
 def tasks():
-    return [make_db, use_db, reports, reboots, hangs]
+    return [make_db, use_db, reports, reboots, hangs, leaves]
 '''
 
 
@@ -114,7 +120,11 @@ def test_a_python_suite_on_the_cluster(tmp_path, dask_cluster):
 
     xmlschema.XMLSchema(XSD).validate(str(tmp_path / "out.xml"))
     root = ET.parse(tmp_path / "out.xml").getroot()
-    assert int(root.get("tests")) == 5
+    assert int(root.get("tests")) == 6
+    # what a task left running on its worker is ended and named
+    assert rows["leaves"].state == "warn"
+    assert "the task left processes running: ended" in rows["leaves"].reason
+    assert "(sleep)" in rows["leaves"].reason
 
 
 def test_executables_on_the_cluster(tmp_path, dask_cluster):
