@@ -43,8 +43,20 @@ Each trial, in a fresh temporary directory:
 
 A kill can come before the run exists in the journal (the controller was still
 importing or creating the journal): then the next session is ``start`` again;
-one that comes after the run finished needs no resume. The journal is read
-with ``sqlite3`` directly (read-only), not through pexen's reader.
+one that comes after the run finished needs no resume.
+
+The journal: by default the controller is given no ``--journal``, so it is
+``pexen-journal.sqlite`` in the trial directory (the tasks' directories in
+``pexen-journal.sqlite.d/RUN/KEY/``), read with ``sqlite3`` directly
+(read-only), not through pexen's reader. With ``--journal URL``, a
+PostgreSQL server (``postgresql+psycopg://user@host:port/db``), each trial
+gets a database of its own on that server: created empty before the trial,
+given to ``start`` and every ``resume`` as ``--journal``, read with psycopg
+in read-only transactions (the same queries; not ``pexen.journal.open``,
+which would make the schema itself on a URL), and dropped after the trial,
+its connections ended first (a kept trial's tables are dumped first to
+``journal.json`` in its directory). The tasks' directories are then in
+``pexen-data/RUN/KEY/`` in the trial directory (the controller's cwd).
 
 Usage::
 
@@ -52,6 +64,7 @@ Usage::
     python bench/crash_torture.py --workload exe --pool thread
     python bench/crash_torture.py --quick          # 10 trials
     python bench/crash_torture.py --seed 7 --trial 42   # rerun one trial
+    python bench/crash_torture.py --journal postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
 It is a report, not a test: the exit code is 0 whatever it finds, unless the
 bench itself crashed.
@@ -74,9 +87,11 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.parse
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 import psutil
 
@@ -233,7 +248,159 @@ def kill_procs(procs: List[psutil.Process]) -> None:
     psutil.wait_procs(procs, timeout=5)
 
 
-# -- reading the journal (sqlite3, read-only) ---------------------------------
+# -- reading the journal (read-only: sqlite3 on a file, psycopg on PostgreSQL) --
+
+
+class SqliteJournal:
+    """The trial's journal file, ``pexen-journal.sqlite`` in its directory (the
+    controller's default: it is given no --journal), read with ``sqlite3``."""
+
+    kind = "sqlite"
+    #: where the tasks' directories are, in the trial directory
+    data_root = f"{JOURNAL}.d"
+
+    def __init__(self, tdir: Path) -> None:
+        self.path = tdir / JOURNAL
+
+    def options(self) -> List[str]:
+        """The controller's journal options (none: the default file)."""
+        return []
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    @contextmanager
+    def session(self) -> Iterator[Callable[..., List[tuple]]]:
+        """A query function: SQL with ``?`` placeholders -> all its rows."""
+        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        try:
+            yield lambda sql, params=(): con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    def has_runs(self, query: Callable[..., List[tuple]]) -> bool:
+        return "runs" in {r[0] for r in query(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def close(self, keep: Optional[Path]) -> None:
+        pass
+
+
+def driver_url(url: str) -> str:
+    """An SQLAlchemy URL (postgresql+psycopg://...) as libpq takes it."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.split("+", 1)[0] + sep + rest
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` naming database `name` instead of its own."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def masked(url: str) -> str:
+    """`url` with its password, if any, shown as ***."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urllib.parse.urlunsplit(parts._replace(
+        netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+
+
+def pg_admin(server: str) -> Any:
+    """An autocommit connection to the server's own database (of --journal)."""
+    import psycopg
+
+    return psycopg.connect(driver_url(server), autocommit=True)
+
+
+class PgJournal:
+    """A database of its own for one trial on the PostgreSQL server of
+    --journal: created (empty) here, given to the controller as
+    ``--journal URL``, read with psycopg in read-only transactions, and
+    dropped by `close` (its connections ended first)."""
+
+    kind = "postgresql"
+    #: a URL journal's tasks go to ./pexen-data (the controller's cwd)
+    data_root = "pexen-data"
+
+    def __init__(self, server: str, name: str) -> None:
+        self.server = server
+        self.name = name
+        with pg_admin(server) as con:
+            con.execute(f'CREATE DATABASE "{name}"')
+        self.url = with_database(server, name)
+        self._con: Any = None
+
+    def options(self) -> List[str]:
+        return ["--journal", self.url]
+
+    def exists(self) -> bool:
+        return True
+
+    @contextmanager
+    def session(self) -> Iterator[Callable[..., List[tuple]]]:
+        if self._con is None or self._con.closed:
+            import psycopg
+
+            self._con = psycopg.connect(driver_url(self.url), autocommit=True,
+                                        options="-c default_transaction_read_only=on")
+        con = self._con
+
+        def query(sql: str, params: Tuple[Any, ...] = ()) -> List[tuple]:
+            return con.execute(sql.replace("%", "%%").replace("?", "%s"), params).fetchall()
+
+        yield query
+
+    def has_runs(self, query: Callable[..., List[tuple]]) -> bool:
+        return bool(query("SELECT to_regclass('runs') IS NOT NULL")[0][0])
+
+    def dump(self, to: Path) -> None:
+        """The journal's tables as JSON (a kept trial's database is dropped)."""
+        out: Dict[str, List[Any]] = {}
+        with self.session() as query:
+            for table in ("runs", "tasks", "events", "results"):
+                if query(f"SELECT to_regclass('{table}') IS NOT NULL")[0][0]:
+                    out[table] = [json.loads(r[0]) for r in query(
+                        f"SELECT row_to_json(t)::text FROM {table} t ORDER BY id")]
+        to.write_text(json.dumps(out, indent=1) + "\n")
+
+    def close(self, keep: Optional[Path]) -> None:
+        """Drop the database; first, with `keep`, dump it there."""
+        try:
+            if keep is not None:
+                self.dump(keep)
+        finally:
+            if self._con is not None:
+                self._con.close()
+            self._drop()
+
+    def _drop(self) -> None:
+        """DROP DATABASE, its connections ended first (after tests/pgserver.py)."""
+        deadline = time.monotonic() + 30
+        with pg_admin(self.server) as con:
+            while True:
+                con.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = %s AND pid <> pg_backend_pid()", (self.name,))
+                try:
+                    con.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+
+TrialJournal = Union[SqliteJournal, PgJournal]
+
+
+def db_errors() -> Tuple[type, ...]:
+    """The exceptions of reading a journal."""
+    errors: Tuple[type, ...] = (sqlite3.Error,)
+    if "psycopg" in sys.modules:
+        errors += (sys.modules["psycopg"].Error,)
+    return errors
 
 
 @dataclass
@@ -251,42 +418,35 @@ class JournalView:
     rows: Dict[str, Row] = field(default_factory=dict)
 
 
-def read_journal(path: Path, with_rows: bool = True) -> JournalView:
-    if not path.exists():
+def read_journal(journal: TrialJournal, with_rows: bool = True) -> JournalView:
+    if not journal.exists():
         return JournalView()
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        tables = {r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "runs" not in tables:
+    with journal.session() as query:
+        if not journal.has_runs(query):
             return JournalView()
-        run = con.execute("SELECT id, state, exit_code FROM runs ORDER BY id DESC LIMIT 1"
-                          ).fetchone()
-        if run is None:
+        runs = query("SELECT id, state, exit_code FROM runs ORDER BY id DESC LIMIT 1")
+        if not runs:
             return JournalView()
+        run = runs[0]
         view = JournalView(run[0], run[1], run[2])
         if with_rows:
             view.rows = {key: Row(state, reason, attempt) for key, state, reason, attempt
-                         in con.execute("SELECT key, state, reason, attempt FROM tasks "
-                                        "WHERE run_id = ?", (run[0],))}
+                         in query("SELECT key, state, reason, attempt FROM tasks "
+                                  "WHERE run_id = ?", (run[0],))}
         return view
-    finally:
-        con.close()
 
 
-def terminal_events(path: Path, run_id: int) -> Dict[str, List[Tuple[int, str]]]:
+def terminal_events(journal: TrialJournal, run_id: int
+                    ) -> Dict[str, List[Tuple[int, str]]]:
     """key -> [(event id, to_state)] of the run's terminal task events."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
+    with journal.session() as query:
         marks = ",".join("?" * len(TERMINAL))
         out: Dict[str, List[Tuple[int, str]]] = {}
-        for eid, key, to_state in con.execute(
+        for eid, key, to_state in query(
                 f"SELECT id, key, to_state FROM events WHERE run_id = ? AND key IS NOT NULL "
                 f"AND to_state IN ({marks}) ORDER BY id", (run_id, *TERMINAL)):
             out.setdefault(key, []).append((eid, to_state))
         return out
-    finally:
-        con.close()
 
 
 # An execution log's lines: (what: "start" or "end", attempt, wall-clock time,
@@ -304,10 +464,11 @@ def parse_entry(line: str) -> Entry:
     return parts[0], parts[1], at, parts[3]
 
 
-def executions(trial_dir: Path) -> Dict[str, Log]:
-    """key -> its execution log, in order."""
+def executions(trial_dir: Path, data_root: str) -> Dict[str, Log]:
+    """key -> its execution log, in order (`data_root`: where the tasks'
+    directories are in `trial_dir`, RUN/KEY/data under it)."""
     out: Dict[str, Log] = {}
-    for p in trial_dir.glob(f"{JOURNAL}.d/*/*/data/runs"):
+    for p in trial_dir.glob(f"{data_root}/*/*/data/runs"):
         try:
             lines = p.read_text().splitlines()
         except OSError:
@@ -342,38 +503,29 @@ def show_log(log: Optional[Log], t0: Optional[float] = None) -> str:
                     + (f"(pid {e[3]})" if e[3] else "") for e in log) or "empty"
 
 
-def run_config(path: Path, run_id: int) -> Dict[str, object]:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        row = con.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()
-    finally:
-        con.close()
-    return json.loads(row[0]) if row and row[0] else {}
+def run_config(journal: TrialJournal, run_id: int) -> Dict[str, object]:
+    with journal.session() as query:
+        rows = query("SELECT config FROM runs WHERE id = ?", (run_id,))
+    return json.loads(rows[0][0]) if rows and rows[0][0] else {}
 
 
-def task_events(path: Path, run_id: int, t0: float) -> Dict[str, List[str]]:
+def task_events(journal: TrialJournal, run_id: int, t0: float) -> Dict[str, List[str]]:
     """key -> its events, each 'from>to@TIME' (s after t0) with the detail, if any."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
+    with journal.session() as query:
         out: Dict[str, List[str]] = {}
-        for key, frm, to, at, detail in con.execute(
+        for key, frm, to, at, detail in query(
                 "SELECT key, from_state, to_state, at, detail FROM events WHERE run_id = ? "
                 "AND key IS NOT NULL ORDER BY id", (run_id,)):
             out.setdefault(key, []).append(f"{frm}>{to}@{at - t0:.3f}s"
                                            + (f" {detail}" if detail else ""))
         return out
-    finally:
-        con.close()
 
 
-def worker_recorded(path: Path, run_id: int) -> int:
+def worker_recorded(journal: TrialJournal, run_id: int) -> int:
     """How many task events a worker recorded (its controller dead)."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = con.execute("SELECT detail FROM events WHERE run_id = ? AND key IS NOT NULL "
-                           "AND detail LIKE '%recorded_by%'", (run_id,)).fetchall()
-    finally:
-        con.close()
+    with journal.session() as query:
+        rows = query("SELECT detail FROM events WHERE run_id = ? AND key IS NOT NULL "
+                     "AND detail LIKE '%recorded_by%'", (run_id,))
     return sum(1 for (detail,) in rows
                if json.loads(detail).get("recorded_by") in ("worker", "spawner"))
 
@@ -441,8 +593,26 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
     res = TrialResult(index, rng.randint(1, args.max_kills))
     tdir = Path(tempfile.mkdtemp(prefix=f"pexen-crash-{index}-", dir=base))
     res.directory = tdir
+    if args.journal is None:
+        play_trial(rng, res, args, tdir, SqliteJournal(tdir))
+        return res
+    journal = PgJournal(args.journal, f"pexen_crash_{seed}_{index}_{os.getpid()}")
+    try:
+        play_trial(rng, res, args, tdir, journal)
+    finally:
+        keep = res.violations or args.keep
+        try:
+            journal.close(tdir / "journal.json" if keep else None)
+        except Exception as exc:
+            res.violations.append(("bench", f"dumping or dropping database "
+                                            f"{journal.name}: {type(exc).__name__}: {exc}"))
+    return res
+
+
+def play_trial(rng: random.Random, res: TrialResult, args: argparse.Namespace,
+               tdir: Path, journal: TrialJournal) -> None:
+    """Run trial `res` in `tdir` on `journal`: sessions, kills, then the checks."""
     suite = write_suite(tdir, args.workload)
-    jpath = tdir / JOURNAL
     env = child_env()
     t0 = time.monotonic()
     res.t0 = time.time()
@@ -500,7 +670,7 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
     def check_pool(run_id: Optional[int], when: str) -> None:
         if run_id is None:
             return
-        pool = run_config(jpath, run_id).get("pool")
+        pool = run_config(journal, run_id).get("pool")
         if pool != args.pool:
             violation("pool", f"{when}: the run's config has pool {pool!r}, not "
                               f"{args.pool!r}")
@@ -511,6 +681,7 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
             cmd = [sys.executable, "-m", "pexen.harness.cli", verb]
             if verb == "start":
                 cmd += [suite, "-j", str(args.workers), "--pool", args.pool]
+            cmd += journal.options()
             out = open(tdir / f"session{res.sessions}.out", "w")
             err = open(tdir / f"session{res.sessions}.err", "w")
             try:
@@ -532,7 +703,7 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
             except subprocess.TimeoutExpired:
                 if delay is None or time.monotonic() >= deadline:
                     hung = [proc.pid] + [p.pid for p in live_descendants()]
-                    view = read_journal(jpath)
+                    view = read_journal(journal)
                     counts: Dict[str, int] = {}
                     for row in view.rows.values():
                         counts[row.state] = counts.get(row.state, 0) + 1
@@ -546,9 +717,9 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
                     proc = None
                     break
                 # The kill: snapshot what had passed, and the logs, right before.
-                view = read_journal(jpath)
+                view = read_journal(journal)
                 passed = {k for k, r in view.rows.items() if r.state == "pass"}
-                logs = executions(tdir)
+                logs = executions(tdir, journal.data_root)
                 res.kill_at.append(time.time())
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
@@ -569,7 +740,7 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
                                               f"{args.survivor_wait:g} s later: "
                                               f"{describe_procs(left)}")
                         kill_procs(left)
-                after = read_journal(jpath, with_rows=False)
+                after = read_journal(journal, with_rows=False)
                 if after.run_id is None:
                     res.kills_before_run += 1
                     verb = "start"
@@ -585,7 +756,7 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
                                   f"{tail(tdir / f'session{res.sessions}.err')}")
             verb = None
         check_watches(set(), wait=True)
-        check_pool(read_journal(jpath, with_rows=False).run_id, "at the end")
+        check_pool(read_journal(journal, with_rows=False).run_id, "at the end")
     except Exception as exc:  # the bench itself: report, do not hang
         violation("bench", f"{type(exc).__name__}: {exc}")
     finally:
@@ -599,22 +770,21 @@ def run_trial(index: int, seed: int, args: argparse.Namespace, base: Optional[st
         kill_procs(left)
         reap_orphans(set())
     res.elapsed = time.monotonic() - t0
-    check_trial(res, jpath, tdir, snapshots, last_code)
-    return res
+    check_trial(res, journal, tdir, snapshots, last_code)
 
 
-def check_trial(res: TrialResult, jpath: Path, tdir: Path,
+def check_trial(res: TrialResult, journal: TrialJournal, tdir: Path,
                 snapshots: List[Tuple[int, Set[str], Dict[str, Log]]],
                 last_code: Optional[int]) -> None:
     def violation(kind: str, details: str) -> None:
         res.violations.append((kind, details))
 
     try:
-        view = read_journal(jpath)
-    except sqlite3.Error as exc:
+        view = read_journal(journal)
+    except db_errors() as exc:
         violation("journal", f"cannot read the journal: {exc}")
         return
-    final = executions(tdir)
+    final = executions(tdir, journal.data_root)
     # No task that had passed before a kill ran again afterwards.
     for kill, passed, logs in snapshots:
         for key in sorted(passed):
@@ -628,7 +798,7 @@ def check_trial(res: TrialResult, jpath: Path, tdir: Path,
     again = [key for key, log in sorted(final.items()) if finished_then_ran(log)]
     if again:
         t0 = res.t0
-        events = task_events(jpath, view.run_id, t0) if view.run_id is not None else {}
+        events = task_events(journal, view.run_id, t0) if view.run_id is not None else {}
         for key in again:
             row = view.rows.get(key)
             violation("finished-ran-again",
@@ -651,7 +821,7 @@ def check_trial(res: TrialResult, jpath: Path, tdir: Path,
         return
     if len(view.rows) != NTASKS:
         violation("tasks", f"{len(view.rows)} task rows, not {NTASKS}")
-    ends = terminal_events(jpath, view.run_id)
+    ends = terminal_events(journal, view.run_id)
     for key in sorted(set(ends) - set(view.rows)):
         violation("terminal", f"terminal events for {key}, which has no row")
     failed = False
@@ -681,7 +851,7 @@ def check_trial(res: TrialResult, jpath: Path, tdir: Path,
         if len(runs) > row.attempt or len(set(runs)) != len(runs):
             violation("attempts", f"{key} ended {row.state} at attempt {row.attempt} but "
                                   f"ran {len(runs)} time(s) (logged attempts {runs})")
-    res.worker_recorded = worker_recorded(jpath, view.run_id)
+    res.worker_recorded = worker_recorded(journal, view.run_id)
     want = 1 if failed else 0
     if view.exit_code != want:
         violation("exit", f"run exit code {view.exit_code} in the journal, expected {want}")
@@ -728,6 +898,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "die (default 10 s)")
     parser.add_argument("--max-time", type=float, default=None,
                         help="start no trial after this many seconds")
+    parser.add_argument("--journal", default=None, metavar="URL",
+                        help="a PostgreSQL server (postgresql+psycopg://user@host:port/db):"
+                             " each trial gets a database of its own there, created "
+                             "before it and dropped after it, given to the controller "
+                             "with --journal (default: a journal file, "
+                             f"{JOURNAL}, in each trial directory)")
     parser.add_argument("--dir", default=None,
                         help="where the trial directories go (default: the temp dir)")
     parser.add_argument("--keep", action="store_true",
@@ -739,6 +915,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--trials, --max-kills and --workers must be >= 1")
     if not 0 <= args.min_delay <= args.max_delay:
         parser.error("need 0 <= --min-delay <= --max-delay")
+    server = ""
+    if args.journal is not None:
+        if not args.journal.startswith(("postgresql://", "postgresql+psycopg://")):
+            parser.error("--journal takes a PostgreSQL URL: postgresql+psycopg://...")
+        try:
+            with pg_admin(args.journal) as con:
+                server = f"PostgreSQL {con.execute('SHOW server_version').fetchone()[0]}"
+        except ImportError:
+            parser.error("--journal needs psycopg 3 (pip install 'pexen[postgres]')")
+        except Exception as exc:
+            parser.error(f"cannot connect to {masked(args.journal)}: {exc}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     indices = [args.trial] if args.trial is not None else list(range(args.trials))
 
@@ -749,9 +936,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         load = ""
     workload = ("Python tasks (crash:tasks)" if args.workload == "python"
                 else "executables (#!/bin/sh, a directory suite)")
+    kind = "sqlite" if args.journal is None else "postgresql"
     print(f"pexen crash torture: {len(indices)} trial(s), seed {seed}, "
           f"workload {args.workload}: {NTASKS} {workload}, --pool {args.pool}, "
           f"-j {args.workers}")
+    if args.journal is None:
+        print(f"journal: sqlite, {JOURNAL} in each trial directory (the default)")
+    else:
+        print(f"journal: postgresql, a database per trial on {server} at "
+              f"{masked(args.journal)} (given as --journal to start and resume)")
     print(f"1-{args.max_kills} kills per trial, kill delays {args.min_delay:g}.."
           f"{args.max_delay:g} s, next session "
           + ("right after a kill (--overlap)" if args.overlap else
@@ -797,7 +990,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"stopped after {len(results)} of {len(indices)} trials (--max-time "
               f"{args.max_time:g} s)")
     print(f"trials:        {len(results)}: {len(results) - len(failed)} passed, "
-          f"{len(failed)} failed")
+          f"{len(failed)} failed (journal {kind})")
     print(f"kills made:    {kills} ({sum(r.kills_before_run for r in results)} before the "
           f"run existed in the journal); trials by kills made: "
           + ", ".join(f"{k}: {v}" for k, v in sorted(hist.items())))
@@ -858,8 +1051,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print()
         print("violations:")
         for r in failed:
+            dump = ("; its database's tables in journal.json there"
+                    if args.journal is not None else "")
             print(f"  trial {r.index} (--seed {seed} --trial {r.index}; {r.kills} kill(s), "
-                  f"{r.sessions} session(s); kept in {r.directory}):")
+                  f"{r.sessions} session(s); kept in {r.directory}{dump}):")
             for kind, details in r.violations:
                 print(f"    {kind}: {details}")
     crashed = any(kind == "bench" for r in results for kind, _ in r.violations)
