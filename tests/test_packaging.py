@@ -28,7 +28,9 @@ def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("pexen/migrations/env.py", "pexen/migrations/script.py.mako",
                    "pexen/migrations/versions/0001_initial.py", "pexen/harness/cli.py",
-                   "pexen/journal/models.py", "pexen/sched/_zygote.py"):
+                   "pexen/journal/models.py", "pexen/sched/_zygote.py",
+                   "pexen/harness/_report/report.html", "pexen/harness/_report/report.js",
+                   "pexen/harness/_report/report.css"):
         assert needed in names, needed
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry).decode()

@@ -46,10 +46,11 @@ def _progress_of(args: argparse.Namespace) -> Callable[[int, int], Any]:
 
 
 def _check_xunit(args: argparse.Namespace) -> None:
-    if args.xunit:   # (the exporter and ElementTree: only for --xunit)
+    if args.xunit or args.html:   # (the exporters: only for --xunit, --html)
         from .export import check_target
 
         check_target(args.xunit)
+        check_target(args.html, "--html")
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -124,6 +125,17 @@ class _Ended:
                 code = EXIT_INTERNAL
             else:
                 _say(f"xunit: {args.xunit} ({_counted(counts)})")
+        if args.html:
+            from .htmlreport import export_html
+
+            try:
+                by_state = export_html(j, run, journal_path(args.journal), args.html)
+            except OSError as exc:
+                print(f"pexen-harness: error: cannot write --html {args.html}: "
+                      f"{exc.strerror or exc}", file=sys.stderr)
+                code = EXIT_INTERNAL
+            else:
+                _say(f"html: {args.html} ({_by_state(by_state)})")
         self.code = code
         return code
 
@@ -253,24 +265,47 @@ def _counted(counts: Dict[str, int]) -> str:
             f"errors, {counts['skipped']} skipped")
 
 
+def _by_state(counts: Dict[str, int]) -> str:
+    """`{"pass": 3, "fail": 1}` as "4 tasks: 3 pass, 1 fail"."""
+    return (f"{sum(counts.values())} tasks: "
+            + ", ".join(f"{n} {state}" for state, n in sorted(counts.items(),
+                                                              key=lambda kv: -kv[1])))
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import check_target, export_run
 
+    if not args.xunit and not args.html:
+        raise HarnessError("export needs --xunit FILE, --html FILE or both", EXIT_USAGE)
     check_target(args.xunit)
+    check_target(args.html, "--html")
     path = journal_path(args.journal)
     if "://" not in path and not os.path.exists(path):
         raise HarnessError(f"no journal at {path} (give --journal)")
     j = _open(path, create=False)
+    lines = []
     try:
         run = _run_or_newest(j, args.run)
-        try:
-            counts = export_run(j, run, path, args.xunit, args.xunit_subresults)
-        except OSError as exc:
-            raise HarnessError(f"cannot write --xunit {args.xunit}: "
-                               f"{exc.strerror or exc}", EXIT_INTERNAL) from None
+        if args.xunit:
+            try:
+                counts = export_run(j, run, path, args.xunit, args.xunit_subresults)
+            except OSError as exc:
+                raise HarnessError(f"cannot write --xunit {args.xunit}: "
+                                   f"{exc.strerror or exc}", EXIT_INTERNAL) from None
+            lines.append(f"run {run.id} ({run.state}): {args.xunit} ({_counted(counts)})")
+        if args.html:
+            from .htmlreport import export_html
+
+            try:
+                by_state = export_html(j, run, path, args.html)
+            except OSError as exc:
+                raise HarnessError(f"cannot write --html {args.html}: "
+                                   f"{exc.strerror or exc}", EXIT_INTERNAL) from None
+            lines.append(f"run {run.id} ({run.state}): {args.html} ({_by_state(by_state)})")
     finally:
         j.close()
-    print(f"run {run.id} ({run.state}): {args.xunit} ({_counted(counts)})")
+    for line in lines:
+        print(line)
     return EXIT_OK
 
 
@@ -634,12 +669,13 @@ def _build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
     _xunit_arguments(p, required=False)
     p.set_defaults(func=cmd_resume)
 
-    p = add("export", help="write a run's results as JUnit XML",
+    p = add("export", help="write a run's results as JUnit XML or an HTML page",
                        description="Write RUN (default: the newest run), as the journal "
-                                   "has it now, as a JUnit XML file for Jenkins.")
+                                   "has it now, as a JUnit XML file for Jenkins (--xunit) "
+                                   "and/or one self-contained HTML page (--html).")
     p.add_argument("run", metavar="RUN", nargs="?", type=int)
     p.add_argument("--journal", help=journal_help)
-    _xunit_arguments(p, required=True)
+    _xunit_arguments(p, required=False, export=True)
     p.set_defaults(func=cmd_export)
 
     p = add("status", help="show a run (default: the newest)",
@@ -785,13 +821,17 @@ def _reboot_arguments(p: argparse.ArgumentParser, loops: str, drain: str,
                    help=f"what reboots the machine (default: {command})")
 
 
-def _xunit_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+def _xunit_arguments(p: argparse.ArgumentParser, required: bool,
+                     export: bool = False) -> None:
+    when = "" if export else " when the session ends (also when stopped)"
     p.add_argument("--xunit", metavar="FILE", required=required,
-                   help="the JUnit XML file to write" + (
-                       "" if required else " when the session ends (also when stopped)"))
+                   help="the JUnit XML file to write" + when)
     p.add_argument("--xunit-subresults", choices=("message", "cases"), default="message",
                    help="sub-results in the task's message (default), or as test cases "
                         "of their own")
+    p.add_argument("--html", metavar="FILE",
+                   help="the HTML report to write" + when + " (one file: the run, a "
+                        "timeline, every task with its output; see doc/report.md)")
 
 
 def _watchdog_arguments(p: argparse.ArgumentParser, timeout: str, grace: str,

@@ -48,17 +48,22 @@ def suite_name(run: RunInfo) -> str:
     return re.sub(r"[^\w.-]+", "_", name) or "pexen"
 
 
+def tasks_dir(run: RunInfo, journal_path: str) -> str:
+    """The directory of run `run`'s task directories (KEY/ under it)."""
+    root = run.config.get("data_root")
+    if not root:   # (a run from before the config held it)
+        from .controller import data_root  # (the engine and psutil: only then)
+
+        root = data_root(journal_path)
+    return os.path.join(root, str(run.id))
+
+
 def cases_of(j: Journal, run: RunInfo, journal_path: str,
              gone: Optional[bool] = None) -> List[xunit.Case]:
     """One xunit.Case per task of the run, as the journal has it now.
     `gone`: whether the run's controller died (default: looked up)."""
     if gone is None:
         gone = controller_gone(run)
-    root = run.config.get("data_root")
-    if not root:   # (a run from before the config held it)
-        from .controller import data_root  # (the engine and psutil: only then)
-
-        root = data_root(journal_path)
     cut: Dict[str, List[Any]] = {}
     for ev in j.events_to(run.id, "interrupted"):
         if ev.key is not None:
@@ -70,7 +75,7 @@ def cases_of(j: Journal, run: RunInfo, journal_path: str,
     cases = []
     out: Optional[str]
     err: Optional[str]
-    run_dir = os.path.join(root, str(run.id))
+    run_dir = tasks_dir(run, journal_path)
     exists = os.path.exists
     for key, state, attempt, message, time_used, exc_type, exc_text in j.export_rows(run.id):
         task_dir = os.path.join(run_dir, key)
@@ -118,16 +123,17 @@ def export_run(j: Journal, run: RunInfo, journal_path: str, path: str,
                                                            run.suite.get("target", ""))])
 
 
-def check_target(path: Optional[str]) -> None:
-    """Refuse, before anything runs, an --xunit file that cannot be written."""
+def check_target(path: Optional[str], option: str = "--xunit") -> None:
+    """Refuse, before anything runs, an --xunit (or --html) file that cannot
+    be written."""
     if path is None:
         return
     from ._journal import HarnessError
 
     directory = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):
-        raise HarnessError(f"--xunit {path}: is a directory")
+        raise HarnessError(f"{option} {path}: is a directory")
     if not os.path.isdir(directory):
-        raise HarnessError(f"--xunit {path}: directory {directory} does not exist")
+        raise HarnessError(f"{option} {path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
-        raise HarnessError(f"--xunit {path}: directory {directory} is not writable")
+        raise HarnessError(f"{option} {path}: directory {directory} is not writable")

@@ -205,7 +205,8 @@ class Journal:
                 cur.executemany(_INSERT_TASK, [(run_id, key, _meta_json(meta))
                                                for key, meta in tasks])
             cur.execute(_INSERT_EVENT, (run_id, None, None, "running", now,
-                                        json.dumps({"tasks": len(tasks)})))
+                                        json.dumps({"tasks": len(tasks),
+                                                    "pid": controller_pid})))
         return int(run_id)
 
     def add_tasks(self, run_id: int, tasks: Sequence[Tuple[str, Dict[str, Any]]]
@@ -494,6 +495,25 @@ class Journal:
         with self._transaction() as cur:
             cur.execute("SELECT key, state, attempt, reason, time_used, exc_type, exc_text "
                         "FROM tasks WHERE run_id = ? ORDER BY id", (run_id,))
+            return [tuple(r) for r in cur.fetchall()]
+
+    def report_rows(self, run_id: int) -> List[Any]:
+        """(key, state, attempt, reboot_count, reason, time_used, exc_type,
+        exc_text, meta) of every task of a run, by id: what the HTML report
+        needs, read in one go (`meta` as stored: JSON text)."""
+        with self._transaction() as cur:
+            cur.execute("SELECT key, state, attempt, reboot_count, reason, time_used, "
+                        "exc_type, exc_text, meta FROM tasks WHERE run_id = ? ORDER BY id",
+                        (run_id,))
+            return [tuple(r) for r in cur.fetchall()]
+
+    def event_rows(self, run_id: int) -> List[Any]:
+        """(key, from_state, to_state, at, detail) of every event of a run,
+        oldest first, `detail` as stored (JSON text or None): a whole run's
+        history without making an `EventInfo` of each."""
+        with self._transaction() as cur:
+            cur.execute("SELECT key, from_state, to_state, at, detail FROM events "
+                        "WHERE run_id = ? ORDER BY id", (run_id,))
             return [tuple(r) for r in cur.fetchall()]
 
     def set_heartbeat(self, run_id: int, at: Optional[float] = None) -> None:

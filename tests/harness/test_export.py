@@ -223,7 +223,7 @@ def test_xunit_written_when_stopped(tmp_path, schema):
 
 @pytest.mark.parametrize("args,message,code", [
     (("export", "--xunit", "r.xml"), "no journal at", 4),
-    (("export",), "the following arguments are required: --xunit", 4),
+    (("export",), "export needs --xunit FILE, --html FILE or both", 4),
     (("start", "exsuite:tasks", "--xunit", "no/such/dir/r.xml"), "does not exist", 4),
     (("start", "exsuite:tasks", "--xunit", "."), "is a directory", 4),
     (("start", "exsuite:tasks", "--xunit-subresults", "all"), "invalid choice", 4),

@@ -209,7 +209,9 @@ def test_follow_json_fields_are_pinned(tmp_path):
         assert obj["schema"] == 1 and obj["run"] == 1 and isinstance(obj["at"], float)
     first, last = objs[0], objs[-1]
     assert first == {**first, "kind": "run", "key": None, "from": None, "to": "running",
-                     "detail": {"tasks": 3}, "exit_code": None}
+                     "detail": {"tasks": 3, "pid": first["detail"]["pid"]},
+                     "exit_code": None}
+    assert isinstance(first["detail"]["pid"], int)
     assert last == {**last, "kind": "run", "to": "finished", "exit_code": 1}
     # ids: the events table's and the results table's, each increasing
     for kind in ("transition", "result"):
