@@ -6,14 +6,17 @@ test_htmlreport_browser.py.)"""
 import json
 import os
 import re
+import signal
 import sys
+import time
 
 import pytest
 
 import pexen.journal as journal
 from pexen.harness import htmlreport
 
-from .test_cli import _start_and_kill, harness, states
+from .suites import SLOW_SUITE
+from .test_cli import _start_and_kill, end, harness, has_run, spawn, states
 from .test_execmeta import exe
 from .test_groups import grouped_suite
 from .test_reboot import setup as reboot_setup
@@ -159,6 +162,44 @@ def test_page_of_a_crashed_run_and_of_its_resume(tmp_path):
             cut, again = mine
             assert outcomes[cut[4]] == "interrupted" and cut[3] >= second["start"]
             assert outcomes[again[4]] == "pass" and again[2] >= second["start"]
+
+
+def test_page_of_a_run_still_going_and_stopped_by_a_signal(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW_SUITE)
+    proc = spawn("start", "slow:tasks", "-j", "2", "--html", "stopped.html", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if has_run(tmp_path / "pexen-journal.sqlite"):
+                rows, _ = states(tmp_path / "pexen-journal.sqlite")
+                if any(r.state == "pass" for r in rows.values()) and any(
+                        r.state == "running" for r in rows.values()):
+                    break
+            time.sleep(0.02)
+        res = harness("export", "--html", "live.html", cwd=tmp_path)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        end(proc)
+    assert res.returncode == 0, res.stderr
+    live = page_data(tmp_path / "live.html")
+    assert live["run"]["state"] == "running" and live["run"]["gone"] is False
+    assert [s["ended"] for s in live["sessions"]] == ["running"]
+    assert live["gaps"] == []
+    outcomes, tasks = live["outcomes"], live["tasks"]
+    bars = [live["bars"][k:k + 6] for k in range(0, len(live["bars"]), 6)]
+    still = {b[0] for b in bars if outcomes[b[4]] == "running"}
+    assert still and still == {i for i, s in enumerate(tasks["state"])
+                               if outcomes[s] == "running"}
+    for i in still:
+        assert tasks["message"][i] == "still running"
+    assert any(outcomes[b[4]] == "pass" for b in bars)
+    # the session's own page, written as the signal stopped it
+    assert proc.returncode == 2
+    stopped = page_data(tmp_path / "stopped.html")
+    assert stopped["run"]["state"] == "interrupted"
+    assert [s["ended"] for s in stopped["sessions"]] == ["stopped"]
+    assert stopped["run"]["counts"].get("interrupted")
 
 
 def test_page_of_a_run_that_rebooted(tmp_path):
