@@ -17,6 +17,7 @@ from pexen import journal
 
 from .suites import CRASH_SUITE, SLOW_SUITE
 from .test_cli import SMOKE, end, harness, spawn
+from .test_htmlreport import page_data
 
 
 def _states(where):
@@ -69,12 +70,19 @@ def test_every_verb(tmp_path, journal_at):
     assert [r["run"] for r in runs] == [run.id] and runs[0]["tasks"] == len(rows)
     log = harness("log", "fs/expected-failure", "--journal", journal_at, cwd=tmp_path)
     assert log.returncode == 0 and "==> stdout of fs/expected-failure" in log.stdout
-    export = harness("export", "--xunit", "again.xml", "--journal", journal_at, cwd=tmp_path)
+    export = harness("export", "--xunit", "again.xml", "--html", "page.html",
+                     "--journal", journal_at, cwd=tmp_path)
     assert export.returncode == 0, export.stderr
     for name in ("out.xml", "again.xml"):
         root = ET.parse(tmp_path / name).getroot()
         assert int(root.get("tests")) == len(rows)
         assert int(root.get("failures")) == 1
+    page = page_data(tmp_path / "page.html")
+    assert page["run"]["counts"] == {state: sum(1 for r in rows.values() if r.state == state)
+                                     for state in {r.state for r in rows.values()}}
+    keys = page["tasks"]["key"]
+    (attempt,) = page["output"][str(keys.index("fs/expected-failure"))]
+    assert attempt[0] == 1 and "fails on purpose" in attempt[4] and attempt[5]
     follow = harness("follow", "--json", "--journal", journal_at, cwd=tmp_path)
     assert follow.returncode == 1   # (the run's own exit status)
     assert any(json.loads(line).get("to") == "fail" for line in follow.stdout.splitlines())

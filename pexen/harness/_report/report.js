@@ -63,8 +63,8 @@
     ["Duration", duration(RUN.duration)],
     ["State", RUN.state + (RUN.exit_code !== null ? " (exit code " + RUN.exit_code + ")" : "") +
       (RUN.gone ? "; its controller is gone: pexen-harness resume continues it" : "")],
-    ["Workers", (RUN.workers || "?") + " (" + (RUN.dask ? "Dask " + RUN.dask : (RUN.pool || "?") +
-      " pool") + ")"],
+    ["Workers", RUN.dask ? "the Dask cluster at " + RUN.dask + (RUN.workers ? " (-j " +
+      RUN.workers + ")" : "") : (RUN.workers || "?") + " (" + (RUN.pool || "?") + " pool)"],
     ["Controller sessions", D.sessions.length + " (" + crashes + " died, " + reboots + " reboots)"],
     ["Tasks", String(N)]
   ];
