@@ -150,11 +150,18 @@ def read_capped(path: Optional[str], cap: int = DEFAULT_CAP) -> str:
 
 def names(key: str, suite: str) -> tuple:
     """(classname, name) of a task key: ``net/dns/resolve`` ->
-    (``net.dns``, ``resolve``); a one-part key gets the suite's name."""
+    (``net.dns``, ``resolve``); a one-part key gets the suite's name. In a
+    name's parameter id (``test_x[...]``), ``%2F`` and ``%25`` are ``/``
+    and ``%`` (as pexen.harness.pytestsuite.node_key writes them), so a
+    pytest test keeps the name ``pytest --junitxml`` gives it."""
     parts = [p for p in clean(key).split("/") if p] or [clean(key) or "?"]
+    name = parts[-1]
+    if "[" in name:   # a parameter id of a pytest test: '/' and '%' as its key has them
+        head, _, param = name.partition("[")
+        name = head + "[" + param.replace("%2F", "/").replace("%25", "%")
     if len(parts) == 1:
-        return suite, parts[0]
-    return ".".join(parts[:-1]), parts[-1]
+        return suite, name
+    return ".".join(parts[:-1]), name
 
 
 def _time(seconds: float) -> str:

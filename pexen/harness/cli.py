@@ -26,7 +26,7 @@ from .progress import one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 #: bootunit.DEFAULT_UNIT_DIR, for the parser (built before a verb imports bootunit;
 #: tests/harness/test_startup.py holds them equal)
@@ -71,7 +71,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise HarnessError("--boot-unit needs a journal file, not a database URL")
     installed = _boot_unit_at_start(args)
     pick = Pick(tuple(args.select or ()), tuple(args.exclude or ()), tuple(args.prefer or ()),
-                not args.no_deps)
+                not args.no_deps, args.pytest_args)
     ended = _Ended(args)
     start(args.suite, args.journal, options, _progress_of(args),
           extra_config={"boot_unit": installed} if installed else None,
@@ -512,7 +512,9 @@ def _list_tasks(args: argparse.Namespace) -> int:
     try:
         spec = parse_suite(args.tasks).replace(select=tuple(args.select or ()),
                        exclude=tuple(args.exclude or ()), prefer=tuple(args.prefer or ()),
-                       deps=not args.no_deps)
+                       deps=not args.no_deps, pytest_args=args.pytest_args)
+        if spec.pytest_args and spec.kind != "pytest":
+            raise HarnessError("--pytest-args is for a pytest:PATH suite")
         loaded = load_suite_groups(spec)
         tasks = loaded.tasks
         chosen = choose(spec, tasks)
@@ -566,6 +568,18 @@ def _selection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-deps", action="store_true",
                    help="add no providers: selected tasks whose requirements are not "
                         "met end skip")
+    p.add_argument("--pytest-args", metavar="ARGS", type=_shell_words, default=(),
+                   help="for a pytest:PATH suite: arguments for pytest, as one string "
+                        "(\"-k net -p no:randomly\"); see doc/pytest.md")
+
+
+def _shell_words(text: str) -> Tuple[str, ...]:
+    import shlex
+
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"cannot split {text!r}: {exc}") from None
 
 
 class _Formatter(argparse.HelpFormatter):

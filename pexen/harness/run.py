@@ -155,6 +155,7 @@ class Pick(Record, frozen=True):
     exclude: Tuple[str, ...] = ()
     prefer: Tuple[str, ...] = ()
     deps: bool = True
+    pytest_args: Tuple[str, ...] = ()   # (a pytest:PATH suite's)
 
 
 #: The defaults of `start` (frozen records, shared safely).
@@ -187,7 +188,10 @@ def start(suite: Optional[str], journal: Optional[str] = None,
                 if suite is None:
                     raise HarnessError("give SUITE (or --rerun-failed [RUN])")
                 spec = parse_suite(suite).replace(select=pick.select,
-                               exclude=pick.exclude, prefer=pick.prefer, deps=pick.deps)
+                               exclude=pick.exclude, prefer=pick.prefer, deps=pick.deps,
+                               pytest_args=pick.pytest_args)
+                if spec.pytest_args and spec.kind != "pytest":
+                    raise HarnessError("--pytest-args is for a pytest:PATH suite")
                 loaded = load_suite_groups(spec)
             tasks = loaded.tasks
             chosen = choose(spec, tasks) if spec.selects else None

@@ -59,7 +59,7 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
 # (imported when a program is first run: not for a suite of Python tasks)
 subprocess: Any = LazyModule("subprocess", globals())
 
-KINDS = ("dir", "module", "function")
+KINDS = ("dir", "module", "function", "pytest")
 
 
 class SuiteError(PexenError):
@@ -102,9 +102,11 @@ _SELECTION_FIELDS = ("select", "exclude", "keys", "prefer")
 class SuiteSpec(Record, frozen=True):
     """A suite as given on the command line, resolved so it loads the same later.
 
-    `kind` is "dir", "module" or "function"; `target` the absolute directory,
-    the dotted module name, or "module:function"; `cwd` the absolute directory
-    the suite was given from (put on sys.path when modules are loaded).
+    `kind` is "dir", "module", "function" or "pytest"; `target` the absolute
+    directory, the dotted module name, "module:function", or the absolute
+    path (with its ``::`` parts) pytest collects; `cwd` the absolute directory
+    the suite was given from (put on sys.path when modules are loaded; where
+    pytest runs); `pytest_args` the arguments given to pytest.
 
     The selection (see `pexen.factory.select_tasks`): `select` and `exclude`
     globs on task keys, `keys` exact keys to select (``--rerun-failed``),
@@ -119,6 +121,7 @@ class SuiteSpec(Record, frozen=True):
     keys: Tuple[str, ...] = ()
     prefer: Tuple[str, ...] = ()
     deps: bool = True
+    pytest_args: Tuple[str, ...] = ()
 
     @property
     def selects(self) -> bool:
@@ -133,6 +136,8 @@ class SuiteSpec(Record, frozen=True):
                 out[name] = list(getattr(self, name))
         if not self.deps:
             out["deps"] = False
+        if self.pytest_args:
+            out["pytest_args"] = list(self.pytest_args)
         return out
 
     @classmethod
@@ -147,7 +152,7 @@ class SuiteSpec(Record, frozen=True):
         def bad(what: str) -> SuiteError:
             return _error(name, f"malformed suite record ({what}): {_short(data)}")
 
-        known = ("kind", "target", "cwd", "deps") + _SELECTION_FIELDS
+        known = ("kind", "target", "cwd", "deps", "pytest_args") + _SELECTION_FIELDS
         extra = sorted(str(k) for k in data if k not in known)
         if extra:
             raise bad(f"unknown field {extra[0]!r}")
@@ -165,8 +170,10 @@ class SuiteSpec(Record, frozen=True):
             raise bad("not a module name")
         if kind == "function" and not _is_function_ref(target):
             raise bad("not module:function")
+        if kind == "pytest" and not os.path.isabs(target):
+            raise bad("pytest path is not absolute")
         lists = {}
-        for field in _SELECTION_FIELDS:
+        for field in _SELECTION_FIELDS + ("pytest_args",):
             value = data.get(field, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise bad(f"{field!r} is not a list of strings")
@@ -190,6 +197,15 @@ def parse_suite(arg: str, cwd: Optional[str] = None) -> SuiteSpec:
     base = os.path.abspath(cwd if cwd is not None else os.getcwd())
     if not arg:
         raise _error(arg, "empty; give a directory, a module name or module:function")
+    if arg.startswith("pytest:"):
+        where = arg[len("pytest:"):]
+        path, sep, parts = where.partition("::")
+        if not path:
+            raise _error(arg, "give the file or directory pytest collects: pytest:PATH")
+        full = os.path.normpath(os.path.join(base, path))
+        if not os.path.exists(full):
+            raise _error(arg, f"no such file or directory: {path}")
+        return SuiteSpec("pytest", full + sep + parts, base)
     path = os.path.join(base, arg)
     if os.path.isdir(path):
         # A package directory given by its bare name ('mysuite') is the
@@ -351,11 +367,11 @@ def spawn_info(task: ExecutableTask) -> Dict[str, Any]:
 
 def _display_name(spec: SuiteSpec) -> str:
     """The suite as the user would recognise it (a directory relative to cwd)."""
-    if spec.kind == "dir":
+    if spec.kind in ("dir", "pytest"):
         rel = os.path.relpath(spec.target, spec.cwd)
         if rel != ".." and not rel.startswith("../"):
-            return rel
-    return spec.target
+            return rel if spec.kind == "dir" else f"pytest:{rel}"
+    return spec.target if spec.kind != "pytest" else f"pytest:{spec.target}"
 
 
 class SuiteGroup(Record):
@@ -642,6 +658,17 @@ def _load_function(spec: SuiteSpec, name: str) -> Loaded:
     return _keyed(name, tasks)
 
 
+def _load_pytest(spec: SuiteSpec, name: str) -> Loaded:
+    from . import pytestsuite
+
+    if not pytestsuite.have_pytest():
+        raise _error(name, pytestsuite.EXTRA)
+    try:
+        return Loaded(pytestsuite.load(spec.target, spec.cwd, spec.pytest_args), [])
+    except ValueError as exc:
+        raise _error(name, str(exc)) from None
+
+
 def load_suite(spec: SuiteSpec) -> List[Tuple[str, Callable[..., Any]]]:
     """The tasks of a suite as (task key, task) pairs, in a stable order.
 
@@ -673,6 +700,8 @@ def load_suite_groups(spec: SuiteSpec) -> Loaded:
         loaded = _load_module(spec, name)
     elif spec.kind == "function":
         loaded = _load_function(spec, name)
+    elif spec.kind == "pytest":
+        loaded = _load_pytest(spec, name)
     else:
         raise _error(name, f"unknown suite kind {spec.kind!r}")
     found = loaded.tasks

@@ -10,7 +10,7 @@ from .meta import SCHED_ATTR_NAME
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
-    from typing import Any, Callable, Dict
+    from typing import Any, Callable, Dict, List
 
 _CO_VARARGS = 0x04   # inspect.CO_VARARGS (inspect is imported only when needed)
 _FUNCTION = type(lambda: None)
@@ -84,3 +84,18 @@ def exc_info_of(exc: BaseException) -> ExceptionInfo:
 
 # Set in a process-pool worker: there a KeyboardInterrupt is the task's failure.
 _worker_flag = [False]
+
+#: Called, in order, when a process-pool worker stops in good order (its
+#: pool shut down): what tasks set up to live as long as their worker (a
+#: pytest session, see pexen.harness.pytestsuite) ends there. Errors are
+#: written to stderr and do not stop the others.
+at_worker_exit: List[Callable[[], Any]] = []
+
+
+def run_worker_exit() -> None:
+    while at_worker_exit:
+        hook = at_worker_exit.pop(0)
+        try:
+            hook()
+        except BaseException as exc:   # (the worker is ending: say so, go on)
+            sys.stderr.write(f"pexen: at the worker's exit: {type(exc).__name__}: {exc}\n")

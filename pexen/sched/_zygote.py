@@ -472,6 +472,8 @@ def _worker_main(wid: int, task_fd: int, result_fd: int, ack_fd: int, tasks: Lis
         _orphaned(recent)
     if msg is _GONE:
         _orphaned(recent)
+    elif _call.at_worker_exit:
+        _call.run_worker_exit()
     _flush_stdio()
     os._exit(0)
 

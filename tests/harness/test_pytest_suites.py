@@ -1,0 +1,259 @@
+"""pytest suites (``pexen-harness start pytest:PATH``) on generated pytest
+projects: outcomes, fixtures of every scope living per worker, markers,
+JUnit names as ``pytest --junitxml`` writes them, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from pexen.harness.pytestsuite import node_key
+
+from .test_cli import harness, states
+
+CONFTEST = textwrap.dedent('''
+    import os
+    import pytest
+
+    LOG = os.environ["FIXTURE_LOG"]
+
+
+    def note(what):
+        with open(LOG, "a") as f:
+            f.write(f"{os.getpid()} {what}\\n")
+
+
+    @pytest.fixture(scope="session")
+    def sess():
+        note("session-up")
+        yield "s"
+        note("session-down")
+
+
+    @pytest.fixture(scope="module")
+    def mod(request, sess):
+        note(f"module-up {request.module.__name__}")
+        yield "m"
+        note(f"module-down {request.module.__name__}")
+''')
+
+OUTCOMES = textwrap.dedent('''
+    import os
+    import sys
+    import time
+
+    import pytest
+
+
+    def test_pass(mod):
+        print("to stdout")
+        print("to stderr", file=sys.stderr)
+
+
+    def test_fail():
+        x = 1
+        assert x == 2, "x is not two"
+
+
+    @pytest.mark.skip(reason="not today")
+    def test_skip():
+        pass
+
+
+    @pytest.mark.xfail(reason="known bug")
+    def test_xfail():
+        assert 0
+
+
+    @pytest.mark.xfail(strict=True, reason="should fail")
+    def test_xpass_strict():
+        pass
+
+
+    @pytest.fixture
+    def broken():
+        raise RuntimeError("fixture broke")
+
+
+    def test_setup_error(broken):
+        pass
+
+
+    @pytest.fixture
+    def bad_teardown():
+        yield
+        raise RuntimeError("teardown broke")
+
+
+    def test_teardown_error(bad_teardown):
+        pass
+
+
+    @pytest.mark.parametrize("v", [1, "a/b", "x%y"])
+    def test_param(v, mod):
+        assert v
+
+
+    class TestClass:
+        def test_method(self, capsys, mod):
+            print("captured")
+            assert capsys.readouterr().out == "captured\\n"
+
+
+    def test_dies():
+        os._exit(3)
+
+
+    @pytest.mark.timeout(1)
+    def test_hangs():
+        time.sleep(60)
+''')
+
+SECOND = textwrap.dedent('''
+    import os
+
+    import pytest
+
+
+    @pytest.mark.pexen(provides=["db"], priority=-5)
+    def test_makes_db(mod):
+        open(os.path.join(os.environ["ORDER_DIR"], "db"), "w").close()
+
+
+    @pytest.mark.pexen(requires=["db"])
+    def test_uses_db(mod):
+        assert os.path.exists(os.path.join(os.environ["ORDER_DIR"], "db"))
+''')
+
+
+def project(tmp_path):
+    top = tmp_path / "proj"
+    (top / "tests").mkdir(parents=True)
+    (top / "tests" / "__init__.py").write_text("")
+    (top / "tests" / "conftest.py").write_text(CONFTEST)
+    (top / "tests" / "test_outcomes.py").write_text(OUTCOMES)
+    (top / "tests" / "test_second.py").write_text(SECOND)
+    (tmp_path / "order").mkdir()
+    env = {"FIXTURE_LOG": str(tmp_path / "fixtures.log"), "ORDER_DIR": str(tmp_path / "order")}
+    return top, env
+
+
+def test_node_keys():
+    assert node_key("tests/test_x.py::TestY::test_z[a/b]") == "tests/test_x/TestY/test_z[a%2Fb]"
+    assert node_key("test_x.py::test_y[50%/x]") == "test_x/test_y[50%25%2Fx]"
+    assert node_key("tests/test_x.py::test_y") == "tests/test_x/test_y"
+
+
+def test_outcomes_fixtures_and_junit(tmp_path):
+    top, env = project(tmp_path)
+    res = harness("start", "pytest:tests", "-j", "2", "--xunit", "r.xml", cwd=top, env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, run = states(top / "pexen-journal.sqlite")
+    got = {key: (row.state, row.reason) for key, row in rows.items()}
+    p = "tests/test_outcomes/"
+    assert got[p + "test_pass"] == ("pass", None)
+    assert got[p + "test_fail"][0] == "fail"
+    assert got[p + "test_fail"][1].startswith("AssertionError: x is not two")
+    assert got[p + "test_skip"] == ("skip", "not today")
+    assert got[p + "test_xfail"] == ("pass", None)
+    assert got[p + "test_xpass_strict"] == ("fail", "[XPASS(strict)] should fail")
+    assert got[p + "test_setup_error"] == ("error", "error in setup: RuntimeError: fixture broke")
+    assert got[p + "test_teardown_error"] == (
+        "error", "error in teardown: RuntimeError: teardown broke")
+    for param in ("1", "a%2Fb", "x%25y"):
+        assert got[p + f"test_param[{param}]"] == ("pass", None)
+    assert got[p + "TestClass/test_method"] == ("pass", None)
+    assert got[p + "test_dies"][0] == "error" and "status 3" in got[p + "test_dies"][1]
+    assert got[p + "test_hangs"][0] == "timeout"
+    assert got["tests/test_second/test_makes_db"] == ("pass", None)
+    assert got["tests/test_second/test_uses_db"] == ("pass", None)
+    # output per test, as pexen captures it; the failure's long report on stderr
+    out = harness("log", p + "test_pass", cwd=top)
+    assert "to stdout" in out.stdout and "to stderr" in out.stdout
+    out = harness("log", p + "test_fail", cwd=top)
+    assert '>       assert x == 2, "x is not two"' in out.stdout
+    # xfail: a reported result
+    res = json.loads(harness("status", "--json", cwd=top).stdout)
+    assert res["counts"]["pass"] >= 8
+    import pexen.journal as journal
+    with journal.open(str(top / "pexen-journal.sqlite"), create=False) as j:
+        reported = [(r.key, r.name, r.outcome, r.message) for r in j.results(run.id)]
+    assert reported == [(p + "test_xfail", "xfail", "pass", "known bug")]
+    # fixtures: a session per worker, a module fixture per module per worker,
+    # and each torn down (the session's when its worker stopped)
+    lines = (tmp_path / "fixtures.log").read_text().split("\n")
+    events = [line.split(" ", 1) for line in lines if line]
+    pids = {pid for pid, _ in events}
+    ups = [pid for pid, what in events if what == "session-up"]
+    assert len(ups) == len(set(ups)) and set(ups) == pids
+    downs = [pid for pid, what in events if what == "session-down"]
+    # (the worker the dying test took, and the hung one's, never tore down)
+    assert len(downs) >= 1 and set(downs) <= set(ups)
+    # a module fixture lives while its worker runs tests of that module: set
+    # up again only after it was torn down (the worker ran another module's)
+    live = set()
+    for pid, what in events:
+        if what.startswith("module-"):
+            kind, module = what.split(" ")
+            if kind == "module-up":
+                assert (pid, module) not in live, (pid, module)
+                live.add((pid, module))
+            else:
+                live.discard((pid, module))
+    ups = sum(1 for _, what in events if what == "module-up tests.test_outcomes")
+    assert ups < 5   # (five tests of the module use it: shared, not made for each)
+    # JUnit: the classnames and names pytest --junitxml gives the same tests
+    ours = {(c.get("classname"), c.get("name"))
+            for c in ET.parse(top / "r.xml").getroot().iter("testcase")}
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    "--junitxml", str(tmp_path / "pytest.xml"), "tests",
+                    "--deselect", "tests/test_outcomes.py::test_dies",
+                    "--deselect", "tests/test_outcomes.py::test_hangs"],
+                   cwd=top, env={**os.environ, **env}, capture_output=True, timeout=120)
+    theirs = {(c.get("classname"), c.get("name"))
+              for c in ET.parse(tmp_path / "pytest.xml").getroot().iter("testcase")}
+    assert theirs and theirs <= ours
+    assert ours - theirs == {("tests.test_outcomes", "test_dies"),
+                             ("tests.test_outcomes", "test_hangs")}
+
+
+def test_list_and_select(tmp_path):
+    top, env = project(tmp_path)
+    res = harness("list", "--tasks", "pytest:tests/test_second.py", cwd=top, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "tests/test_second/test_makes_db" in res.stdout
+    assert "tests/test_outcomes" not in res.stdout
+    res = harness("start", "pytest:tests", "--select", "tests/test_outcomes/test_param*",
+                  "--pytest-args", "-k 'param and not x'", cwd=top, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows, _ = states(top / "pexen-journal.sqlite")
+    assert sorted(rows) == ["tests/test_outcomes/test_param[1]",
+                            "tests/test_outcomes/test_param[a%2Fb]"]
+
+
+@pytest.mark.parametrize("case", ["missing", "collect-error", "args-elsewhere", "empty",
+                                  "bad-args"])
+def test_bad_pytest_suites(tmp_path, case):
+    top, env = project(tmp_path)
+    if case == "collect-error":
+        (top / "tests" / "test_broken.py").write_text("import no_such_module_here\n")
+    if case == "empty":
+        (top / "empty").mkdir()
+    args = {"missing": ["pytest:nope"], "collect-error": ["pytest:tests"],
+            "args-elsewhere": [str(top / "tests"), "--pytest-args=-x"],
+            "empty": ["pytest:empty"],
+            "bad-args": ["pytest:tests", "--pytest-args", "-k 'x%'"]}[case]
+    res = harness("start", *args, cwd=top, env=env)
+    assert res.returncode == 4, res.stdout + res.stderr
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("pexen-harness: error: ")
+    assert {"missing": "no such file or directory: nope",
+            "collect-error": "collecting tests/test_broken.py failed: ModuleNotFoundError",
+            "args-elsewhere": "--pytest-args is for a pytest:PATH suite",
+            "empty": "pytest collected no tests",
+            "bad-args": "pytest refused: ERROR: Wrong expression passed to '-k'"}[case] in line
+    assert not (top / "pexen-journal.sqlite").exists() or case == "args-elsewhere"
