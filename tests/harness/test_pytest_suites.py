@@ -257,3 +257,61 @@ def test_bad_pytest_suites(tmp_path, case):
             "empty": "pytest collected no tests",
             "bad-args": "pytest refused: ERROR: Wrong expression passed to '-k'"}[case] in line
     assert not (top / "pexen-journal.sqlite").exists() or case == "args-elsewhere"
+
+
+SLOW = textwrap.dedent('''
+    import os
+    import time
+
+    import pytest
+
+
+    @pytest.mark.parametrize("i", range(16))
+    def test_slow(i, request):
+        with open(os.environ["RUNS_LOG"], "a") as f:
+            f.write(request.node.nodeid + "\\n")
+        time.sleep(0.2)
+''')
+
+
+def test_controller_killed_and_resumed(tmp_path):
+    """SIGKILL the controller mid-run; resume runs the rest, and no test
+    that had passed runs again."""
+    import signal
+    import time
+
+    import pexen.journal as journal
+
+    from .test_cli import end, has_run, spawn
+
+    top = tmp_path / "proj"
+    top.mkdir()
+    (top / "test_slow.py").write_text(SLOW)
+    log = tmp_path / "runs.log"
+    env = {"RUNS_LOG": str(log)}
+    proc = spawn("start", "pytest:test_slow.py", "-j", "2", cwd=top, env=env)
+    path = top / "pexen-journal.sqlite"
+    try:
+        deadline = time.monotonic() + 60
+        passed = set()
+        while time.monotonic() < deadline:
+            if has_run(path):
+                with journal.open(str(path), create=False) as j:
+                    passed = {t.key for t in j.tasks(1) if t.state == "pass"}
+                if len(passed) >= 4:
+                    break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        end(proc)
+    assert 4 <= len(passed) < 16
+    time.sleep(0.5)   # (what the dead controller's workers still finish)
+    res = harness("resume", cwd=top, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows, run = states(path)
+    assert run.state == "finished" and {r.state for r in rows.values()} == {"pass"}
+    ran = log.read_text().split()
+    for key in passed:
+        nodeid = "test_slow.py::" + key.split("/", 1)[1]
+        assert ran.count(nodeid) == 1, (nodeid, ran)
+    assert sorted(set(ran)) == sorted(f"test_slow.py::test_slow[{i}]" for i in range(16))
