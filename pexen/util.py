@@ -283,3 +283,28 @@ def parse_size(text: str) -> int:
         raise ValueError(f"not a size: {text!r} (a number of bytes, or e.g. '64MiB', "
                          "'500K', '1G')")
     return int(value * factor)
+
+
+def write_atomically(path: str, write: Callable[[Any], None], prefix: str,
+                     suffix: str) -> None:
+    """Write the text file `path` whole or not at all: `write(f)` fills a
+    temporary file beside it (UTF-8, undecodable bytes written back as they
+    were), which is synced, made 0644 and renamed over `path`; on any error
+    it is removed and the error raised. A reader never sees half a file."""
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -40,9 +40,10 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+
+from .util import write_atomically
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
@@ -284,21 +285,9 @@ def write(path: str, suite: str, cases: Sequence[Case], *, timestamp: Optional[f
         elif case.outcome == "skip":
             counts["skipped"] += 1
         total += max(case.time, 0.0)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".pexen-xunit-", suffix=".xml", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            _write_to(f, suite, expanded, counts, total, timestamp, hostname, cap, properties)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, lambda f: _write_to(f, suite, expanded, counts, total, timestamp,
+                                               hostname, cap, properties),
+                     ".pexen-xunit-", ".xml")
     return counts
 
 

@@ -113,29 +113,18 @@ class _Ended:
         if run.state != "rebooting":
             _say(f"run {run_id}: {_verdict(code)} (pexen-harness status {run_id}"
                  f"{_journal_hint(args)})")
-        if args.xunit:
-            from .export import export_run
-
+        for option in ("xunit", "html"):
+            target = getattr(args, option)
+            if not target:
+                continue
             try:
-                counts = export_run(j, run, journal_path(args.journal), args.xunit,
-                                    args.xunit_subresults)
+                summary = _export(option, j, run, journal_path(args.journal), args)
             except OSError as exc:
-                print(f"pexen-harness: error: cannot write --xunit {args.xunit}: "
+                print(f"pexen-harness: error: cannot write --{option} {target}: "
                       f"{exc.strerror or exc}", file=sys.stderr)
                 code = EXIT_INTERNAL
             else:
-                _say(f"xunit: {args.xunit} ({_counted(counts)})")
-        if args.html:
-            from .htmlreport import export_html
-
-            try:
-                by_state = export_html(j, run, journal_path(args.journal), args.html)
-            except OSError as exc:
-                print(f"pexen-harness: error: cannot write --html {args.html}: "
-                      f"{exc.strerror or exc}", file=sys.stderr)
-                code = EXIT_INTERNAL
-            else:
-                _say(f"html: {args.html} ({_by_state(by_state)})")
+                _say(f"{option}: {target} ({summary})")
         self.code = code
         return code
 
@@ -265,6 +254,18 @@ def _counted(counts: Dict[str, int]) -> str:
             f"errors, {counts['skipped']} skipped")
 
 
+def _export(option: str, j: Any, run: Any, journal: str, args: argparse.Namespace) -> str:
+    """Write run `run`'s --xunit or --html file (`option`) as `args` ask;
+    what it holds, in a few words. OSError if it cannot be written."""
+    if option == "xunit":
+        from .export import export_run
+
+        return _counted(export_run(j, run, journal, args.xunit, args.xunit_subresults))
+    from .htmlreport import export_html
+
+    return _by_state(export_html(j, run, journal, args.html))
+
+
 def _by_state(counts: Dict[str, int]) -> str:
     """`{"pass": 3, "fail": 1}` as "4 tasks: 3 pass, 1 fail"."""
     return (f"{sum(counts.values())} tasks: "
@@ -273,7 +274,7 @@ def _by_state(counts: Dict[str, int]) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import check_target, export_run
+    from .export import check_target
 
     if not args.xunit and not args.html:
         raise HarnessError("export needs --xunit FILE, --html FILE or both", EXIT_USAGE)
@@ -286,22 +287,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     lines = []
     try:
         run = _run_or_newest(j, args.run)
-        if args.xunit:
+        for option in ("xunit", "html"):
+            target = getattr(args, option)
+            if not target:
+                continue
             try:
-                counts = export_run(j, run, path, args.xunit, args.xunit_subresults)
+                summary = _export(option, j, run, path, args)
             except OSError as exc:
-                raise HarnessError(f"cannot write --xunit {args.xunit}: "
+                raise HarnessError(f"cannot write --{option} {target}: "
                                    f"{exc.strerror or exc}", EXIT_INTERNAL) from None
-            lines.append(f"run {run.id} ({run.state}): {args.xunit} ({_counted(counts)})")
-        if args.html:
-            from .htmlreport import export_html
-
-            try:
-                by_state = export_html(j, run, path, args.html)
-            except OSError as exc:
-                raise HarnessError(f"cannot write --html {args.html}: "
-                                   f"{exc.strerror or exc}", EXIT_INTERNAL) from None
-            lines.append(f"run {run.id} ({run.state}): {args.html} ({_by_state(by_state)})")
+            lines.append(f"run {run.id} ({run.state}): {target} ({summary})")
     finally:
         j.close()
     for line in lines:

@@ -962,12 +962,11 @@ def failure_values(task: Any, excinfo: Any, at: float, used: float, shared: Any,
 SURVIVOR_RECORD_TIMEOUT = 60.0
 
 
-def finish_survivor(wrapper: TaskWrapper, res: Any, started: float, ended: float) -> bool:
-    """Record the result of a task whose controller died while it ran, from
-    the worker that ran it (see doc/journal.md, "A task outlives its
-    controller"): as the controller would have, unless a controller has
-    claimed the run since. Whether it was recorded."""
-    ctx = wrapper.ctx
+def _ended_values(wrapper: TaskWrapper, res: Any, ended: float
+                  ) -> Tuple[TaskState, Dict[str, Any], Optional[Dict[str, Any]]]:
+    """A finished task's state, the columns of its row (time used aside) and
+    its event's detail, from its result `res`, as the controller records
+    them: for a result recorded by another process than the controller."""
     shared, shared_ok = (None, None) if res.shared is None else to_json_value(res.shared)
     if res.excinfo is None:
         ret, ret_ok = ("null", True) if res.ret is None else to_json_value(res.ret)
@@ -980,6 +979,16 @@ def finish_survivor(wrapper: TaskWrapper, res: Any, started: float, ended: float
                                                shared_ok)
     fields = dict(zip(_FINISHED_COLUMNS, values))
     del fields["time_used"]
+    return state, fields, detail
+
+
+def finish_survivor(wrapper: TaskWrapper, res: Any, started: float, ended: float) -> bool:
+    """Record the result of a task whose controller died while it ran, from
+    the worker that ran it (see doc/journal.md, "A task outlives its
+    controller"): as the controller would have, unless a controller has
+    claimed the run since. Whether it was recorded."""
+    ctx = wrapper.ctx
+    state, fields, detail = _ended_values(wrapper, res, ended)
     detail = dict(detail or {}, recorded_by="worker", pid=os.getpid())
     return _record_survivor({"journal": ctx.journal, "run_id": ctx.run_id, "key": ctx.task,
                              "attempt": ctx.attempt, "token": ctx.token, "state": state.value,
@@ -1031,18 +1040,7 @@ def record_remote_orphans(journal: Journal, journal_path: str, run: Any,
         wrapper = TaskWrapper(task, ctx, side)
         res = wrapper.pexen_remote_done_(reply)
         started, ended = reply.get("started") or time.time(), reply.get("ended") or time.time()
-        shared, shared_ok = (None, None) if res.shared is None else to_json_value(res.shared)
-        if res.excinfo is None:
-            ret, ret_ok = ("null", True) if res.ret is None else to_json_value(res.ret)
-            state = TaskState.PASS
-            values: Tuple[Any, ...] = (ended, None, 0.0, ret, ret_ok, None, None, shared,
-                                       shared_ok)
-            detail: Optional[Dict[str, Any]] = None
-        else:
-            state, values, detail = failure_values(wrapper, res.excinfo, ended, 0.0, shared,
-                                                   shared_ok)
-        fields = dict(zip(_FINISHED_COLUMNS, values))
-        del fields["time_used"]
+        state, fields, detail = _ended_values(wrapper, res, ended)
         detail = dict(detail or {}, recorded_by="resume", host=reply.get("host"))
         if journal.finish_survivor(run.id, key, row.attempt, row.token, state.value, ended,
                                    fields, ended - started, started, detail,

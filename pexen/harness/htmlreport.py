@@ -28,11 +28,11 @@ from __future__ import annotations
 import heapq
 import json
 import os
-import tempfile
 import time
 
 from .. import xunit
 from ..journal import Journal, RunInfo
+from ..util import write_atomically
 from .capture import log_paths
 from .export import UNFINISHED, controller_gone, suite_name, tasks_dir
 
@@ -398,21 +398,7 @@ def write(path: str, data: Dict[str, Any]) -> None:
     """Write the page to `path` atomically (a temporary file beside it, then
     a rename): a reader never sees half a page."""
     page = render(data)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".pexen-html-", suffix=".html", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(page)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, lambda f: f.write(page), ".pexen-html-", ".html")
 
 
 def export_html(j: Journal, run: RunInfo, journal_path: str, path: str) -> Dict[str, int]:
