@@ -556,15 +556,17 @@ def open_journal(where: str, *, create: bool = True) -> Journal:
     A file that is not a journal, a corrupt one, or one from a newer pexen is
     refused with a JournalError and left as it is. A file at head is opened
     with the standard library only; SQLAlchemy and Alembic are loaded to
-    upgrade an older one, and for a URL.
+    upgrade an older one. A URL loads SQLAlchemy; Alembic only if the
+    database is not at head.
     """
     db: Database
     if "://" in where:
-        from . import _migrate
-
         db = UrlDatabase(where)
         try:
-            _migrate.upgrade(db.engine, _open.shown(where))
+            if not _url_at_head(db):
+                from . import _migrate
+
+                _migrate.upgrade(db.engine, _open.shown(where))
         except BaseException:
             db.close()
             raise
@@ -578,6 +580,30 @@ def open_journal(where: str, *, create: bool = True) -> Journal:
         db.close()
         raise
     return Journal(where, db)
+
+
+def _url_at_head(db: UrlDatabase) -> bool:
+    """Whether the database of `db` holds a journal at head: one query, no
+    Alembic (which costs a second to load and check, paid by every verb and
+    by a worker recording its result after its controller died). Anything
+    else (no journal yet, an older or foreign one, no connection) goes the
+    way of `_migrate.upgrade`, which makes, upgrades, refuses or explains."""
+    try:
+        con = db.connect()
+    except Exception:
+        return False
+    try:
+        cur = con.cursor()
+        cur.execute("SELECT version_num FROM alembic_version")
+        rows = cur.fetchall()
+        return len(rows) == 1 and rows[0][0] == _open.HEAD
+    except db.errors:
+        return False
+    finally:
+        try:
+            con.rollback()
+        finally:
+            con.close()
 
 
 _NO_META: Dict[str, Any] = {"requires": [], "provides": [], "claims": [], "uses": [],

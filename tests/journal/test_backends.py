@@ -165,6 +165,19 @@ def test_another_programs_database_is_refused_untouched(postgres_journal):
         assert con.execute("SELECT count(*) FROM accounts").fetchone()[0] == 1
 
 
+def test_a_journal_at_head_opens_without_alembic(postgres_journal):
+    """Every verb, and a worker recording its result after its controller
+    died, opens the journal: at head, one query, not Alembic's second."""
+    with journal.open(postgres_journal):
+        pass
+    code = ("import sys; import pexen.journal as j; j.open(sys.argv[1]).close(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
+    res = subprocess.run([sys.executable, "-c", code, postgres_journal], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
 def test_a_newer_schema_is_refused(postgres_journal):
     import psycopg
 
