@@ -1,6 +1,7 @@
 """Shared fixtures: every test must leave no process and no pool thread behind."""
 
 import os
+import signal
 import threading
 import time
 
@@ -11,6 +12,13 @@ import pytest
 # PYTHONUNBUFFERED in the environment that runs the tests would hide what
 # buffering does to a task's output.
 os.environ.pop("PYTHONUNBUFFERED", None)
+
+# Nor what started the tests in the background: a shell without job control
+# starts a background command with SIGINT ignored, the processes the tests
+# start would inherit that, and a test's ^C (SIGINT) to one would do nothing.
+# A handler here is reset to the default in every program they start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 #: Processes the session's fixtures keep running for many tests (a Dask
