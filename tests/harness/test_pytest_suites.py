@@ -315,3 +315,48 @@ def test_controller_killed_and_resumed(tmp_path):
         nodeid = "test_slow.py::" + key.split("/", 1)[1]
         assert ran.count(nodeid) == 1, (nodeid, ran)
     assert sorted(set(ran)) == sorted(f"test_slow.py::test_slow[{i}]" for i in range(16))
+
+
+CRASHES = textwrap.dedent('''
+    import ctypes
+    import subprocess
+    import time
+
+    import pytest
+
+
+    def test_segfaults():
+        ctypes.string_at(0)
+
+
+    @pytest.mark.timeout(1)
+    def test_hangs_with_children(tmp_path):
+        child = subprocess.Popen(["sleep", "300"])
+        (tmp_path.parent / "child.pid").write_text(str(child.pid))
+        time.sleep(300)
+
+
+    def test_after():
+        pass
+''')
+
+
+def test_a_segfault_and_a_hung_test_with_children(tmp_path):
+    """A test that segfaults its worker ends error, naming the signal; one
+    past its deadline ends timeout with its child; the run goes on."""
+    import psutil
+
+    top = tmp_path / "proj"
+    top.mkdir()
+    (top / "test_crashes.py").write_text(CRASHES)
+    res = harness("start", "pytest:test_crashes.py", "-j", "2",
+                  f"--pytest-args=--basetemp={tmp_path / 'base'}", cwd=top)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, _ = states(top / "pexen-journal.sqlite")
+    seg = rows["test_crashes/test_segfaults"]
+    assert seg.state == "error" and "SIGSEGV" in seg.reason
+    hung = rows["test_crashes/test_hangs_with_children"]
+    assert hung.state == "timeout"
+    assert rows["test_crashes/test_after"].state == "pass"
+    pid = int(next((tmp_path / "base").glob("**/child.pid")).read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
