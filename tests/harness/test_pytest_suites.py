@@ -319,6 +319,7 @@ def test_controller_killed_and_resumed(tmp_path):
 
 CRASHES = textwrap.dedent('''
     import ctypes
+    import os
     import subprocess
     import time
 
@@ -330,9 +331,10 @@ CRASHES = textwrap.dedent('''
 
 
     @pytest.mark.timeout(1)
-    def test_hangs_with_children(tmp_path):
+    def test_hangs_with_children():
         child = subprocess.Popen(["sleep", "300"])
-        (tmp_path.parent / "child.pid").write_text(str(child.pid))
+        with open(os.environ["CHILD_PID"], "w") as f:
+            f.write(str(child.pid))
         time.sleep(300)
 
 
@@ -349,8 +351,8 @@ def test_a_segfault_and_a_hung_test_with_children(tmp_path):
     top = tmp_path / "proj"
     top.mkdir()
     (top / "test_crashes.py").write_text(CRASHES)
-    res = harness("start", "pytest:test_crashes.py", "-j", "2",
-                  f"--pytest-args=--basetemp={tmp_path / 'base'}", cwd=top)
+    res = harness("start", "pytest:test_crashes.py", "-j", "2", cwd=top,
+                  env={"CHILD_PID": str(tmp_path / "child.pid")})
     assert res.returncode == 1, res.stdout + res.stderr
     rows, _ = states(top / "pexen-journal.sqlite")
     seg = rows["test_crashes/test_segfaults"]
@@ -358,5 +360,5 @@ def test_a_segfault_and_a_hung_test_with_children(tmp_path):
     hung = rows["test_crashes/test_hangs_with_children"]
     assert hung.state == "timeout"
     assert rows["test_crashes/test_after"].state == "pass"
-    pid = int(next((tmp_path / "base").glob("**/child.pid")).read_text())
+    pid = int((tmp_path / "child.pid").read_text())
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
