@@ -362,3 +362,53 @@ def test_a_segfault_and_a_hung_test_with_children(tmp_path):
     assert rows["test_crashes/test_after"].state == "pass"
     pid = int((tmp_path / "child.pid").read_text())
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+KILLER = textwrap.dedent('''
+    import os
+    import signal
+
+    import psutil
+
+
+    def test_fine():
+        pass
+
+
+    def test_takes_the_machine_down():
+        with open(os.environ["RUNS_LOG"], "a") as f:
+            f.write("ran\\n")
+        # worker -> fork server -> controller: both go, as in a crash of the machine
+        os.kill(psutil.Process().parent().parent().pid, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+''')
+
+
+def test_a_test_that_takes_the_controller_down(tmp_path):
+    """resume goes on after it; past --max-attempts it ends error, the run
+    finishes with the other tests. (Tests handed out behind it when the
+    controller dies are charged an attempt too: doc/harness.md, "Attempts";
+    here the other test comes first.)"""
+    import time
+
+    import psutil
+
+    top = tmp_path / "proj"
+    top.mkdir()
+    (top / "test_killer.py").write_text(KILLER)
+    env = {"RUNS_LOG": str(tmp_path / "runs.log")}
+    res = harness("start", "pytest:test_killer.py", "-j", "1", cwd=top, env=env)
+    assert res.returncode != 0
+    for _ in range(6):
+        deadline = time.monotonic() + 10
+        while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        res = harness("resume", cwd=top, env=env)
+        if res.returncode in (0, 1, 4):
+            break
+    assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
+    rows, run = states(top / "pexen-journal.sqlite")
+    killer = rows["test_killer/test_takes_the_machine_down"]
+    assert killer.state == "error" and killer.reason.startswith("crash loop: 3 attempts")
+    assert rows["test_killer/test_fine"].state == "pass"
+    assert (tmp_path / "runs.log").read_text().split() == ["ran"] * 3
