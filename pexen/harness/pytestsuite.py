@@ -231,6 +231,7 @@ class _Session:
         from _pytest.main import Session
 
         self.recorder = _Reports()
+        args = per_worker_basetemp(args, f"pexen-worker-{os.getpid()}")
         here = os.getcwd()
         os.chdir(cwd)
         try:
@@ -271,6 +272,22 @@ class _Session:
         finally:
             self.config.hook.pytest_sessionfinish(session=self.session, exitstatus=0)
             self.config._ensure_unconfigure()
+
+
+def per_worker_basetemp(args: Sequence[str], name: str) -> Tuple[str, ...]:
+    """`args` with a ``--basetemp DIR`` (or ``--basetemp=DIR``) made
+    ``DIR/name``: each worker's session clears its own directory when it
+    starts, as pytest does its base, not the other workers' (as
+    pytest-xdist gives each of its workers one)."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--basetemp" and i + 1 < len(out):
+            out[i + 1] = os.path.join(out[i + 1], name)
+            break
+        if arg.startswith("--basetemp="):
+            out[i] = "--basetemp=" + os.path.join(arg[len("--basetemp="):], name)
+            break
+    return tuple(out)
 
 
 def _outcome(reports: List[Any]) -> None:

@@ -142,6 +142,37 @@ def project(tmp_path):
     return top, env
 
 
+def test_basetemp_is_one_per_worker():
+    from pexen.harness.pytestsuite import per_worker_basetemp
+
+    assert per_worker_basetemp(("-x", "--basetemp", "/t"), "w1") == ("-x", "--basetemp", "/t/w1")
+    assert per_worker_basetemp(("--basetemp=/t", "-q"), "w1") == ("--basetemp=/t/w1", "-q")
+    assert per_worker_basetemp(("-q",), "w1") == ("-q",)
+
+
+def test_basetemp_given_each_worker_has_its_own(tmp_path):
+    top = tmp_path / "proj"
+    top.mkdir()
+    (top / "test_tmp.py").write_text(textwrap.dedent('''
+        import time
+
+        import pytest
+
+
+        @pytest.mark.parametrize("i", range(8))
+        def test_keeps_its_file(tmp_path, i):
+            (tmp_path / "mine").write_text(str(i))
+            time.sleep(0.1)
+            assert (tmp_path / "mine").read_text() == str(i)
+    '''))
+    base = tmp_path / "base"
+    res = harness("start", "pytest:test_tmp.py", "-j", "2", f"--pytest-args=--basetemp={base}",
+                  cwd=top)
+    assert res.returncode == 0, res.stdout + res.stderr
+    workers = sorted(p.name for p in base.iterdir())
+    assert 1 <= len(workers) <= 2 and all(w.startswith("pexen-worker-") for w in workers)
+
+
 def test_node_keys():
     assert node_key("tests/test_x.py::TestY::test_z[a/b]") == "tests/test_x/TestY/test_z[a%2Fb]"
     assert node_key("test_x.py::test_y[50%/x]") == "test_x/test_y[50%25%2Fx]"
