@@ -32,7 +32,7 @@ from .outcome import TaskOutcome
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
-    from typing import Any, Callable, Dict, List, Sequence, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 #: The prefix of a pytest suite on the command line.
 PREFIX = "pytest:"
@@ -235,6 +235,9 @@ class _Session:
         here = os.getcwd()
         os.chdir(cwd)
         try:
+            parent = _basetemp_parent(args)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
             config = _prepareconfig([*args, "--capture=no", "-p", "no:terminal",
                                      "-p", "no:cacheprovider", target],
                                     plugins=[self.recorder, _Markers()])
@@ -283,11 +286,22 @@ def per_worker_basetemp(args: Sequence[str], name: str) -> Tuple[str, ...]:
     for i, arg in enumerate(out):
         if arg == "--basetemp" and i + 1 < len(out):
             out[i + 1] = os.path.join(out[i + 1], name)
-            break
+            return tuple(out)
         if arg.startswith("--basetemp="):
             out[i] = "--basetemp=" + os.path.join(arg[len("--basetemp="):], name)
-            break
+            return tuple(out)
     return tuple(out)
+
+
+def _basetemp_parent(args: Sequence[str]) -> Optional[str]:
+    """The directory a per-worker ``--basetemp`` is made in (pytest makes
+    the base itself, not its parents)."""
+    for i, arg in enumerate(args):
+        if arg == "--basetemp" and i + 1 < len(args):
+            return os.path.dirname(args[i + 1])
+        if arg.startswith("--basetemp="):
+            return os.path.dirname(arg[len("--basetemp="):])
+    return None
 
 
 def _outcome(reports: List[Any]) -> None:
