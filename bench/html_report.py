@@ -178,9 +178,14 @@ def browser(page: str, reps: int) -> dict:
         for _ in range(reps):
             driver.get("about:blank")
             driver.get("file://" + os.path.abspath(page))
-            ready = driver.execute_script(
-                "return document.body.getAttribute('data-ready') === '1' && "
-                "[window.pexenReport.readyAt, window.pexenReport.renderMs]")
+            deadline = time.monotonic() + 30
+            while True:   # (the load event may come before a big page is drawn)
+                ready = driver.execute_script(
+                    "return !!document.body && document.body.getAttribute('data-ready') "
+                    "=== '1' && [window.pexenReport.readyAt, window.pexenReport.renderMs]")
+                if ready or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             if not ready:
                 raise RuntimeError("the page did not draw (no data-ready)")
             loads.append(ready[0] / 1000)

@@ -80,7 +80,8 @@ def type_search(driver, text):
 def open_page(driver, path):
     driver.get("about:blank")
     driver.get("file://" + str(path))
-    assert driver.execute_script("return document.body.getAttribute('data-ready')") == "1", \
+    assert wait_for(lambda: driver.execute_script(
+        "return !!document.body && document.body.getAttribute('data-ready') === '1'")), \
         "the page's script did not finish"
     errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
     assert not errors, errors
