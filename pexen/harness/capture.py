@@ -1,7 +1,8 @@
 """Each task attempt's stdout and stderr, in files next to the journal.
 
 ``<journal>.d/<run>/<key>/<attempt>.out`` and ``.err`` (the task's data
-directory is ``<journal>.d/<run>/<key>/data``). A stream a task does not
+directory is ``<journal>.d/<run>/<key>/data``; a key part that cannot be a
+directory name is shortened: `key_path`). A stream a task does not
 write to leaves no file.
 
 - In a worker process (the process pool) the capture is at the file
@@ -44,6 +45,34 @@ _install_lock = threading.Lock()
 #: (the thread pool with one worker). A task that finds it taken (the thread
 #: that replaced a hung one) falls back to the per-thread capture.
 FD_LOCK = threading.Lock()
+
+
+#: A key's part longer than this (bytes) is not a directory name as it is:
+#: a file name has at most 255 bytes.
+_PART_MAX = 200
+
+
+def key_path(key: str) -> str:
+    """The path of a task's directory under its run's: the key, each of its
+    ``/``-parts a directory, but for a part that cannot be one (empty, ``.``
+    or ``..``, over 200 bytes, holding a NUL), which is written as its first
+    bytes, ``~`` and a hash of it (a pytest test's long parameter id)."""
+    raw = key.encode("utf-8", "surrogateescape")
+    if (len(raw) <= _PART_MAX and b"\0" not in raw and b"//" not in raw
+            and not raw.startswith(b"/") and not raw.endswith(b"/")
+            and (b"." not in raw or not any(p in (".", "..") for p in key.split("/")))):
+        return key
+    return "/".join(_safe_part(part) for part in key.split("/"))
+
+
+def _safe_part(part: str) -> str:
+    raw = part.encode("utf-8", "surrogateescape")
+    if part not in ("", ".", "..") and len(raw) <= _PART_MAX and b"\0" not in raw:
+        return part
+    import hashlib
+
+    head = raw[:100].decode("utf-8", "ignore").replace("\0", "")
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def log_paths(attempt_dir: str, attempt: int) -> Tuple[str, str]:
@@ -529,7 +558,7 @@ def salvage_spool(base: str, run_root: str,
         return None
     if owner is not None:
         key, attempt = owner
-        paths = log_paths(os.path.join(run_root, key), attempt)
+        paths = log_paths(os.path.join(run_root, key_path(key)), attempt)
         for suffix, path, name in zip((".out", ".err"), paths, _NAMES):
             try:
                 fd = os.open(base + suffix, os.O_RDONLY | os.O_CLOEXEC)

@@ -417,7 +417,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         raise HarnessError(f"task {args.key} of run {run.id} has attempts 1 to "
                            f"{row.attempt}, not {attempt}")
     from ._outcap import DEFAULT_MAX_OUTPUT, dropped_in
-    from .capture import log_paths, spooled
+    from .capture import key_path, log_paths, spooled
 
     root = run.config.get("data_root")
     if not root:   # (a run from before the config held it)
@@ -425,7 +425,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
         root = data_root(path)
     run_root = os.path.join(root, str(run.id))
-    paths = log_paths(os.path.join(run_root, args.key), attempt)
+    paths = log_paths(os.path.join(run_root, key_path(args.key)), attempt)
     # A running attempt's latest output is still in its worker's spool.
     cap = int(run.config.get("max_output", DEFAULT_MAX_OUTPUT))
     live = (spooled(run_root, args.key, attempt, cap)

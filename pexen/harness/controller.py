@@ -49,6 +49,7 @@ from .capture import (
     FdCapture,
     ThreadCapture,
     install,
+    key_path,
     log_paths,
     salvage,
     spool_dir,
@@ -1036,7 +1037,7 @@ def record_remote_orphans(journal: Journal, journal_path: str, run: Any,
         if reply is None or task is None:
             continue
         ctx = TaskContext(journal_path, run.id, key, row.attempt, row.token,
-                          os.path.join(run_root, key, "data"))
+                          os.path.join(run_root, key_path(key), "data"))
         wrapper = TaskWrapper(task, ctx, side)
         res = wrapper.pexen_remote_done_(reply)
         started, ended = reply.get("started") or time.time(), reply.get("ended") or time.time()
@@ -1153,9 +1154,7 @@ def execute(session: Session, journal_path: str) -> int:
         tokens[key] = f"{nonce}-{n}"
     contexts = TaskContext.many(journal_path, session.run_id, session.allow_reboot, run_data, (
         (key, attempts.get(key, 0) + 1, tokens[key],
-         # what os.path.join makes of a relative key, for less
-         (f"{run_root}/{key}/data" if not key.startswith("/")
-          else os.path.join(run_root, key, "data")),
+         f"{run_root}/{key_path(key)}/data",
          reboots.get(key, 0), interrupts.get(key, 0))
         for key, _ in session.tasks))
     counter = f"{run_root}.reports"
@@ -1437,7 +1436,7 @@ def data_root(journal_path: str) -> str:
 
 def attempt_dir(journal_path: str, run_id: int, key: str) -> str:
     """A task's directory: its data directory and its output files."""
-    return os.path.join(data_root(journal_path), str(run_id), key)
+    return os.path.join(data_root(journal_path), str(run_id), key_path(key))
 
 
 def _exit_code(journal: Journal, run_id: int) -> int:

@@ -9,7 +9,7 @@ import re
 
 from .. import xunit
 from ..journal import Journal, RunInfo
-from .capture import log_paths
+from .capture import key_path, log_paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
@@ -78,7 +78,7 @@ def cases_of(j: Journal, run: RunInfo, journal_path: str,
     run_dir = tasks_dir(run, journal_path)
     exists = os.path.exists
     for key, state, attempt, message, time_used, exc_type, exc_text in j.export_rows(run.id):
-        task_dir = os.path.join(run_dir, key)
+        task_dir = os.path.join(run_dir, key_path(key))
         cuts = cut.get(key, [])
         if state == "interrupted" and cuts:
             cuts = cuts[:-1]   # the attempt cut last is the task's present state

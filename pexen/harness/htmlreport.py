@@ -33,7 +33,7 @@ import time
 from .. import xunit
 from ..journal import Journal, RunInfo
 from ..util import write_atomically
-from .capture import log_paths
+from .capture import key_path, log_paths
 from .export import UNFINISHED, controller_gone, suite_name, tasks_dir
 
 TYPE_CHECKING = False
@@ -271,7 +271,7 @@ def report_data(j: Journal, run: RunInfo, journal_path: str, *,
     order = sorted(captured, key=lambda i: (states[i] in passed, i))
     for i in order:
         files = captured[i]
-        task_dir = os.path.join(root, rows[i][0])
+        task_dir = os.path.join(root, key_path(rows[i][0]))
         for number in range(1, attempts[i] + 1):
             out, err = log_paths(task_dir, number)
             entry: List[Any] = []
@@ -333,6 +333,7 @@ def _captured(root: str, index: Dict[str, int]) -> Dict[int, set]:
     whose directory holds any: one walk of the directories that are task
     directories or hold some (not the data tasks keep in theirs), instead of
     two look-ups per attempt (most tasks write nothing: no directory)."""
+    index = {key_path(key): i for key, i in index.items()}
     wanted = set()
     for key in index:
         parts = key.split("/")

@@ -262,3 +262,21 @@ def test_a_thread_capture_works_out_its_paths_when_the_task_first_writes(tmp_pat
     assert asked == [1]
     assert (tmp_path / "a" / "1.out").read_text() == "hello\n"
     assert (tmp_path / "a" / "1.err").read_text() == "oops\n"
+
+
+def test_key_path_keeps_a_key_that_can_be_a_path_and_shortens_parts_that_cannot():
+    from pexen.harness.capture import key_path
+
+    assert key_path("net/dns/resolve") == "net/dns/resolve"
+    assert key_path("t/test_p[a.b]") == "t/test_p[a.b]"
+    long = key_path("t/p[" + "y" * 300 + "]")
+    head, tail = long.split("/")
+    assert head == "t" and tail.startswith("p[yyy") and len(tail.encode()) <= 200
+    assert key_path("t/p[" + "y" * 300 + "]") == long   # the same every time
+    assert key_path("t/p[" + "y" * 299 + "]") != long   # and one per key
+    wide = key_path("t/" + "\u00e9" * 150).split("/")[1]
+    assert len(wide.encode()) <= 200 and wide.encode().decode("utf-8")
+    for odd in ("../x", "a/../b", "a//b", "/abs", "x/", ".", "a/./b", "nul\0/x"):
+        parts = key_path(odd).split("/")
+        assert "" not in parts and "." not in parts and ".." not in parts, odd
+        assert "\0" not in key_path(odd)

@@ -185,3 +185,45 @@ def test_data_must_be_true_or_false(tmp_path):
     assert res.returncode == 4
     assert "bad.sh:2: data must be true or false, not 'maybe'" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+ODD_KEYS = textwrap.dedent(r'''
+    import os
+
+    from pexen.sched._keys import CALLPATH_ATTR_NAME
+
+
+    def keyed(*callpath):
+        def task():
+            print("output of", "/".join(callpath))
+            with open(os.path.join(os.environ["PEXEN_TASK_DATA"], "f"), "w") as f:
+                f.write("/".join(callpath))
+        setattr(task, CALLPATH_ATTR_NAME, list(callpath))
+        return task
+
+
+    def tasks():
+        return [keyed("t", "p[" + "y" * 300 + "]"), keyed("t", "p[" + "\u00e9" * 150 + "]"),
+                keyed("..", "escape"), keyed("a", "", "b"), keyed("plain", "key")]
+''')
+
+
+def test_a_key_part_that_cannot_be_a_file_name_gets_a_directory_in_the_run(tmp_path):
+    """A part over 200 bytes (a pytest test's long parameter id), empty, or
+    `..`: the task runs, its output and data land inside the run's directory,
+    and `log` and the JUnit export find them."""
+    (tmp_path / "oddkeys.py").write_text(ODD_KEYS)
+    res = harness("start", "oddkeys:tasks", "-j", "2", "--xunit", "r.xml", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    assert len(rows) == 5 and {row.state for row in rows.values()} == {"pass"}
+    base = tmp_path / "pexen-journal.sqlite.d" / "1"
+    made = sorted(str(p.relative_to(base)) for p in base.rglob("f"))
+    assert len(made) == 5 and not (tmp_path / "escape").exists()
+    assert "plain/key/data/f" in made
+    assert all(len(part.encode()) <= 255 for path in made for part in path.split("/"))
+    xml = (tmp_path / "r.xml").read_text()
+    for key in rows:
+        out = harness("log", key, cwd=tmp_path)
+        assert out.returncode == 0 and f"output of {key}" in out.stdout, (key, out.stderr)
+        assert f"output of {key}" in xml
