@@ -134,11 +134,12 @@ def run(payload: Dict[str, Any], topic: Optional[str] = None,
     env[REMOTE_VAR] = "1"
     # pexen's commands (pexen-harness, rstrnt-report-result, ...) of this
     # worker's install first
+    from .harness.capture import key_path
     from .harness.context import task_path
 
     env["PATH"] = os.pathsep.join([task_path(), os.path.dirname(sys.executable)])
     data = os.path.join(_workdir(), "data", str(env.get("PEXEN_RUN_ID", "0")),
-                        str(env.get("PEXEN_TASK", token)))
+                        key_path(str(env.get("PEXEN_TASK", token))))
     env["PEXEN_TASK_DATA"] = data
     env["PEXEN_RUN_DATA"] = os.path.join(_workdir(), "data", str(env.get("PEXEN_RUN_ID", "0")),
                                          ".shared")
@@ -397,10 +398,13 @@ def _child(call_path: str, result_path: str,
         _write(result_path, (None, None, None, f"cannot load the task on this worker: "
                              f"{type(failed).__name__}: {failed}\n{traceback.format_exc()}"))
         return _LOAD_FAILED
-    from .sched._call import _worker_flag, call_task
+    from .sched._call import _worker_flag, call_task, run_worker_exit
 
     _worker_flag[0] = True
     res = call_task(task, payload.get("shared") or {})
+    # This process runs one task: what the task set up to last as long as
+    # its worker (a pytest session's fixtures) ends with it.
+    run_worker_exit()
     sys.stdout.flush()
     sys.stderr.flush()
     exc = res.excinfo.val if res.excinfo is not None else None

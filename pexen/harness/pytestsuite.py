@@ -54,14 +54,15 @@ def node_key(nodeid: str) -> str:
     ``%`` is written ``%25`` and ``/`` ``%2F`` (a key's ``/`` separates its
     parts). ``tests/test_x.py::TestY::test_z[a/b]`` ->
     ``tests/test_x/TestY/test_z[a%2Fb]``."""
-    path, sep, rest = nodeid.partition("::")
+    # The parameter id is all from the first "[" (as pytest's JUnit has it):
+    # it may hold "::" and "/" ("ldap://[2001:db8::7]/x").
+    head, bracket, param = nodeid.partition("[")
+    path, sep, rest = head.partition("::")
     if path.endswith(".py"):
         path = path[:-3]
     parts = [path] + (rest.split("::") if sep else [])
-    last = parts[-1]
-    name, bracket, param = last.partition("[")
     if bracket:
-        parts[-1] = name + bracket + param.replace("%", "%25").replace("/", "%2F")
+        parts[-1] += bracket + param.replace("%", "%25").replace("/", "%2F")
     return "/".join(parts)
 
 
@@ -306,7 +307,7 @@ def _basetemp_parent(args: Sequence[str]) -> Optional[str]:
 
 def _outcome(reports: List[Any]) -> None:
     """End the task as its reports say (return: it passed)."""
-    by = {r.when: r for r in reports}
+    by = {r.when: r for r in reports if not hasattr(r, "context")}
     for report in reports:
         if report.failed:
             sys.stderr.write(str(report.longrepr) + "\n")
@@ -316,6 +317,15 @@ def _outcome(reports: List[Any]) -> None:
         raise TaskOutcome("error", f"error in setup: {_crash_line(setup)}")
     if setup is not None and setup.skipped:
         raise TaskOutcome("skip", _skip_reason(setup))
+    # Subtests (the ``subtests`` fixture, unittest's subTest): a failed one
+    # fails the test, as in pytest's JUnit, its message the first's.
+    failed_subtests = [r for r in reports if hasattr(r, "context") and r.failed]
+    if failed_subtests:
+        first = failed_subtests[0]
+        more = len(failed_subtests) - 1
+        raise TaskOutcome("fail", f"subtest {_subtest_name(first.context)} failed: "
+                                  f"{_crash_line(first)}"
+                                  + (f" (and {more} more failed subtests)" if more else ""))
     if call is not None:
         wasxfail = getattr(call, "wasxfail", None)
         if call.skipped and wasxfail is not None:
@@ -328,6 +338,18 @@ def _outcome(reports: List[Any]) -> None:
             _report_xfail("xpass", wasxfail)
     if teardown is not None and teardown.failed:
         raise TaskOutcome("error", f"error in teardown: {_crash_line(teardown)}")
+
+
+def _subtest_name(context: Any) -> str:
+    """A subtest as pytest names it: ``[msg] (k=v, ...)``."""
+    parts = []
+    msg = getattr(context, "msg", None)
+    if msg is not None:
+        parts.append(f"[{msg}]")
+    kwargs = getattr(context, "kwargs", None) or {}
+    if kwargs:
+        parts.append("(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")")
+    return " ".join(parts) or "(<subtest>)"
 
 
 def _skip_reason(report: Any) -> str:

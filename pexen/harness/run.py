@@ -119,6 +119,16 @@ class Options(Record, frozen=True):
                 **({"dask": self.dask} if self.dask else {})}
 
 
+def _check_pool(spec: SuiteSpec, pool: str, dask: Optional[str]) -> None:
+    """A pytest suite runs on the process pool or on Dask: a pytest session
+    is not made to be shared by threads, and in the thread pool the tests
+    would run in the controller's own process (doc/pytest.md)."""
+    if spec.kind == "pytest" and pool == "thread" and not dask:
+        raise HarnessError("a pytest:PATH suite runs on the process pool, not --pool thread "
+                           "(pytest's sessions are not thread-safe, and a test would run in "
+                           "the controller)")
+
+
 def _check_tasks(tasks: Sequence[Tuple[str, Any]], spec: SuiteSpec,
                  assumed: Sequence[Any] = (), groups: Sequence[SuiteGroup] = ()) -> None:
     """The engine's checks (deps, locks, keys, and with groups: no task
@@ -197,6 +207,7 @@ def start(suite: Optional[str], journal: Optional[str] = None,
             chosen = choose(spec, tasks) if spec.selects else None
         except SuiteError as exc:
             raise HarnessError(str(exc)) from None
+        _check_pool(spec, options.pool, options.dask)
         unmet: List[Tuple[str, Any]] = []
         if chosen is not None:
             for line in report_lines(chosen):
@@ -361,6 +372,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                             else config.get("run_deadline"))
             try:
                 spec = SuiteSpec.from_json(run.suite)
+                _check_pool(spec, opts.pool, opts.dask)
                 whole = load_suite_groups(spec)
                 loaded = whole.tasks
             except SuiteError as exc:

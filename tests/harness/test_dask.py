@@ -127,6 +127,61 @@ def test_a_python_suite_on_the_cluster(tmp_path, dask_cluster):
     assert "(sleep)" in rows["leaves"].reason
 
 
+PYTEST_SUITE = textwrap.dedent('''
+    import os
+
+    import pytest
+
+    LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures.log")
+
+
+    @pytest.fixture(scope="session")
+    def sess():
+        with open(LOG, "a") as f:
+            f.write(f"{os.getpid()} up\\n")
+        yield
+        with open(LOG, "a") as f:
+            f.write(f"{os.getpid()} down\\n")
+
+
+    def test_passes(sess):
+        print("ran on", os.getpid())
+
+
+    def test_fails(sess):
+        assert 1 == 2, "one is not two"
+
+
+    @pytest.mark.parametrize("n", [1, 2])
+    def test_param(sess, n):
+        pass
+''')
+
+
+def test_a_pytest_suite_on_the_cluster(tmp_path, dask_cluster):
+    """Each test in a process of its own on a worker, with a pytest session
+    of its own: its session fixtures set up and torn down there."""
+    (tmp_path / "test_lab.py").write_text(PYTEST_SUITE)
+    res = harness("start", "pytest:test_lab.py", "--dask", dask_cluster, "--xunit", "out.xml",
+                  cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, run = _states(tmp_path / "pexen-journal.sqlite")
+    got = {key: (row.state, row.reason) for key, row in rows.items()}
+    assert got == {"test_lab/test_passes": ("pass", None),
+                   "test_lab/test_fails": ("fail", "AssertionError: one is not two\nassert 1 == 2"),
+                   "test_lab/test_param[1]": ("pass", None),
+                   "test_lab/test_param[2]": ("pass", None)}
+    assert "ran on" in harness("log", "test_lab/test_passes", cwd=tmp_path).stdout
+    events = [line.split() for line in (tmp_path / "fixtures.log").read_text().splitlines()]
+    ups = sorted(pid for pid, what in events if what == "up")
+    downs = sorted(pid for pid, what in events if what == "down")
+    assert len(ups) == 4 and ups == downs
+    names = {(c.get("classname"), c.get("name"))
+             for c in ET.parse(tmp_path / "out.xml").getroot().iter("testcase")}
+    assert names == {("test_lab", "test_passes"), ("test_lab", "test_fails"),
+                     ("test_lab", "test_param[1]"), ("test_lab", "test_param[2]")}
+
+
 def test_executables_on_the_cluster(tmp_path, dask_cluster):
     suite = tmp_path / "suite"
     suite.mkdir()

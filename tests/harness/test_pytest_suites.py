@@ -4,6 +4,7 @@ JUnit names as ``pytest --junitxml`` writes them, bad input."""
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -177,6 +178,9 @@ def test_node_keys():
     assert node_key("tests/test_x.py::TestY::test_z[a/b]") == "tests/test_x/TestY/test_z[a%2Fb]"
     assert node_key("test_x.py::test_y[50%/x]") == "test_x/test_y[50%25%2Fx]"
     assert node_key("tests/test_x.py::test_y") == "tests/test_x/test_y"
+    # a parameter id with "::" and "/" in it (an IPv6 URL)
+    assert node_key("t.py::T::test_u[ldap://[2001:db8::7]/c=GB]") == \
+        "t/T/test_u[ldap:%2F%2F[2001:db8::7]%2Fc=GB]"
 
 
 def test_outcomes_fixtures_and_junit(tmp_path):
@@ -267,7 +271,7 @@ def test_list_and_select(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "collect-error", "args-elsewhere", "empty",
-                                  "bad-args"])
+                                  "bad-args", "thread-pool"])
 def test_bad_pytest_suites(tmp_path, case):
     top, env = project(tmp_path)
     if case == "collect-error":
@@ -277,7 +281,8 @@ def test_bad_pytest_suites(tmp_path, case):
     args = {"missing": ["pytest:nope"], "collect-error": ["pytest:tests"],
             "args-elsewhere": [str(top / "tests"), "--pytest-args=-x"],
             "empty": ["pytest:empty"],
-            "bad-args": ["pytest:tests", "--pytest-args", "-k 'x%'"]}[case]
+            "bad-args": ["pytest:tests", "--pytest-args", "-k 'x%'"],
+            "thread-pool": ["pytest:tests", "--pool", "thread"]}[case]
     res = harness("start", *args, cwd=top, env=env)
     assert res.returncode == 4, res.stdout + res.stderr
     (line,) = res.stderr.splitlines()
@@ -286,8 +291,30 @@ def test_bad_pytest_suites(tmp_path, case):
             "collect-error": "collecting tests/test_broken.py failed: ModuleNotFoundError",
             "args-elsewhere": "--pytest-args is for a pytest:PATH suite",
             "empty": "pytest collected no tests",
-            "bad-args": "pytest refused: ERROR: Wrong expression passed to '-k'"}[case] in line
+            "bad-args": "pytest refused: ERROR: Wrong expression passed to '-k'",
+            "thread-pool": "a pytest:PATH suite runs on the process pool, not --pool thread"
+            }[case] in line
     assert not (top / "pexen-journal.sqlite").exists() or case == "args-elsewhere"
+
+
+def test_resume_refuses_the_thread_pool_for_a_pytest_suite(tmp_path):
+    top, env = project(tmp_path)
+    res = harness("start", "pytest:tests/test_second.py", cwd=top, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    journal = top / "pexen-journal.sqlite"
+    with sqlite3.connect(journal) as con:   # (as if its controller had died)
+        con.execute("UPDATE runs SET state = 'running'")
+    before = contents(journal)
+    res = harness("resume", "--pool", "thread", cwd=top, env=env)
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "runs on the process pool, not --pool thread" in res.stderr
+    assert contents(journal) == before
+
+
+def contents(journal):
+    with sqlite3.connect(journal) as con:
+        return {table: con.execute(f"SELECT * FROM {table}").fetchall()
+                for table in ("runs", "tasks", "events", "results")}
 
 
 SLOW = textwrap.dedent('''
@@ -443,3 +470,93 @@ def test_a_test_that_takes_the_controller_down(tmp_path):
     assert killer.state == "error" and killer.reason.startswith("crash loop: 3 attempts")
     assert rows["test_killer/test_fine"].state == "pass"
     assert (tmp_path / "runs.log").read_text().split() == ["ran"] * 3
+
+
+KINDS = textwrap.dedent('''
+    import unittest
+
+    import pytest
+
+
+    class Case(unittest.TestCase):
+        def test_subtests(self):
+            for i in range(3):
+                with self.subTest(i=i):
+                    self.assertNotEqual(i, 1)
+
+        def test_fine(self):
+            self.assertEqual(1, 1)
+
+        @unittest.skip("not here")
+        def test_skipped(self):
+            pass
+
+
+    def test_subtests_fixture(subtests):
+        for i in range(4):
+            with subtests.test(msg="even", i=i):
+                assert i % 2 == 0
+
+
+    def test_subtests_all_pass(subtests):
+        for i in range(3):
+            with subtests.test(i=i):
+                pass
+
+
+    @pytest.mark.parametrize("url", ["ldap://[2001:db8::7]/c=GB", "http://x/a%20b"])
+    def test_url(url):
+        pass
+
+
+    @pytest.mark.parametrize("v", [1], ids=["y" * 300])
+    def test_long_id(v):
+        print("long id ran")
+
+
+    def add(a, b):
+        """
+        >>> add(1, 2)
+        3
+        >>> add(2, 2)
+        5
+        """
+        return a + b
+''')
+
+
+def junit_outcomes(path):
+    out = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        kinds = [c.tag for c in case if c.tag in ("failure", "error", "skipped")]
+        out[(case.get("classname"), case.get("name"))] = kinds[0] if kinds else "passed"
+    return out
+
+
+@pytest.mark.skipif(not pytest.version_tuple >= (9,), reason="subtests are pytest 9's")
+def test_unittest_subtests_doctests_and_odd_ids_as_pytest_has_them(tmp_path):
+    """unittest cases, subtests (a failed one fails its test, named in the
+    message), doctests, parameter ids holding ``::``, ``/`` and ``%``, an id
+    too long for a file name: the outcomes and JUnit names of pytest."""
+    (tmp_path / "test_kinds.py").write_text(KINDS)
+    res = harness("start", "pytest:test_kinds.py", "--pytest-args=--doctest-modules",
+                  "--xunit", "r.xml", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, _ = states(tmp_path / "pexen-journal.sqlite")
+    got = {key: (row.state, row.reason) for key, row in rows.items()}
+    assert got["test_kinds/Case/test_subtests"] == (
+        "fail", "subtest (i=1) failed: AssertionError: 1 == 1")
+    assert got["test_kinds/test_subtests_fixture"] == (
+        "fail", "subtest [even] (i=1) failed: assert (1 % 2) == 0 (and 1 more failed subtests)")
+    assert got["test_kinds/test_subtests_all_pass"] == ("pass", None)
+    assert got["test_kinds/Case/test_skipped"] == ("skip", "not here")
+    assert got["test_kinds/test_url[ldap:%2F%2F[2001:db8::7]%2Fc=GB]"] == ("pass", None)
+    assert got["test_kinds/test_url[http:%2F%2Fx%2Fa%2520b]"] == ("pass", None)
+    assert got["test_kinds/test_long_id[" + "y" * 300 + "]"] == ("pass", None)
+    assert got["test_kinds/test_kinds.add"][0] == "fail"
+    out = harness("log", "test_kinds/test_long_id[" + "y" * 300 + "]", cwd=tmp_path)
+    assert "long id ran" in out.stdout, out.stderr
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    "--doctest-modules", "--junitxml", str(tmp_path / "pytest.xml"),
+                    "test_kinds.py"], cwd=tmp_path, capture_output=True, timeout=120)
+    assert junit_outcomes(tmp_path / "r.xml") == junit_outcomes(tmp_path / "pytest.xml")
