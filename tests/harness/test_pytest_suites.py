@@ -35,6 +35,20 @@ CONFTEST = textwrap.dedent('''
         note("session-down")
 
 
+    @pytest.fixture(scope="package")
+    def pkg():
+        note("package-up")
+        yield
+        note("package-down")
+
+
+    @pytest.fixture(scope="class")
+    def klass(request, pkg):
+        note(f"class-up {request.cls.__name__}")
+        yield
+        note(f"class-down {request.cls.__name__}")
+
+
     @pytest.fixture(scope="module")
     def mod(request, sess):
         note(f"module-up {request.module.__name__}")
@@ -100,9 +114,12 @@ OUTCOMES = textwrap.dedent('''
 
 
     class TestClass:
-        def test_method(self, capsys, mod):
+        def test_method(self, capsys, mod, klass):
             print("captured")
             assert capsys.readouterr().out == "captured\\n"
+
+        def test_other(self, klass):
+            pass
 
 
     def test_dies():
@@ -202,6 +219,7 @@ def test_outcomes_fixtures_and_junit(tmp_path):
     for param in ("1", "a%2Fb", "x%25y"):
         assert got[p + f"test_param[{param}]"] == ("pass", None)
     assert got[p + "TestClass/test_method"] == ("pass", None)
+    assert got[p + "TestClass/test_other"] == ("pass", None)
     assert got[p + "test_dies"][0] == "error" and "status 3" in got[p + "test_dies"][1]
     assert got[p + "test_hangs"][0] == "timeout"
     assert got["tests/test_second/test_makes_db"] == ("pass", None)
@@ -241,6 +259,18 @@ def test_outcomes_fixtures_and_junit(tmp_path):
                 live.discard((pid, module))
     ups = sum(1 for _, what in events if what == "module-up tests.test_outcomes")
     assert ups < 5   # (five tests of the module use it: shared, not made for each)
+    # class and package fixtures: in a worker that ended in good order,
+    # each set up is torn down once, in that worker
+    orderly = set(downs)
+    for scope in ("class", "package"):
+        mine = [(pid, what.split("-")[1]) for pid, what in events
+                if what.startswith(scope + "-")]
+        assert any(kind.startswith("up") for _, kind in mine), scope
+        for pid in orderly:
+            kinds = [kind.split()[0] for p, kind in mine if p == pid]
+            assert kinds.count("up") == kinds.count("down"), (scope, pid, kinds)
+            assert all(kinds[:i + 1].count("down") <= kinds[:i + 1].count("up")
+                       for i in range(len(kinds))), (scope, pid, kinds)
     # JUnit: the classnames and names pytest --junitxml gives the same tests
     ours = {(c.get("classname"), c.get("name"))
             for c in ET.parse(top / "r.xml").getroot().iter("testcase")}
@@ -254,6 +284,14 @@ def test_outcomes_fixtures_and_junit(tmp_path):
     assert theirs and theirs <= ours
     assert ours - theirs == {("tests.test_outcomes", "test_dies"),
                              ("tests.test_outcomes", "test_hangs")}
+    # --rerun-failed: a new run of what did not pass (and what it needs)
+    res = harness("start", "--rerun-failed", cwd=top, env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    again, run2 = states(top / "pexen-journal.sqlite")
+    assert run2.id == run.id + 1
+    assert set(again) == {key for key, (state, _) in got.items()
+                          if state not in ("pass", "skip")}
+    assert again[p + "test_fail"].state == "fail"
 
 
 def test_list_and_select(tmp_path):
@@ -295,6 +333,20 @@ def test_bad_pytest_suites(tmp_path, case):
             "thread-pool": "a pytest:PATH suite runs on the process pool, not --pool thread"
             }[case] in line
     assert not (top / "pexen-journal.sqlite").exists() or case == "args-elsewhere"
+
+
+def test_without_pytest_a_pytest_suite_is_one_line_naming_the_extra(tmp_path):
+    top, env = project(tmp_path)
+    hide = ("import runpy, sys; sys.modules['pytest'] = None; "
+            "sys.argv = ['pexen-harness', 'start', 'pytest:tests']; "
+            "runpy.run_module('pexen.harness.cli', run_name='__main__')")
+    res = subprocess.run([sys.executable, "-c", hide], cwd=top, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, **env})
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "pexen-harness: error: suite 'pytest:tests': pytest is not installed: "
+        "pip install 'pexen[pytest]'"]
+    assert not (top / "pexen-journal.sqlite").exists()
 
 
 def test_resume_refuses_the_thread_pool_for_a_pytest_suite(tmp_path):
