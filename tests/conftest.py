@@ -49,14 +49,52 @@ def _describe(proc):
         return f"{proc.pid} ({type(exc).__name__})"
 
 
+#: In the environment of every process a test starts (and so of what those
+#: start in turn): which test it belongs to. A process that outlived its
+#: parent (the workers and tasks of a controller a test SIGKILLed) is no
+#: longer below the tests' process; this finds it.
+MARK = "SELFTEST_MARK"
+
+
+def _marked(mark, since):
+    """Processes started since `since` (epoch seconds) whose environment
+    holds MARK=`mark`, but for the services' and their children."""
+    me = os.getpid()
+    services = set(SERVICES)
+    for pid in SERVICES:
+        try:
+            services.update(p.pid for p in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            pass
+    found = []
+    for proc in psutil.process_iter(["create_time"]):
+        if proc.pid == me or proc.pid in services or (proc.info["create_time"] or 0) < since:
+            continue
+        try:
+            if proc.environ().get(MARK) == mark:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 @pytest.fixture(autouse=True)
-def no_leftovers():
-    """Fail a test that leaves a child process (zombie or not) or a pexen
-    thread behind. Waits up to 5 s for things that are on their way out."""
-    yield
+def no_leftovers(request):
+    """Fail a test that leaves a process (a child, zombie or not, or one it
+    started that outlived its parent) or a pexen thread behind. Waits up to
+    5 s for things that are on their way out."""
+    mark = f"{os.getpid()}-{os.urandom(6).hex()}"
+    since = time.time() - 1
+    os.environ[MARK] = mark
+    try:
+        yield
+    finally:
+        del os.environ[MARK]
     deadline = time.monotonic() + 5
     while True:
         procs, threads = _leftovers()
+        if not procs:
+            procs = _marked(mark, since)
         if not procs and not threads:
             return
         if time.monotonic() > deadline:
