@@ -387,6 +387,9 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             _check_tasks(checked, spec, groups=whole.restricted(checked).groups)
             # What the dead controller's workers still run ends by itself, and
             # its result is recorded by them: wait for it before taking over.
+            # (read before the survivors record their tasks' ends: whether a
+            # task of the dead session was on disk as started, see _plan_resume)
+            started_at_death = j.counts(run.id).get(TaskState.RUNNING.value, 0) > 0
             _wait_for_survivors(run, path, loaded, opts, notify, run_deadline,
                                 {key for key, *_ in j.reboot_requests(run.id)})
             if run.config.get("dask"):
@@ -407,7 +410,8 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             if controller_alive(claimed):
                 raise _alive_error(claimed)
             _end_old_cgroups(run, path)
-            plan = _plan_resume(j, run, loaded, opts, notify, rerun_interrupted)
+            plan = _plan_resume(j, run, loaded, opts, notify, rerun_interrupted,
+                                started_at_death)
             session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
                               time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
                               workers=opts.workers, timeout=opts.timeout,
@@ -547,12 +551,14 @@ class _ResumePlan:
 
 
 def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: Options,
-                 notify: Callable[[str], None], rerun_interrupted: bool = False
-                 ) -> _ResumePlan:
+                 notify: Callable[[str], None], rerun_interrupted: bool = False,
+                 started_at_death: bool = False) -> _ResumePlan:
     """Decide what runs again: terminal tasks never; tasks the dead controller
     left running are killed if alive and run again (attempt + 1), up to
-    max_attempts; a changed boot id ends them `error`. The rows are read once,
-    and the writer made here goes on to the controller."""
+    max_attempts; a changed boot id ends them `error`. `started_at_death`:
+    some task was recorded running when the controller died (the tasks
+    handed out behind it, never started, are spared). The rows are read
+    once, and the writer made here goes on to the controller."""
     # (key, id, state, attempt), and the other columns of the few tasks
     # that need them, by key: see Journal.resume_rows
     found, extras = j.resume_rows(run.id)
@@ -576,6 +582,14 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         reboot_now = None
         attempt_of: Dict[str, int] = {}
         interrupts = j.interrupt_counts(run.id)
+        spared = j.spared_counts(run.id)
+        # A task handed out but never recorded as started, when another task
+        # of the dead session was (its start on disk): that one is blamed for
+        # the crash, this one is spared, not charged an attempt. Up to
+        # --max-attempts times, so a task that takes the machine down before
+        # its start reaches the disk still ends its loop.
+        blame_started = started_at_death or any(row[2] == TaskState.RUNNING.value
+                                                for row in found)
         rerun: Dict[str, int] = {}
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
@@ -607,6 +621,13 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                                   reason="its controller died", time_used=used,
                                   detail={"by": "controller death"})
                 time_used[row.key] = used
+            was_spared = spared.get(row.key, 0)
+            if (row.state == TaskState.QUEUED.value and blame_started
+                    and was_spared < opts.max_attempts):
+                writer.transition(row.key, TaskState.PENDING, reason=None,
+                                  spared_count=was_spared + 1)
+                continue
+            charged = row.attempt - was_spared
             if not same_boot:
                 # An unplanned reboot: the task may have taken the machine down.
                 if row.state == TaskState.QUEUED.value:
@@ -614,18 +635,18 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                     # waited behind others. It runs again, counted, so one that
                     # took the machine down at once loops at most
                     # --max-attempts times.
-                    if row.attempt < opts.max_attempts:
+                    if charged < opts.max_attempts:
                         writer.transition(row.key, TaskState.PENDING, reason=None)
                         continue
                     writer.transition(row.key, TaskState.ERROR, finished_at=time.time(),
                                       reason=f"interrupted by reboot (not run again: "
-                                             f"{row.attempt} attempts, --max-attempts "
-                                             f"{opts.max_attempts})")
+                                             f"{_attempts(charged, was_spared)}, "
+                                             f"--max-attempts {opts.max_attempts})")
                     continue
                 task = by_key.get(row.key)
                 opted = rerun_interrupted or bool(
                     task is not None and _meta_get(task, "rerun_on_interrupt"))
-                if opted and row.attempt < opts.max_attempts:
+                if opted and charged < opts.max_attempts:
                     count = interrupts.get(row.key, 0) + 1
                     writer.transition(row.key, TaskState.PENDING, reason=None,
                                       interrupt_count=count)
@@ -633,15 +654,14 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                     continue
                 reason = "interrupted by reboot"
                 if opted:
-                    reason += (f" (not run again: {row.attempt} attempts, "
+                    reason += (f" (not run again: {_attempts(charged, was_spared)}, "
                                f"--max-attempts {opts.max_attempts})")
                 writer.transition(row.key, TaskState.ERROR, reason=reason,
                                   finished_at=time.time())
-            elif row.attempt >= opts.max_attempts:
-                attempts = "1 attempt" if row.attempt == 1 else f"{row.attempt} attempts"
+            elif charged >= opts.max_attempts:
                 writer.transition(row.key, TaskState.ERROR, finished_at=time.time(),
-                                  reason=f"crash loop: {attempts}, interrupted "
-                                         f"(--max-attempts {opts.max_attempts})")
+                                  reason=f"crash loop: {_attempts(charged, was_spared)}, "
+                                         f"interrupted (--max-attempts {opts.max_attempts})")
             else:
                 writer.transition(row.key, TaskState.PENDING, reason=None)
         gone = [key for key, row in rows.items()
@@ -687,6 +707,16 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                        {k: used.get(k, 0.0) for k, _ in to_run}, assumed,
                        total=len(rows), done=done, writer=writer, reboots=reboots,
                        reboot_now=reboot_now, interrupts={**interrupts, **rerun})
+
+
+def _attempts(charged: int, spared: int) -> str:
+    """``3 attempts``; with spared ones, ``3 attempts (and 2 spared: handed
+    out, not started, when another task took its controller down)``."""
+    text = "1 attempt" if charged == 1 else f"{charged} attempts"
+    if spared:
+        text += (f" (and {spared} spared: handed out, not started, when another task "
+                 "took its controller down)")
+    return text
 
 
 def _plan_reboot(writer: Any, run: RunInfo, row: Any, requests: Dict[str, Any],

@@ -17,7 +17,7 @@ if TYPE_CHECKING:   # (annotations only: typing is not loaded at run time)
     from typing import Tuple
 
 #: Every revision of `migrations/versions`, oldest first; the last is head.
-REVISIONS: Tuple[str, ...] = ("0001", "0002", "0003", "0004")
+REVISIONS: Tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005")
 HEAD = REVISIONS[-1]
 
 #: The statements that make an empty SQLite file a journal at HEAD, in the
@@ -65,7 +65,8 @@ SQLITE_SCHEMA: Tuple[str, ...] = (
      "\texc_text TEXT, \n"
      "\treason TEXT, \n"
      "\tmeta TEXT, reboot_requested_at FLOAT, reboot_boot_id VARCHAR(64), "
-     "interrupt_count INTEGER DEFAULT '0' NOT NULL, \n"
+     "interrupt_count INTEGER DEFAULT '0' NOT NULL, spared_count INTEGER DEFAULT '0' NOT NULL, "
+     "\n"
      "\tPRIMARY KEY (id), \n"
      '\tUNIQUE (run_id, "key"), \n'
      "\tFOREIGN KEY(run_id) REFERENCES runs (id)\n"

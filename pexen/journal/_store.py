@@ -107,7 +107,7 @@ TASK_COLUMNS = ("id", "run_id", "key", "state", "attempt", "reboot_count", "queu
                 "started_at", "finished_at", "time_used", "pid", "pid_started", "boot_id",
                 "token", "ret", "ret_restorable", "shared", "shared_restorable", "exc_type",
                 "exc_text", "reason", "meta", "reboot_requested_at", "reboot_boot_id",
-                "interrupt_count")
+                "interrupt_count", "spared_count")
 EVENT_COLUMNS = ("id", "run_id", "key", "from_state", "to_state", "at", "detail")
 
 _RUNS_SQL = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
@@ -395,6 +395,11 @@ class Journal:
     def interrupt_counts(self, run_id: int) -> Dict[str, int]:
         """Task key -> unplanned reboots it was run again after (non-zero only)."""
         return self._nonzero(run_id, "interrupt_count")
+
+    def spared_counts(self, run_id: int) -> Dict[str, int]:
+        """Task key -> crashes of its controller it was handed out in but not
+        started while another task ran, so not charged (non-zero only)."""
+        return self._nonzero(run_id, "spared_count")
 
     def reboot_counts(self, run_id: int) -> Dict[str, int]:
         """Task key -> planned reboots it has been through (non-zero only)."""

@@ -71,6 +71,9 @@ class Task(Base):
     reboot_boot_id: Mapped[Optional[str]] = mapped_column(String(64))
     # unplanned reboots the task was run again after (migration 0004)
     interrupt_count: Mapped[int] = mapped_column(Integer, default=0)
+    # crashes of its controller it was handed out in, not started, while
+    # another task ran: not charged as attempts (migration 0005)
+    spared_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Event(Base):

@@ -496,9 +496,9 @@ KILLER = textwrap.dedent('''
 
 def test_a_test_that_takes_the_controller_down(tmp_path):
     """resume goes on after it; past --max-attempts it ends error, the run
-    finishes with the other tests. (Tests handed out behind it when the
-    controller dies are charged an attempt too: doc/harness.md, "Attempts";
-    here the other test comes first.)"""
+    finishes with the other tests. (It kills at once, before its start is
+    on disk: a test handed out behind it would be charged too, doc/harness.md,
+    "Attempts"; here the other test comes first.)"""
     import time
 
     import psutil

@@ -275,7 +275,7 @@ def test_rerun_interrupted_option_and_its_cap(tmp_path):
     rows, _ = states(tmp_path / "pexen-journal.sqlite")
     for key in ("opted_in", "not_opted"):    # capped: one attempt allowed, one made
         assert rows[key].state == "error"
-        assert rows[key].reason == ("interrupted by reboot (not run again: 1 attempts, "
+        assert rows[key].reason == ("interrupted by reboot (not run again: 1 attempt, "
                                     "--max-attempts 1)")
 
 

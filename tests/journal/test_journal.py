@@ -52,7 +52,7 @@ def test_create_is_0600_wal_and_at_head(jpath):
             assert con.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
             assert con.execute("PRAGMA foreign_keys").fetchone()[0] == 1
             assert con.execute("SELECT version_num FROM alembic_version"
-                               ).fetchone()[0] == "0004"
+                               ).fetchone()[0] == "0005"
         finally:
             j.db.give(con)
     assert stat.S_IMODE(os.stat(jpath).st_mode) == 0o600
