@@ -11,7 +11,9 @@ Each trial, in a fresh temporary directory:
    ``crash.py`` of Python tasks, run as ``crash:tasks``; ``--workload exe``:
    a directory ``suite/`` of 50 ``#!/bin/sh`` executables declaring the same
    metadata in ``# pexen:`` comments, run as ``suite`` (keys ``t00`` ..
-   ``t49``, the ``.sh`` dropped);
+   ``t49``, the ``.sh`` dropped); ``--workload pytest``: a file
+   ``test_crash.py`` of 50 pytest tests, the metadata as ``pexen`` markers,
+   run as ``pytest:test_crash.py`` (keys ``test_crash/test_t00`` ..);
 2. runs ``python -m pexen.harness.cli start SUITE -j 2 --pool POOL`` with
    that directory as cwd, SIGKILLs the controller after a random delay, then
    runs ``... resume`` (no options: the run's config keeps the pool) and may
@@ -165,11 +167,42 @@ def exe_script(i: int) -> str:
         """)
 
 
+def pytest_file() -> str:
+    """The pytest workload: test_crash.py, test i with the metadata of the
+    Python task i as a ``pexen`` marker and the same log."""
+    lines = ["import os", "import time", "", "import pytest", "", "import pexen", "", "",
+             "def _body(i):",
+             "    ctx = pexen.context()",
+             "    log = os.path.join(ctx.data_dir, 'runs')",
+             "    with open(log, 'a') as f:",
+             "        f.write(f'start {ctx.attempt} {time.time():.6f} {os.getpid()}\\n')",
+             "    time.sleep(0.02 + (i % 7) * 0.01)",
+             "    with open(log, 'a') as f:",
+             "        f.write(f'end {ctx.attempt} {time.time():.6f} {os.getpid()}\\n')",
+             "", ""]
+    for i in range(NTASKS):
+        meta = []
+        if i % 5:
+            meta.append(f"requires=['p{i - 1}']")
+        if i % 5 != 4:
+            meta.append(f"provides=['p{i}']")
+        if i % 3 == 0:
+            meta.append("claims=['disk']")
+        elif i % 3 == 1:
+            meta.append("uses=['disk']")
+        lines += [f"@pytest.mark.pexen({', '.join(meta)})", f"def test_t{i:02d}():",
+                  f"    _body({i})", "", ""]
+    return "\n".join(lines)
+
+
 def write_suite(tdir: Path, workload: str) -> str:
     """Write the workload's suite into `tdir`; the SUITE argument of start."""
     if workload == "python":
         (tdir / "crash.py").write_text(SUITE)
         return "crash:tasks"
+    if workload == "pytest":
+        (tdir / "test_crash.py").write_text(pytest_file())
+        return "pytest:test_crash.py"
     suite = tdir / "suite"
     suite.mkdir()
     for i in range(NTASKS):
@@ -468,12 +501,17 @@ def executions(trial_dir: Path, data_root: str) -> Dict[str, Log]:
     """key -> its execution log, in order (`data_root`: where the tasks'
     directories are in `trial_dir`, RUN/KEY/data under it)."""
     out: Dict[str, Log] = {}
-    for p in trial_dir.glob(f"{data_root}/*/*/data/runs"):
-        try:
-            lines = p.read_text().splitlines()
-        except OSError:
+    for run_dir in trial_dir.glob(f"{data_root}/*"):
+        if not run_dir.is_dir():
             continue
-        out[p.parent.parent.name] = [parse_entry(line) for line in lines]
+        for p in run_dir.rglob("data/runs"):
+            try:
+                lines = p.read_text().splitlines()
+            except OSError:
+                continue
+            # (a key's parts are directories: pytest:'s test_crash/test_t00)
+            out[str(p.parent.parent.relative_to(run_dir))] = [parse_entry(line)
+                                                              for line in lines]
     return out
 
 
@@ -872,9 +910,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="random seed (default: a random one, printed)")
     parser.add_argument("--trial", type=int, default=None, metavar="I",
                         help="run only trial I of --seed (to reproduce a violation)")
-    parser.add_argument("--workload", choices=("python", "exe"), default="python",
-                        help="the suite: 50 Python tasks (crash:tasks, the default), or "
-                             "50 #!/bin/sh executables of the same shape (a directory)")
+    parser.add_argument("--workload", choices=("python", "exe", "pytest"), default="python",
+                        help="the suite: 50 Python tasks (crash:tasks, the default), "
+                             "50 #!/bin/sh executables of the same shape (a directory), "
+                             "or a pytest file of 50 such tests (pytest:test_crash.py)")
     parser.add_argument("--pool", choices=("process", "thread"), default="process",
                         help="start's --pool (default process); resume is given none")
     parser.add_argument("--overlap", action="store_true",
@@ -915,6 +954,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--trials, --max-kills and --workers must be >= 1")
     if not 0 <= args.min_delay <= args.max_delay:
         parser.error("need 0 <= --min-delay <= --max-delay")
+    if args.workload == "pytest" and args.pool == "thread":
+        parser.error("--workload pytest runs on the process pool (a pytest suite refuses "
+                     "--pool thread)")
     server = ""
     if args.journal is not None:
         if not args.journal.startswith(("postgresql://", "postgresql+psycopg://")):
@@ -934,8 +976,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         load = f", 1-min load average {os.getloadavg()[0]:.2f} before starting"
     except (AttributeError, OSError):
         load = ""
-    workload = ("Python tasks (crash:tasks)" if args.workload == "python"
-                else "executables (#!/bin/sh, a directory suite)")
+    workload = {"python": "Python tasks (crash:tasks)",
+                "exe": "executables (#!/bin/sh, a directory suite)",
+                "pytest": "pytest tests (pytest:test_crash.py)"}[args.workload]
     kind = "sqlite" if args.journal is None else "postgresql"
     print(f"pexen crash torture: {len(indices)} trial(s), seed {seed}, "
           f"workload {args.workload}: {NTASKS} {workload}, --pool {args.pool}, "

@@ -1185,6 +1185,10 @@ def execute(session: Session, journal_path: str) -> int:
                 key, reason, session.max_attempts)
     sched = Sched(listeners=[listener])
     sched.dispatch_barrier = CommitBarrier(writer)
+    # The last results are committed before the workers are told to end: a
+    # worker that ends in good order records nothing itself, so a controller
+    # killed between the two would lose them.
+    sched.before_pool_end = writer.flush
     beat = _Beat(session, writer, sched, stop_heartbeat, counter)
     beat.listener = listener
     watched = getattr(session.progress, "watched", None)

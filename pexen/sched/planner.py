@@ -127,6 +127,11 @@ class Sched:
         #: call once the task may start (see ProcessWorkerPool.barrier).
         self.dispatch_barrier: Optional[
             Callable[[Any, Callable[[Optional[BaseException]], None]], None]] = None
+        #: Called, when set, after a pool's last result and before the pool
+        #: is shut down (its workers told to end): what must be durable
+        #: before the workers that ran the tasks are gone (the harness
+        #: commits the results there).
+        self.before_pool_end: Optional[Callable[[], None]] = None
         if tasks:
             self.add_tasks(tasks)
 
@@ -609,6 +614,8 @@ class Sched:
                         if skips:
                             self._emit_skips(plan, skips)
                     yield res
+                if self.before_pool_end is not None:
+                    self.before_pool_end()
                 gpool.shutdown(wait=True)
                 for res in results:
                     raise SchedulerError(f"internal error: a result after the end: {res}")

@@ -612,3 +612,4 @@ def test_unittest_subtests_doctests_and_odd_ids_as_pytest_has_them(tmp_path):
                     "--doctest-modules", "--junitxml", str(tmp_path / "pytest.xml"),
                     "test_kinds.py"], cwd=tmp_path, capture_output=True, timeout=120)
     assert junit_outcomes(tmp_path / "r.xml") == junit_outcomes(tmp_path / "pytest.xml")
+

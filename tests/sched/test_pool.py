@@ -749,3 +749,22 @@ def test_a_pool_started_while_another_thread_prints():
     out = subprocess.run([sys.executable, "-c", FORK_WHILE_PRINTING], capture_output=True,
                          text=True, timeout=60)
     assert out.stderr.strip().endswith("ret 7"), out.stderr
+
+
+def test_before_pool_end_is_called_while_the_workers_are_there(tmp_path):
+    """`Sched.before_pool_end` runs after the last result, before the pool
+    tells its workers to end (the harness commits the results there)."""
+    tasks = [_touch(tmp_path / f"t{i}") for i in range(3)]
+    seen = []
+
+    class Recording(ProcessWorkerPool):
+        def shutdown(self, *args, **kwargs):
+            seen.append("shutdown")
+            return super().shutdown(*args, **kwargs)
+
+    s = sched.Sched(tasks)
+    s.before_pool_end = lambda: seen.append(
+        ("before", len(seen), bool(psutil.Process().children(recursive=True))))
+    res = list(s.run(Recording(workers=2)))
+    assert sorted(r.ret for r in res) == ["ran"] * 3
+    assert seen[:2] == [("before", 0, True), "shutdown"]
