@@ -390,6 +390,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
             # (read before the survivors record their tasks' ends: whether a
             # task of the dead session was on disk as started, see _plan_resume)
             started_at_death = j.counts(run.id).get(TaskState.RUNNING.value, 0) > 0
+            spooled = _started_by_spools(run, path)
             _wait_for_survivors(run, path, loaded, opts, notify, run_deadline,
                                 {key for key, *_ in j.reboot_requests(run.id)})
             if run.config.get("dask"):
@@ -411,7 +412,7 @@ def resume(journal: Optional[str] = None, run_id: Optional[int] = None,
                 raise _alive_error(claimed)
             _end_old_cgroups(run, path)
             plan = _plan_resume(j, run, loaded, opts, notify, rerun_interrupted,
-                                started_at_death)
+                                started_at_death, spooled)
             session = Session(j, run.id, plan.tasks, attempts=plan.attempts,
                               time_used=plan.time_used, assumed=plan.assumed, pool=opts.pool,
                               workers=opts.workers, timeout=opts.timeout,
@@ -463,6 +464,22 @@ def _survivors(run: RunInfo, path: str, timeouts: Dict[str, Optional[float]],
             timeout = opts.timeout
         deadline = st.st_mtime + timeout + opts.kill_grace if timeout else None
         found.append((pid, started, deadline, key))
+    return found
+
+
+def _started_by_spools(run: RunInfo, path: str) -> Set[Tuple[str, int]]:
+    """(key, attempt) of the tasks the run's process-pool workers started,
+    as their spools' owner records say (written before a task runs, kept
+    until the worker's next task): a start the journal may not have had time
+    to record before the controller died."""
+    from .capture import _read_owner, _spool_bases, spool_dir
+
+    root = run.config.get("data_root") or controller.data_root(path)
+    found = set()
+    for base in _spool_bases(spool_dir(os.path.join(root, str(run.id)))):
+        owner = _read_owner(base + ".own")
+        if owner is not None:
+            found.add(owner)
     return found
 
 
@@ -552,13 +569,15 @@ class _ResumePlan:
 
 def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: Options,
                  notify: Callable[[str], None], rerun_interrupted: bool = False,
-                 started_at_death: bool = False) -> _ResumePlan:
+                 started_at_death: bool = False,
+                 spooled: AbstractSet[Tuple[str, int]] = frozenset()) -> _ResumePlan:
     """Decide what runs again: terminal tasks never; tasks the dead controller
     left running are killed if alive and run again (attempt + 1), up to
     max_attempts; a changed boot id ends them `error`. `started_at_death`:
-    some task was recorded running when the controller died (the tasks
-    handed out behind it, never started, are spared). The rows are read
-    once, and the writer made here goes on to the controller."""
+    some task was recorded running when the controller died; `spooled`:
+    (key, attempt) its workers' spools say they started. A task handed out
+    behind a started one and never started itself is spared. The rows are
+    read once, and the writer made here goes on to the controller."""
     # (key, id, state, attempt), and the other columns of the few tasks
     # that need them, by key: see Journal.resume_rows
     found, extras = j.resume_rows(run.id)
@@ -588,8 +607,10 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         # the crash, this one is spared, not charged an attempt. Up to
         # --max-attempts times, so a task that takes the machine down before
         # its start reaches the disk still ends its loop.
-        blame_started = started_at_death or any(row[2] == TaskState.RUNNING.value
-                                                for row in found)
+        live = {row[0]: row[3] for row in found if row[2] in LIVE_STATES}
+        started = {key for key, attempt in spooled if live.get(key) == attempt}
+        blame_started = started_at_death or bool(started) or any(
+            row[2] == TaskState.RUNNING.value for row in found)
         rerun: Dict[str, int] = {}
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
@@ -623,7 +644,7 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
                 time_used[row.key] = used
             was_spared = spared.get(row.key, 0)
             if (row.state == TaskState.QUEUED.value and blame_started
-                    and was_spared < opts.max_attempts):
+                    and row.key not in started and was_spared < opts.max_attempts):
                 writer.transition(row.key, TaskState.PENDING, reason=None,
                                   spared_count=was_spared + 1)
                 continue

@@ -564,7 +564,9 @@ BYSTANDERS = textwrap.dedent('''
     def takes_the_machine_down():
         with open(os.path.join(pexen.context().data_dir, "runs"), "a") as f:
             f.write(f"{pexen.context().attempt}\\n")
-        time.sleep(0.5)   # (long enough for its start to be on disk)
+        time.sleep(float(os.environ["DELAY"]))
+        if os.environ.get("ONLY_FIRST") and pexen.context().attempt > 1:
+            return
         # worker -> fork server -> controller: all go, as in a crash
         os.kill(psutil.Process().parent().parent().pid, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -583,18 +585,46 @@ BYSTANDERS = textwrap.dedent('''
 ''')
 
 
+def test_a_start_the_journal_lost_is_read_from_the_workers_spool(tmp_path):
+    """The crashing task's start did not reach the journal (all three tasks
+    `queued` at the crash): its worker's spool names it, so it alone is
+    charged (--max-attempts 1: a crash loop) and the two behind it run."""
+    import sqlite3
+
+    (tmp_path / "bystanders.py").write_text(BYSTANDERS)
+    env = {"DELAY": "0.5", "ONLY_FIRST": "1"}
+    res = harness("start", "bystanders:tasks", "-j", "1", cwd=tmp_path, env=env)
+    assert res.returncode == -signal.SIGKILL, res.stdout + res.stderr
+    deadline = time.monotonic() + 10
+    while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    journal = tmp_path / "pexen-journal.sqlite"
+    with sqlite3.connect(journal) as con:   # (as if the start had not been committed)
+        assert con.execute("UPDATE tasks SET state = 'queued' "
+                           "WHERE key = 'takes_the_machine_down' AND state = 'running'"
+                           ).rowcount == 1
+    res = harness("resume", "--max-attempts", "1", cwd=tmp_path, env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows, _ = states(journal)
+    assert rows["takes_the_machine_down"].state == "error"
+    assert rows["takes_the_machine_down"].reason.startswith("crash loop: 1 attempt")
+    for key in ("behind_it_1", "behind_it_2"):
+        assert (rows[key].state, rows[key].spared_count) == ("pass", 1)
+
+
 def test_tasks_queued_behind_a_crashing_task_are_not_charged_for_its_crashes(tmp_path):
     """-j 1: the two tasks handed out behind one that takes its controller
     down each time are spared each crash (never started): they pass; it ends
     its crash loop after --max-attempts runs."""
     (tmp_path / "bystanders.py").write_text(BYSTANDERS)
-    res = harness("start", "bystanders:tasks", "-j", "1", cwd=tmp_path)
+    env = {"DELAY": "0.5"}
+    res = harness("start", "bystanders:tasks", "-j", "1", cwd=tmp_path, env=env)
     assert res.returncode != 0
     for _ in range(6):
         deadline = time.monotonic() + 10
         while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
             time.sleep(0.05)
-        res = harness("resume", cwd=tmp_path)
+        res = harness("resume", cwd=tmp_path, env=env)
         if res.returncode in (0, 1, 4):
             break
     assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
