@@ -235,6 +235,53 @@ def test_hovering_and_choosing_a_bar(browser, resumed_run, tmp_path):
     assert browser.execute_script("return window.pexenReport.view()") == before
 
 
+def test_the_timeline_by_keyboard(browser, resumed_run, tmp_path):
+    """Tab to the timeline; the arrows choose bars (in time order, and lane to
+    lane), each said in the live region and outlined; Enter shows the
+    task; + zooms around it; Escape lets go."""
+    from selenium.webdriver.common.keys import Keys
+
+    page, _ = resumed_run
+    data = page_data(page)
+    open_page(browser, page)
+    canvas = browser.find_element("id", "timeline")
+    canvas.send_keys(Keys.HOME)
+    assert browser.switch_to.active_element == canvas
+    live = browser.find_element("id", "timeline-live")
+    bars = data["bars"]
+    first = bars[0]
+    assert browser.execute_script("return window.pexenReport.chosen()") == [first, bars[1]]
+    key = data["tasks"]["key"][first]
+    assert live.get_attribute("textContent").startswith(key + "; attempt ")
+    canvas.send_keys(Keys.ARROW_RIGHT)
+    second = bars[6]
+    assert browser.execute_script("return window.pexenReport.chosen()") == [second, bars[7]]
+    canvas.send_keys(Keys.END)
+    last = len(bars) // 6 - 1
+    assert browser.execute_script("return window.pexenReport.chosen()") == [
+        bars[last * 6], bars[last * 6 + 1]]
+    if data["lanes"] > 1:   # down from lane 1 to a bar of lane 2
+        canvas.send_keys(Keys.HOME)
+        lane = bars[5]
+        canvas.send_keys(Keys.ARROW_DOWN if lane == 0 else Keys.ARROW_UP)
+        chosen = browser.execute_script("return window.pexenReport.chosen()")
+        index = next(b for b in range(len(bars) // 6)
+                     if bars[b * 6] == chosen[0] and bars[b * 6 + 1] == chosen[1])
+        assert bars[index * 6 + 5] != lane
+    browser.save_screenshot(str(tmp_path / "keyboard.png"))
+    before = browser.execute_script("return window.pexenReport.view()")
+    canvas.send_keys("+")
+    after = browser.execute_script("return window.pexenReport.view()")
+    assert after[1] - after[0] == pytest.approx((before[1] - before[0]) / 2, rel=1e-6)
+    chosen = browser.execute_script("return window.pexenReport.chosen()")
+    canvas.send_keys(Keys.ENTER)
+    key = data["tasks"]["key"][chosen[0]]
+    assert [r[0] for r in rows(browser)] == [key]
+    assert browser.find_element("id", f"detail-{chosen[0]}").is_displayed()
+    canvas.send_keys(Keys.ESCAPE)
+    assert browser.execute_script("return window.pexenReport.chosen()") is None
+
+
 def test_a_run_still_going_and_one_whose_controller_died(browser, tmp_path):
     _start_and_kill(tmp_path, {})
     res = harness("export", "--html", "dead.html", cwd=tmp_path)

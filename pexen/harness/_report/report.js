@@ -290,6 +290,7 @@
   var end = Math.max(RUN.end || 0, 0.001);
   for (b = 0; b < NB; b++) end = Math.max(end, B[b * 6 + 3]);
   var v0 = 0, v1 = end * 1.01, width = 0;
+  var sel = -1;   // the bar chosen with the keyboard (-1: none)
   var hatch = null;
   function sizeCanvas() {
     var ratio = window.devicePixelRatio || 1;
@@ -358,6 +359,14 @@
           ctx.restore();
         }
       }
+    }
+    // the bar chosen with the keyboard: outlined
+    if (sel >= 0) {
+      var sb = sel * 6, sa = x(B[sb + 2]), sz = Math.max(x(B[sb + 3]), sa + 2);
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = "#1f2328";
+      ctx.strokeRect(sa - 1, top + B[sb + 5] * laneH, sz - sa + 2, laneH);
+      ctx.lineWidth = 1;
     }
     // groups
     D.group_spans.forEach(function (g) {
@@ -491,6 +500,58 @@
     var r = canvas.getBoundingClientRect();
     zoom(e.deltaY > 0 ? 1.25 : 0.8, tAt(e.clientX - r.left));
   }, {passive: false});
+  // The keyboard: the timeline takes the focus; the arrows choose a bar (left
+  // and right in time order, up and down to the nearest bar of the next
+  // lane), Enter shows its task, + and - zoom, Escape lets go. What the bar
+  // is goes to a live region, for screen readers, and to the tooltip.
+  var live = $("timeline-live");
+  canvas.tabIndex = 0;
+  function choose(bar) {
+    if (bar < 0 || bar >= NB) return;
+    sel = bar;
+    var b6 = bar * 6, s = B[b6 + 2], e = B[b6 + 3], span = v1 - v0;
+    if (s < v0 || e > v1) {   // keep it in view
+      v0 = e - s >= span ? s : (s + e) / 2 - span / 2;
+      v1 = v0 + span;
+    }
+    draw();
+    var text = describe({bar: bar});
+    live.textContent = text.replace(/\n/g, "; ");
+    tip.textContent = text;
+    tip.hidden = false;
+    var left = Math.min(Math.max(x(s), 0) + 14, width - tip.offsetWidth - 4);
+    tip.style.left = Math.max(0, left) + "px";
+    tip.style.top = (AXIS + BAND + (B[b6 + 5] + 1) * laneH + 4) + "px";
+  }
+  function nearestIn(l, t) {   // the bar of lane l starting nearest t (-1: none)
+    var list = lanes[l], best = -1, gap = Infinity;
+    for (var k = 0; k < list.length; k++) {
+      var d = Math.abs(B[list[k] * 6 + 2] - t);
+      if (d < gap) { gap = d; best = list[k]; }
+    }
+    return best;
+  }
+  canvas.addEventListener("keydown", function (e) {
+    var k = e.key, here = sel >= 0 ? B[sel * 6 + 2] : v0;
+    if (k === "ArrowRight") choose(sel < 0 ? 0 : Math.min(sel + 1, NB - 1));
+    else if (k === "ArrowLeft") choose(sel < 0 ? 0 : Math.max(sel - 1, 0));
+    else if (k === "Home") choose(0);
+    else if (k === "End") choose(NB - 1);
+    else if (k === "ArrowUp" || k === "ArrowDown") {
+      var step = k === "ArrowUp" ? -1 : 1, l = sel >= 0 ? B[sel * 6 + 5] : (step > 0 ? -1 : LANES);
+      for (l += step; l >= 0 && l < LANES; l += step) {
+        var found = nearestIn(l, here);
+        if (found >= 0) { choose(found); break; }
+      }
+    } else if (k === "Enter" || k === " ") {
+      if (sel >= 0) showTask(B[sel * 6]);
+    } else if (k === "+" || k === "=") zoom(0.5, sel >= 0 ? here : undefined);
+    else if (k === "-") zoom(2, sel >= 0 ? here : undefined);
+    else if (k === "Escape") { sel = -1; tip.hidden = true; live.textContent = ""; draw(); }
+    else return;
+    e.preventDefault();
+  });
+  canvas.addEventListener("blur", function () { if (sel >= 0) tip.hidden = true; });
   $("zoom-in").addEventListener("click", function () { zoom(0.5); });
   $("zoom-out").addEventListener("click", function () { zoom(2); });
   $("zoom-all").addEventListener("click", function () { v0 = 0; v1 = end * 1.01; draw(); });
@@ -522,6 +583,7 @@
   window.pexenReport = {renderMs: performance.now() - started, readyAt: performance.now(),
     tasks: N, bars: NB,
     showTask: showTask, view: function () { return [v0, v1]; }, x: x,
+    chosen: function () { return sel < 0 ? null : [B[sel * 6], B[sel * 6 + 1]]; },
     barSpot: function (task) {   // the middle of the task's last bar, in the canvas
       for (var k = NB - 1; k >= 0; k--) {
         if (B[k * 6] !== task) continue;
