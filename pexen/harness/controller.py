@@ -897,8 +897,11 @@ class JournalListener:
             self.thread_pool if self.thread_keys is None else key in self.thread_keys)
             else remembered_start(pid))
         self.pids[key] = pid
+        # (the worker's pid in the event too: tasks.pid is the last attempt's;
+        # the HTML report's lanes follow the workers by it)
         self.writer.move(key, TaskState.RUNNING, at, _STARTED_COLUMNS,
-                         (at, pid, pid_started, self.boot))
+                         (at, pid, pid_started, self.boot),
+                         f'{{"pid": {pid}}}' if isinstance(pid, int) else None)
 
     def task_finished(self, key: str, task: Any, res: Any, at: float) -> None:
         excinfo = res.excinfo

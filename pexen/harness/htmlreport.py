@@ -17,15 +17,16 @@ parts (doc/report.md says what each shows):
 columns: a run of 100k tasks is a few MB of JSON, not 100k objects);
 `write` puts it into the page, atomically.
 
-Lanes: the journal does not say which worker ran an attempt; each attempt
-is put in the lowest-numbered lane free when it started, so the lanes are
-the run's concurrency (-j lanes while it ran at -j; more where the
-attempts of a dead controller's workers ran on beside the next session's).
+Lanes: a lane per worker. Each `running` event names the worker's pid, and
+an attempt goes to its worker's lane (`_Lanes`); an attempt with no pid
+(a journal from before pexen recorded it) goes to the lowest-numbered lane
+free when it started, so the lanes are the run's concurrency (-j lanes
+while it ran at -j; more where the attempts of a dead controller's workers
+ran on beside the next session's).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import time
@@ -167,9 +168,10 @@ def report_data(j: Journal, run: RunInfo, journal_path: str, *,
     # -- sessions, gaps, bars ------------------------------------------------
     sessions: List[Dict[str, Any]] = []
     gaps: List[Dict[str, Any]] = []
-    bars: List[Tuple[int, int, float, float, int]] = []   # task, attempt, start, end, outcome
+    # task, attempt, start, end, outcome, the worker's pid (None: not known)
+    bars: List[Tuple[int, int, float, float, int, Optional[int]]] = []
     queued: List[int] = [0] * n
-    opened: Dict[int, Tuple[float, int]] = {}
+    opened: Dict[int, Tuple[float, int, Optional[int]]] = {}
     last_alive = t0        # the newest event the session's controller wrote
     rebooting_at: Optional[float] = None
     for key, frm, to, at, detail in events:
@@ -205,11 +207,12 @@ def report_data(j: Journal, run: RunInfo, journal_path: str, *,
         if to == "queued":
             queued[i] += 1
         elif to == "running":
-            opened[i] = (at, queued[i] or 1)
+            opened[i] = (at, queued[i] or 1, _worker_pid(detail))
         if frm == "running":
             began = opened.pop(i, None)
             if began is not None:
-                bars.append((i, began[1], began[0], at, _INDEX.get(to, _INDEX["pending"])))
+                bars.append((i, began[1], began[0], at, _INDEX.get(to, _INDEX["pending"]),
+                             began[2]))
     if sessions:
         sessions[-1]["pid"] = run.controller_pid   # (the run's row names the last one)
     if sessions and sessions[-1]["end"] is None:
@@ -226,8 +229,8 @@ def report_data(j: Journal, run: RunInfo, journal_path: str, *,
         end = t0 + (sessions[-1]["end"] or 0.0)
     else:
         end = now
-    for i, (since, attempt) in opened.items():   # still running (or its controller died)
-        bars.append((i, attempt, since, max(end, since), _INDEX["running"]))
+    for i, (since, attempt, wpid) in opened.items():   # still running (or its controller died)
+        bars.append((i, attempt, since, max(end, since), _INDEX["running"], wpid))
     if rebooting_at is not None:
         gaps.append({"kind": "reboot", "start": _t(rebooting_at, t0), "end": None})
     elif sessions and sessions[-1]["ended"] == "died":
@@ -235,25 +238,15 @@ def report_data(j: Journal, run: RunInfo, journal_path: str, *,
 
     bars.sort(key=lambda b: (b[2], b[3]))
     flat: List[Any] = []
-    free: List[int] = []
-    busy: List[Tuple[float, int]] = []
-    lanes = 0
     workers = config.get("workers")
     slots: int = workers if isinstance(workers, int) else 0
     spans: Dict[int, List[float]] = {}
-    for i, attempt, start, stop, outcome in bars:
-        while busy and busy[0][0] <= start:
-            heapq.heappush(free, heapq.heappop(busy)[1])
-        if free:
-            lane = heapq.heappop(free)
-        elif lanes >= slots > 0 and busy[0][0] <= start + LANE_SLACK:
-            # A worker takes its next task a moment before the controller
-            # journals the end of its last one: the same slot.
-            lane = heapq.heappop(busy)[1]
-        else:
-            lane = lanes
-            lanes += 1
-        heapq.heappush(busy, (stop, lane))
+    lane_of = _Lanes(slots)
+    # (a pid is a worker's under the process pool; the thread pool's tasks
+    # share the controller's, and on Dask each task has a process of its own)
+    by_pid = config.get("pool", "process") == "process" and not config.get("dask")
+    for i, attempt, start, stop, outcome, wpid in bars:
+        lane = lane_of.place(start, stop, wpid if by_pid else None)
         flat += (i, attempt, _t(start, t0), _t(stop, t0), outcome, lane)
         g = group_of[i]
         if g >= 0:
@@ -318,7 +311,7 @@ def report_data(j: Journal, run: RunInfo, journal_path: str, *,
         "gaps": gaps,
         "groups": groups,
         "group_spans": [[g, _t(s[0], t0), _t(s[1], t0)] for g, s in sorted(spans.items())],
-        "lanes": lanes,
+        "lanes": lane_of.count,
         "tasks": {"key": keys, "state": states, "time": used, "attempts": attempts,
                   "reboots": reboots, "message": messages, "group": group_of},
         "tracebacks": tracebacks,
@@ -326,6 +319,74 @@ def report_data(j: Journal, run: RunInfo, journal_path: str, *,
         "output": output,
         "bars": flat,
     }
+
+
+def _worker_pid(detail: Optional[str]) -> Optional[int]:
+    """The worker's pid a `running` event names (``{"pid": N}``), or None."""
+    if not detail or not detail.startswith('{"pid": '):
+        return None
+    try:
+        return int(detail[8:-1])
+    except ValueError:
+        return None
+
+
+class _Lanes:
+    """The timeline's lanes: a lane per worker. An attempt goes to the lane
+    of the worker that ran it (its pid, from the journal), the lane the
+    worker got with its first attempt; a worker seen for the first time (or
+    an attempt with no pid: a journal from before pexen recorded it, the
+    thread pool's shared pid busy) takes the lowest-numbered lane free when
+    it started, a new one first while there are fewer than the run's -j, and
+    of the lanes of workers seen before, the one whose worker ended last (a
+    worker replaced after a death, a resumed run's new workers)."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.until: List[float] = []        # lane -> the end of its last attempt
+        self.owned: List[bool] = []         # lane -> a worker's (by pid)
+        self.of: Dict[int, int] = {}        # pid -> lane
+
+    @property
+    def count(self) -> int:
+        return len(self.until)
+
+    def place(self, start: float, stop: float, pid: Optional[int]) -> int:
+        until = self.until
+        lane = self.of.get(pid) if pid is not None else None
+        if lane is None or until[lane] > start + LANE_SLACK:
+            lane = self._free(start, pid is not None)
+            if pid is not None:
+                self.of[pid] = lane
+                self.owned[lane] = True
+        until[lane] = max(until[lane], stop)
+        return lane
+
+    def _free(self, start: float, new_worker: bool) -> int:
+        until, owned = self.until, self.owned
+        free = [lane for lane in range(len(until)) if until[lane] <= start]
+        if new_worker:
+            unowned = [lane for lane in free if not owned[lane]]
+            if unowned:
+                return unowned[0]
+            if len(until) < self.slots:
+                return self._new()
+            if free:
+                return max(free, key=lambda lane: (until[lane], -lane))
+        elif free:
+            return free[0]
+        if len(until) >= self.slots > 0:
+            # A worker takes its next task a moment before the controller
+            # journals the end of its last one: the same slot.
+            soon = min(range(len(until)), key=lambda lane: (until[lane], lane))
+            if until[soon] <= start + LANE_SLACK:
+                return soon
+        return self._new()
+
+    def _new(self) -> int:
+        self.until.append(0.0)
+        self.owned.append(False)
+        return len(self.until) - 1
 
 
 def _captured(root: str, index: Dict[str, int]) -> Dict[int, set]:

@@ -197,10 +197,11 @@ class JournalWriter:
             self._put_special(_NewIds({key: task_id}))
 
     def move(self, key: str, to_state: TaskState, at: float, columns: Tuple[str, ...],
-             values: Tuple[Any, ...]) -> None:
+             values: Tuple[Any, ...], detail: Optional[str] = None) -> None:
         """Move task `key` to `to_state` at `at`, setting `columns` of its row
-        to `values` (no detail): the quick form of `transition()`, for the
-        harness's events."""
+        to `values`: the quick form of `transition()`, for the harness's
+        events (`detail`: the event's detail as JSON text, made by the
+        caller)."""
         current = self._state[key]
         if to_state not in TRANSITIONS[current]:
             advance(current, to_state, key)  # raises
@@ -208,7 +209,7 @@ class JournalWriter:
         if self._thread is None or self._error is not None or self._closed:
             self._check_open()
         self._queue.put((key, _VALUE[current], _VALUE[to_state], at, columns, values,
-                         None))
+                         detail))
 
     def transition(self, key: str, to_state: TaskState, at: Optional[float] = None,
                    detail: Optional[Dict[str, Any]] = None, **fields: Any) -> None:

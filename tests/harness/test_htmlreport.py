@@ -329,3 +329,48 @@ def test_the_page_fetches_nothing():
             text = f.read()
         assert not re.search(r"""(src|href)\s*=|@import|url\(|https?://|fetch\(|XMLHttpRequest""",
                              text), name
+
+
+def test_a_lane_is_a_worker(tmp_path):
+    """Each attempt is in the lane of the worker that ran it (its pid, in the
+    journal's `running` event): at -j 2, two lanes, each one worker's
+    attempts; a worker that died is replaced in its lane."""
+    import sqlite3
+
+    top = tmp_path / "suite"
+    for i in range(40):
+        exe(top / f"t{i:02d}.sh", f"sleep 0.0{i * 7 % 5}")
+    exe(top / "kills_worker.sh", "kill -9 $PPID; sleep 1")
+    res = harness("start", str(top), "-j", "2", "--html", "r.html", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    data = page_data(tmp_path / "r.html")
+    with sqlite3.connect(tmp_path / "pexen-journal.sqlite") as con:
+        pids = dict(con.execute("SELECT key, pid FROM tasks"))
+        events = con.execute("SELECT count(*) FROM events WHERE to_state = 'running' "
+                             "AND detail LIKE '{\"pid\": %'").fetchone()[0]
+    assert events == len(pids)
+    keys, bars = data["tasks"]["key"], data["bars"]
+    lane_pids = {}
+    for b in range(len(bars) // 6):
+        lane_pids.setdefault(bars[b * 6 + 5], set()).add(pids[keys[bars[b * 6]]])
+    assert data["lanes"] == 2 and sorted(lane_pids) == [0, 1]
+    workers = [p for ps in lane_pids.values() for p in ps]
+    assert len(workers) == len(set(workers)) >= 3   # (one replaced after the kill)
+
+
+def test_lanes_follow_the_workers_where_the_times_alone_would_mix_them():
+    lanes = htmlreport._Lanes(slots=2)
+    a, b = 101, 202
+    # A and B start; B ends first; at 1.1 both lanes are free: B's next
+    # attempt goes to B's lane, not the lowest free one
+    got = [lanes.place(start, stop, pid) for start, stop, pid in
+           [(0.0, 1.0, a), (0.2, 0.9, b), (1.1, 2.0, b), (1.2, 1.8, a)]]
+    assert got == [0, 1, 1, 0]
+    # a new worker (B replaced: it died at 2.0) takes the lane of the worker
+    # that ended last
+    assert lanes.place(2.5, 3.0, 303) == 1
+    assert lanes.place(2.6, 3.0, a) == 0 and lanes.count == 2
+    # attempts with no pid: the lowest free lane, as before
+    plain = htmlreport._Lanes(slots=2)
+    assert [plain.place(s, e, None) for s, e in [(0, 1), (0.2, 0.9), (1.1, 2), (1.2, 2)]] \
+        == [0, 1, 0, 1]

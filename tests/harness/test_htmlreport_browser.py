@@ -276,8 +276,8 @@ def test_the_timeline_by_keyboard(browser, resumed_run, tmp_path):
     chosen = browser.execute_script("return window.pexenReport.chosen()")
     canvas.send_keys(Keys.ENTER)
     key = data["tasks"]["key"][chosen[0]]
-    assert [r[0] for r in rows(browser)] == [key]
-    assert browser.find_element("id", f"detail-{chosen[0]}").is_displayed()
+    assert key in [r[0] for r in rows(browser)]   # (the search is the key: "bad" finds
+    assert browser.find_element("id", f"detail-{chosen[0]}").is_displayed()  # "needs_bad")
     canvas.send_keys(Keys.ESCAPE)
     assert browser.execute_script("return window.pexenReport.chosen()") is None
 
