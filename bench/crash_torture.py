@@ -144,22 +144,29 @@ SUITE = textwrap.dedent('''
 ''').replace("NTASKS", str(NTASKS))
 
 
+def task_meta(i: int) -> List[Tuple[str, str]]:
+    """(field, value) of the metadata of task i (as the Python workload's
+    `_make` gives it): chains of five, a ``disk`` lock claimed or used."""
+    meta = []
+    if i % 5:
+        meta.append(("requires", f"p{i - 1}"))
+    if i % 5 != 4:
+        meta.append(("provides", f"p{i}"))
+    if i % 3 == 0:
+        meta.append(("claims", "disk"))
+    elif i % 3 == 1:
+        meta.append(("uses", "disk"))
+    return meta
+
+
 def exe_script(i: int) -> str:
     """Executable i of the exe workload: the same metadata and log as the
     Python task i, as comment metadata (doc/harness.md, "Metadata for
     executables")."""
-    meta = []
-    if i % 5:
-        meta.append(f"requires=p{i - 1}")
-    if i % 5 != 4:
-        meta.append(f"provides=p{i}")
-    if i % 3 == 0:
-        meta.append("claims=disk")
-    elif i % 3 == 1:
-        meta.append("uses=disk")
+    meta = " ".join(f"{field}={value}" for field, value in task_meta(i))
     return textwrap.dedent(f"""\
         #!/bin/sh
-        # pexen: {" ".join(meta)}
+        # pexen: {meta}
         log="$PEXEN_TASK_DATA/runs"
         echo "start $PEXEN_ATTEMPT $(date +%s.%N) $PPID" >> "$log"
         sleep {0.02 + (i % 7) * 0.01:.2f}
@@ -181,16 +188,8 @@ def pytest_file() -> str:
              "        f.write(f'end {ctx.attempt} {time.time():.6f} {os.getpid()}\\n')",
              "", ""]
     for i in range(NTASKS):
-        meta = []
-        if i % 5:
-            meta.append(f"requires=['p{i - 1}']")
-        if i % 5 != 4:
-            meta.append(f"provides=['p{i}']")
-        if i % 3 == 0:
-            meta.append("claims=['disk']")
-        elif i % 3 == 1:
-            meta.append("uses=['disk']")
-        lines += [f"@pytest.mark.pexen({', '.join(meta)})", f"def test_t{i:02d}():",
+        meta = ", ".join(f"{field}=[{value!r}]" for field, value in task_meta(i))
+        lines += [f"@pytest.mark.pexen({meta})", f"def test_t{i:02d}():",
                   f"    _body({i})", "", ""]
     return "\n".join(lines)
 

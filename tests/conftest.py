@@ -26,16 +26,22 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 SERVICES: set = set()
 
 
+def _services():
+    """The pids of the services and of what runs below them."""
+    below = set(SERVICES)
+    for pid in SERVICES:
+        try:
+            below.update(p.pid for p in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            pass
+    return below
+
+
 def _leftovers():
     me = psutil.Process()
     procs = me.children(recursive=True)
     if SERVICES:
-        below = set(SERVICES)
-        for pid in SERVICES:
-            try:
-                below.update(p.pid for p in psutil.Process(pid).children(recursive=True))
-            except psutil.Error:
-                pass
+        below = _services()
         procs = [p for p in procs if p.pid not in below]
     threads = [t for t in threading.enumerate()
                if t.name.startswith("pexen-") and t.is_alive()]
@@ -60,12 +66,7 @@ def _marked(mark, since):
     """Processes started since `since` (epoch seconds) whose environment
     holds MARK=`mark`, but for the services' and their children."""
     me = os.getpid()
-    services = set(SERVICES)
-    for pid in SERVICES:
-        try:
-            services.update(p.pid for p in psutil.Process(pid).children(recursive=True))
-        except psutil.Error:
-            pass
+    services = _services()
     found = []
     for proc in psutil.process_iter(["create_time"]):
         if proc.pid == me or proc.pid in services or (proc.info["create_time"] or 0) < since:

@@ -55,6 +55,19 @@ def end(proc):
             stream.close()
 
 
+def resume_until_it_ends(cwd, env=None, tries=6):
+    """`resume` (once the killed controller's processes are gone), again
+    while a task keeps killing it: the last `resume`'s result."""
+    for _ in range(tries):
+        deadline = time.monotonic() + 10
+        while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        res = harness("resume", cwd=cwd, env=env)
+        if res.returncode in (0, 1, 4):
+            break
+    return res
+
+
 def states(path):
     with journal.open(str(path), create=False) as j:
         run = j.runs()[-1]
@@ -536,13 +549,7 @@ def test_a_task_that_kills_its_controller_at_once_uses_up_its_attempts(tmp_path)
     (tmp_path / "killer.py").write_text(KILLER_SUITE)
     res = harness("start", "killer:tasks", cwd=tmp_path)
     assert res.returncode != 0
-    for _ in range(6):
-        deadline = time.monotonic() + 10
-        while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        res = harness("resume", cwd=tmp_path)
-        if res.returncode in (0, 1, 4):
-            break
+    res = resume_until_it_ends(tmp_path)
     assert res.returncode == 1, (res.returncode, res.stderr)
     rows, run = states(tmp_path / "pexen-journal.sqlite")
     row = rows["kills_controller"]
@@ -620,13 +627,7 @@ def test_tasks_queued_behind_a_crashing_task_are_not_charged_for_its_crashes(tmp
     env = {"DELAY": "0.5"}
     res = harness("start", "bystanders:tasks", "-j", "1", cwd=tmp_path, env=env)
     assert res.returncode != 0
-    for _ in range(6):
-        deadline = time.monotonic() + 10
-        while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        res = harness("resume", cwd=tmp_path, env=env)
-        if res.returncode in (0, 1, 4):
-            break
+    res = resume_until_it_ends(tmp_path, env)
     assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
     rows, _ = states(tmp_path / "pexen-journal.sqlite")
     killer = rows["takes_the_machine_down"]
