@@ -278,31 +278,35 @@ class _Session:
             self.config._ensure_unconfigure()
 
 
+def _basetemp(args: Sequence[str]) -> Optional[Tuple[int, str, str]]:
+    """Where `args` give ``--basetemp DIR`` or ``--basetemp=DIR``: (the
+    index of the argument holding DIR, what comes before DIR in it, DIR)."""
+    for i, arg in enumerate(args):
+        if arg == "--basetemp" and i + 1 < len(args):
+            return i + 1, "", args[i + 1]
+        if arg.startswith("--basetemp="):
+            return i, "--basetemp=", arg[len("--basetemp="):]
+    return None
+
+
 def per_worker_basetemp(args: Sequence[str], name: str) -> Tuple[str, ...]:
     """`args` with a ``--basetemp DIR`` (or ``--basetemp=DIR``) made
     ``DIR/name``: each worker's session clears its own directory when it
     starts, as pytest does its base, not the other workers' (as
     pytest-xdist gives each of its workers one)."""
     out = list(args)
-    for i, arg in enumerate(out):
-        if arg == "--basetemp" and i + 1 < len(out):
-            out[i + 1] = os.path.join(out[i + 1], name)
-            return tuple(out)
-        if arg.startswith("--basetemp="):
-            out[i] = "--basetemp=" + os.path.join(arg[len("--basetemp="):], name)
-            return tuple(out)
+    found = _basetemp(out)
+    if found is not None:
+        i, prefix, base = found
+        out[i] = prefix + os.path.join(base, name)
     return tuple(out)
 
 
 def _basetemp_parent(args: Sequence[str]) -> Optional[str]:
     """The directory a per-worker ``--basetemp`` is made in (pytest makes
     the base itself, not its parents)."""
-    for i, arg in enumerate(args):
-        if arg == "--basetemp" and i + 1 < len(args):
-            return os.path.dirname(args[i + 1])
-        if arg.startswith("--basetemp="):
-            return os.path.dirname(arg[len("--basetemp="):])
-    return None
+    found = _basetemp(args)
+    return os.path.dirname(found[2]) if found is not None else None
 
 
 def _outcome(reports: List[Any]) -> None:

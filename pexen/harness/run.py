@@ -442,13 +442,12 @@ def _survivors(run: RunInfo, path: str, timeouts: Dict[str, Optional[float]],
     (pid, start time, deadline or None, key of the task it runs or None).
     Each worker has a spool named after its pid; the owner record in it,
     written when a task starts, names the task and dates its start."""
-    from .capture import _read_owner, _spool_bases, spool_dir, started_tag
+    from .capture import _read_owner, started_tag
 
     if run.boot_id != boot_id():
         return []
-    root = run.config.get("data_root") or controller.data_root(path)
     found = []
-    for base in _spool_bases(spool_dir(os.path.join(root, str(run.id)))):
+    for base in _worker_spools(run, path):
         pid = started_tag(base)   # (None: gone, or the pid is another process's now)
         try:
             st = os.stat(base + ".own")
@@ -467,20 +466,23 @@ def _survivors(run: RunInfo, path: str, timeouts: Dict[str, Optional[float]],
     return found
 
 
+def _worker_spools(run: RunInfo, path: str) -> List[str]:
+    """The spools of `run`'s process-pool workers (paths without the suffix)."""
+    from .capture import _spool_bases, spool_dir
+
+    root = run.config.get("data_root") or controller.data_root(path)
+    return _spool_bases(spool_dir(os.path.join(root, str(run.id))))
+
+
 def _started_by_spools(run: RunInfo, path: str) -> Set[Tuple[str, int]]:
     """(key, attempt) of the tasks the run's process-pool workers started,
     as their spools' owner records say (written before a task runs, kept
     until the worker's next task): a start the journal may not have had time
     to record before the controller died."""
-    from .capture import _read_owner, _spool_bases, spool_dir
+    from .capture import _read_owner
 
-    root = run.config.get("data_root") or controller.data_root(path)
-    found = set()
-    for base in _spool_bases(spool_dir(os.path.join(root, str(run.id)))):
-        owner = _read_owner(base + ".own")
-        if owner is not None:
-            found.add(owner)
-    return found
+    owners = (_read_owner(base + ".own") for base in _worker_spools(run, path))
+    return {owner for owner in owners if owner is not None}
 
 
 def _end_old_cgroups(run: RunInfo, path: str) -> None:
@@ -602,15 +604,16 @@ def _plan_resume(j: Journal, run: RunInfo, loaded: List[Tuple[str, Any]], opts: 
         attempt_of: Dict[str, int] = {}
         interrupts = j.interrupt_counts(run.id)
         spared = j.spared_counts(run.id)
-        # A task handed out but never recorded as started, when another task
-        # of the dead session was (its start on disk): that one is blamed for
+        # A task handed out but never started, when another task of the dead
+        # session is known to have started (`running` in the journal when it
+        # died, or named by its worker's spool): that one is blamed for
         # the crash, this one is spared, not charged an attempt. Up to
         # --max-attempts times, so a task that takes the machine down before
         # its start reaches the disk still ends its loop.
-        live = {row[0]: row[3] for row in found if row[2] in LIVE_STATES}
-        started = {key for key, attempt in spooled if live.get(key) == attempt}
-        blame_started = started_at_death or bool(started) or any(
-            row[2] == TaskState.RUNNING.value for row in found)
+        # (an owner record outlives its task: only a task not ended counts)
+        started = {key for key, attempt in spooled if key in rows
+                   and rows[key][2] in LIVE_STATES and rows[key][3] == attempt}
+        blame_started = started_at_death or bool(started)
         rerun: Dict[str, int] = {}
         if same_boot and interrupted:
             kill_leftovers([(r.pid, r.pid_started) for r in interrupted if r.pid],
